@@ -1,0 +1,28 @@
+// Prepended to every shader by `src/gpu/shaders.rs`. One uniform layout for all ops keeps the
+// Rust side to a single `Dims` struct; each op reads the fields it needs.
+struct Dims {
+    batch: u32, cin: u32, cout: u32, k: u32,
+    r: u32, h: u32, w: u32, ho: u32,
+    wo: u32, stride: u32, pad: u32, dil: u32,
+    // Items this dispatch covers, and the first one: large jobs are split into several dispatches.
+    count: u32, base: u32, aux0: u32, aux1: u32,
+}
+
+@group(0) @binding(0) var<uniform> d: Dims;
+
+const WG: u32 = 64u;
+
+// Linear item index of this invocation for a 2-D grid of 1-D workgroups (the grid folds into y
+// when x would exceed the per-dimension workgroup limit), or 0xffffffff past the end.
+fn item_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    let t = gid.x + gid.y * nwg.x * WG;
+    if (t >= d.count) {
+        return 0xffffffffu;
+    }
+    return d.base + t;
+}
+
+// Input row/column for output position `o`, tap `t`; negative (as i32) means padding.
+fn in_coord(o: u32, t: u32) -> i32 {
+    return i32(o * d.stride + t * d.dil) - i32(d.pad);
+}

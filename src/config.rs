@@ -1,0 +1,212 @@
+//! Layer hyper-parameters and the shape arithmetic shared by the CPU reference and the GPU plans.
+
+use crate::error::{DrConvError, Result};
+
+/// Hyper-parameters of a DRConv2d layer, as the reference constructor takes them:
+/// `DRConv2d(in_channels, out_channels, kernel_size, region_num, stride=1, padding=0, dilation=1)`.
+/// Stride, padding and dilation apply to the guide conv and to the correlation alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct DrConvConfig {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel_size: usize,
+    pub region_num: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+}
+
+/// The shape of one forward: input `B x I x H x W`, output `B x O x H' x W'`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ForwardShape {
+    pub batch: usize,
+    pub height: usize,
+    pub width: usize,
+    pub out_height: usize,
+    pub out_width: usize,
+}
+
+impl DrConvConfig {
+    /// Validated config with PyTorch's defaults: stride 1, padding 0, dilation 1.
+    pub fn new(
+        in_channels: usize,
+        out_channels: usize,
+        kernel_size: usize,
+        region_num: usize,
+    ) -> Result<Self> {
+        let c = DrConvConfig {
+            in_channels,
+            out_channels,
+            kernel_size,
+            region_num,
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn with_stride(mut self, stride: usize) -> Result<Self> {
+        self.stride = stride;
+        self.validate()?;
+        Ok(self)
+    }
+
+    pub fn with_padding(mut self, padding: usize) -> Result<Self> {
+        self.padding = padding;
+        self.validate()?;
+        Ok(self)
+    }
+
+    pub fn with_dilation(mut self, dilation: usize) -> Result<Self> {
+        self.dilation = dilation;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Checks every field is positive (padding may be 0) and the parameter count fits u32 indexing.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("in_channels", self.in_channels),
+            ("out_channels", self.out_channels),
+            ("kernel_size", self.kernel_size),
+            ("region_num", self.region_num),
+            ("stride", self.stride),
+            ("dilation", self.dilation),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(DrConvError::Config(format!("{name} is 0; it must be at least 1")));
+            }
+        }
+        // Every parameter tensor is indexed with u32 in the shaders.
+        let largest = (self.region_num as u128)
+            * (self.in_channels as u128)
+            * (self.out_channels as u128)
+            * (self.region_num as u128).max((self.kernel_size * self.kernel_size) as u128);
+        if largest > u32::MAX as u128 {
+            return Err(DrConvError::TooLarge {
+                what: format!(
+                    "parameter tensors of DRConv2d(in={}, out={}, k={}, r={})",
+                    self.in_channels, self.out_channels, self.kernel_size, self.region_num
+                ),
+                size: largest.min(u64::MAX as u128) as u64,
+                limit: u32::MAX as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Output size along one axis: `floor((n + 2p - d(k-1) - 1)/s) + 1`, or an error if <= 0.
+    pub fn out_len(&self, n: usize, axis: &str) -> Result<usize> {
+        let span = self.dilation * (self.kernel_size - 1) + 1;
+        let padded = n + 2 * self.padding;
+        if padded < span {
+            return Err(DrConvError::Shape(format!(
+                "input {axis} {n} with padding {} is {padded}, smaller than the dilated kernel span {span} \
+                 (kernel_size {}, dilation {}): the output {axis} would be <= 0",
+                self.padding, self.kernel_size, self.dilation
+            )));
+        }
+        Ok((padded - span) / self.stride + 1)
+    }
+
+    /// Shape of a forward on input `[batch, channels, height, width]`, with every check.
+    pub fn forward_shape(&self, input_shape: &[usize]) -> Result<ForwardShape> {
+        self.validate()?;
+        if input_shape.len() != 4 {
+            return Err(DrConvError::Shape(format!(
+                "input must be 4-D (B x C x H x W), got shape {input_shape:?}"
+            )));
+        }
+        let (b, c, h, w) = (input_shape[0], input_shape[1], input_shape[2], input_shape[3]);
+        if c != self.in_channels {
+            return Err(DrConvError::Shape(format!(
+                "input has {c} channels but the layer expects in_channels = {}",
+                self.in_channels
+            )));
+        }
+        if b == 0 || h == 0 || w == 0 {
+            return Err(DrConvError::Shape(format!(
+                "input shape {input_shape:?} is empty (batch, height and width must be at least 1)"
+            )));
+        }
+        Ok(ForwardShape {
+            batch: b,
+            height: h,
+            width: w,
+            out_height: self.out_len(h, "height")?,
+            out_width: self.out_len(w, "width")?,
+        })
+    }
+
+    /// `r * I * O`: channels of the generated kernel tensor.
+    pub fn kernel_channels(&self) -> usize {
+        self.region_num * self.in_channels * self.out_channels
+    }
+
+    /// Shapes of the parameters in state_dict order (see [`crate::params::ParamId`]).
+    pub fn param_shape(&self, id: crate::params::ParamId) -> Vec<usize> {
+        use crate::params::ParamId::*;
+        let (i, o, k, r) = (
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.region_num,
+        );
+        match id {
+            KernelW1 => vec![r * r, i, 1, 1],
+            KernelB1 => vec![r * r],
+            KernelW3 => vec![r * i * o, r, 1, 1],
+            KernelB3 => vec![r * i * o],
+            GuideW => vec![r, i, k, k],
+            GuideB => vec![r],
+        }
+    }
+}
+
+impl ForwardShape {
+    pub fn input(&self, c: &DrConvConfig) -> [usize; 4] {
+        [self.batch, c.in_channels, self.height, self.width]
+    }
+    pub fn output(&self, c: &DrConvConfig) -> [usize; 4] {
+        [self.batch, c.out_channels, self.out_height, self.out_width]
+    }
+    pub fn pooled(&self, c: &DrConvConfig) -> [usize; 4] {
+        [self.batch, c.in_channels, c.kernel_size, c.kernel_size]
+    }
+    pub fn logits(&self, c: &DrConvConfig) -> [usize; 4] {
+        [
+            self.batch,
+            c.region_num * c.region_num,
+            c.kernel_size,
+            c.kernel_size,
+        ]
+    }
+    pub fn kernel(&self, c: &DrConvConfig) -> [usize; 4] {
+        [self.batch, c.kernel_channels(), c.kernel_size, c.kernel_size]
+    }
+    pub fn corr(&self, c: &DrConvConfig) -> [usize; 5] {
+        [
+            self.batch,
+            c.region_num,
+            c.out_channels,
+            self.out_height,
+            self.out_width,
+        ]
+    }
+    pub fn guide(&self, c: &DrConvConfig) -> [usize; 4] {
+        [self.batch, c.region_num, self.out_height, self.out_width]
+    }
+    pub fn region(&self) -> [usize; 3] {
+        [self.batch, self.out_height, self.out_width]
+    }
+}
+
+/// PyTorch's adaptive-pool bin `[floor(i*n/k), ceil((i+1)*n/k))`.
+pub fn adaptive_bin(i: usize, n: usize, k: usize) -> (usize, usize) {
+    let start = i * n / k;
+    let end = ((i + 1) * n).div_ceil(k);
+    (start, end)
+}

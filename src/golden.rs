@@ -1,0 +1,406 @@
+//! Loader for one golden case directory (`case.json` + raw little-endian `.bin` tensors), as
+//! written by the reference's `make_vectors.py` (see `tests/golden/README.md`).
+//!
+//! Every malformed input (missing file, bad JSON, wrong byte count, shape that does not fit the
+//! layer, sha256 mismatch) is reported as [`DrConvError::Case`] naming the file; nothing panics.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::{DrConvConfig, ForwardShape};
+use crate::error::{DrConvError, Result};
+use crate::params::{DrConvParams, ParamId};
+use crate::tensor::{numel, Tensor};
+
+/// One golden case: the layer config, its inputs and parameters, and every reference tensor.
+#[derive(Debug, Clone)]
+pub struct GoldenCase {
+    /// `case.json` → `case`, or the directory name when absent.
+    pub name: String,
+    pub dir: PathBuf,
+    pub config: DrConvConfig,
+    /// Shape of the forward (checked against `H_out`, `W_out` of `case.json`).
+    pub shape: ForwardShape,
+    /// `x.bin`, B x I x H x W.
+    pub x: Tensor,
+    /// The six `param.<state_dict name>.bin` files.
+    pub params: DrConvParams,
+    /// `grad_output.bin`, B x O x H' x W', when present.
+    pub grad_output: Option<Tensor>,
+    /// `inter.region_index.bin` (int32), B x H' x W', when present.
+    pub region_index: Option<Vec<i32>>,
+    /// Every float32 tensor of the manifest, keyed by file stem (`output`, `inter.pooled`, ...).
+    tensors: HashMap<String, Tensor>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CaseJson {
+    case: Option<String>,
+    #[serde(rename = "B")]
+    batch: usize,
+    in_channels: usize,
+    out_channels: usize,
+    kernel_size: usize,
+    region_num: usize,
+    #[serde(rename = "H")]
+    height: usize,
+    #[serde(rename = "W")]
+    width: usize,
+    #[serde(rename = "H_out")]
+    out_height: usize,
+    #[serde(rename = "W_out")]
+    out_width: usize,
+    effective_conv_params: ConvParams,
+    tensors: HashMap<String, TensorMeta>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ConvParams {
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+}
+
+#[derive(Debug, Deserialize)]
+struct TensorMeta {
+    shape: Vec<usize>,
+    dtype: String,
+    nbytes: u64,
+    sha256: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IndexJson {
+    cases: Vec<String>,
+}
+
+const REGION_INDEX_FILE: &str = "inter.region_index.bin";
+
+fn case_err(msg: impl Into<String>) -> DrConvError {
+    DrConvError::Case(msg.into())
+}
+
+impl GoldenCase {
+    /// Loads and checks the case in `dir` (the directory holding `case.json`).
+    pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let json_path = dir.join("case.json");
+        let text = std::fs::read_to_string(&json_path)
+            .map_err(|e| case_err(format!("cannot read {}: {e}", json_path.display())))?;
+        let meta: CaseJson = serde_json::from_str(&text)
+            .map_err(|e| case_err(format!("bad JSON in {}: {e}", json_path.display())))?;
+
+        let cp = &meta.effective_conv_params;
+        let config = DrConvConfig {
+            in_channels: meta.in_channels,
+            out_channels: meta.out_channels,
+            kernel_size: meta.kernel_size,
+            region_num: meta.region_num,
+            stride: cp.stride,
+            padding: cp.padding,
+            dilation: cp.dilation,
+        };
+        let input_shape = [meta.batch, meta.in_channels, meta.height, meta.width];
+        let shape = config.forward_shape(&input_shape).map_err(|e| {
+            case_err(format!(
+                "{}: layer {config:?} on input {input_shape:?} is invalid: {e}",
+                json_path.display()
+            ))
+        })?;
+        if (shape.out_height, shape.out_width) != (meta.out_height, meta.out_width) {
+            return Err(case_err(format!(
+                "{}: H_out x W_out = {} x {} but the layer gives {} x {}",
+                json_path.display(),
+                meta.out_height,
+                meta.out_width,
+                shape.out_height,
+                shape.out_width
+            )));
+        }
+
+        let mut tensors = HashMap::new();
+        let mut region_index = None;
+        // Sorted so that the first error reported does not depend on HashMap order.
+        let mut files: Vec<_> = meta.tensors.iter().collect();
+        files.sort_by(|a, b| a.0.cmp(b.0));
+        for (file, tm) in files {
+            if file.contains('/') || file.contains('\\') || !file.ends_with(".bin") {
+                return Err(case_err(format!(
+                    "{}: tensor file name {file:?} must be a plain `<stem>.bin` name",
+                    json_path.display()
+                )));
+            }
+            let stem = file.trim_end_matches(".bin").to_string();
+            if let Some(expected) = expected_shape(&stem, &config, &shape) {
+                if tm.shape != expected {
+                    return Err(case_err(format!(
+                        "{}: {file} has shape {:?} in case.json but the layer needs {expected:?}",
+                        dir.display(),
+                        tm.shape
+                    )));
+                }
+            }
+            let bytes = read_bin(&dir, file, tm)?;
+            match (tm.dtype.as_str(), file.as_str()) {
+                ("int32", REGION_INDEX_FILE) => {
+                    let v: Vec<i32> = bytes
+                        .chunks_exact(4)
+                        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    if let Some(bad) = v.iter().find(|&&g| g < 0 || g as usize >= config.region_num) {
+                        return Err(case_err(format!(
+                            "{}: {file} holds region {bad}, outside 0..{}",
+                            dir.display(),
+                            config.region_num
+                        )));
+                    }
+                    region_index = Some(v);
+                }
+                ("float32", _) => {
+                    let data: Vec<f32> = bytes
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    tensors.insert(stem, Tensor::new(&tm.shape, data)?);
+                }
+                (dt, _) => {
+                    return Err(case_err(format!(
+                        "{}: {file} has dtype {dt:?}; only float32 (and int32 for {REGION_INDEX_FILE}) are supported",
+                        dir.display()
+                    )))
+                }
+            }
+        }
+
+        let required = |stem: &str| -> Result<Tensor> {
+            tensors.get(stem).cloned().ok_or_else(|| {
+                case_err(format!(
+                    "{}: required tensor {stem}.bin (float32) is not in case.json's manifest",
+                    dir.display()
+                ))
+            })
+        };
+        let x = required("x")?;
+        let mut values: [Vec<f32>; 6] = Default::default();
+        for id in ParamId::ALL {
+            values[id.index()] = required(&format!("param.{}", id.name()))?.data;
+        }
+        let params = DrConvParams::from_values(config, values)
+            .map_err(|e| case_err(format!("{}: {e}", dir.display())))?;
+        let grad_output = tensors.get("grad_output").cloned();
+        let name = meta.case.clone().unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| dir.display().to_string())
+        });
+        Ok(GoldenCase {
+            name,
+            dir,
+            config,
+            shape,
+            x,
+            params,
+            grad_output,
+            region_index,
+            tensors,
+        })
+    }
+
+    /// The float32 tensor stored as `<stem>.bin`, e.g. `output`, `inter.pooled`,
+    /// `grad.param.conv_guide.weight` (a trailing `.bin` is accepted too).
+    pub fn tensor(&self, stem: &str) -> Option<&Tensor> {
+        self.tensors.get(stem.strip_suffix(".bin").unwrap_or(stem))
+    }
+
+    /// Stems of every float32 tensor in the case, sorted.
+    pub fn tensor_stems(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Case directories under `root`: the order of `root/index.json` → `cases` when that file
+/// exists, otherwise every subdirectory holding a `case.json`, sorted by name.
+pub fn list_cases(root: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let root = root.as_ref();
+    let index = root.join("index.json");
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index)
+            .map_err(|e| case_err(format!("cannot read {}: {e}", index.display())))?;
+        let idx: IndexJson = serde_json::from_str(&text)
+            .map_err(|e| case_err(format!("bad JSON in {}: {e}", index.display())))?;
+        let mut dirs = Vec::with_capacity(idx.cases.len());
+        for name in idx.cases {
+            let d = root.join(&name);
+            if !d.join("case.json").is_file() {
+                return Err(case_err(format!(
+                    "{} lists case {name:?} but {} does not exist",
+                    index.display(),
+                    d.join("case.json").display()
+                )));
+            }
+            dirs.push(d);
+        }
+        return Ok(dirs);
+    }
+    let entries = std::fs::read_dir(root)
+        .map_err(|e| case_err(format!("cannot list golden cases in {}: {e}", root.display())))?;
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| case_err(format!("cannot list golden cases in {}: {e}", root.display())))?;
+        let p = entry.path();
+        if p.join("case.json").is_file() {
+            dirs.push(p);
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The shape a known golden file must have for this layer, or None for an unknown stem.
+fn expected_shape(stem: &str, c: &DrConvConfig, s: &ForwardShape) -> Option<Vec<usize>> {
+    let stem = stem.strip_prefix("grad.").unwrap_or(stem);
+    if let Some(pname) = stem.strip_prefix("param.") {
+        return ParamId::from_name(pname).map(|id| c.param_shape(id));
+    }
+    Some(match stem {
+        "x" => s.input(c).to_vec(),
+        "output" | "eval.output" | "grad_output" => s.output(c).to_vec(),
+        "inter.pooled" => s.pooled(c).to_vec(),
+        "inter.kernel_logits" | "inter.sigmoid" => s.logits(c).to_vec(),
+        "inter.kernel" => s.kernel(c).to_vec(),
+        "inter.corr" => s.corr(c).to_vec(),
+        "inter.guide" => s.guide(c).to_vec(),
+        "inter.region_index" => s.region().to_vec(),
+        _ => return None,
+    })
+}
+
+/// Reads `dir/file`, checking case.json's nbytes against the shape and the file, and the sha256.
+fn read_bin(dir: &Path, file: &str, tm: &TensorMeta) -> Result<Vec<u8>> {
+    let path = dir.join(file);
+    let want = numel(&tm.shape) as u64 * 4;
+    if tm.nbytes != want {
+        return Err(case_err(format!(
+            "{}: case.json says nbytes {} but shape {:?} of 4-byte {} needs {want}",
+            path.display(),
+            tm.nbytes,
+            tm.shape,
+            tm.dtype
+        )));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| case_err(format!("cannot read {}: {e}", path.display())))?;
+    if bytes.len() as u64 != want {
+        let how = if (bytes.len() as u64) < want {
+            "truncated"
+        } else {
+            "too long"
+        };
+        return Err(case_err(format!(
+            "{}: {how}: {} bytes on disk, case.json needs {want} (shape {:?})",
+            path.display(),
+            bytes.len(),
+            tm.shape
+        )));
+    }
+    if let Some(expected) = &tm.sha256 {
+        let got = sha256_hex(&bytes);
+        if !got.eq_ignore_ascii_case(expected) {
+            return Err(case_err(format!(
+                "{}: sha256 is {got} but case.json says {expected}",
+                path.display()
+            )));
+        }
+    }
+    Ok(bytes)
+}
+
+/// SHA-256 (FIPS 180-4) of `data` as lowercase hex; small enough to avoid a dependency.
+fn sha256_hex(data: &[u8]) -> String {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_be_bytes());
+    for block in msg.chunks_exact(64) {
+        let mut w = [0u32; 64];
+        for (t, c) in block.chunks_exact(4).enumerate() {
+            w[t] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        for t in 16..64 {
+            let s0 = w[t - 15].rotate_right(7) ^ w[t - 15].rotate_right(18) ^ (w[t - 15] >> 3);
+            let s1 = w[t - 2].rotate_right(17) ^ w[t - 2].rotate_right(19) ^ (w[t - 2] >> 10);
+            w[t] = w[t - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[t - 7])
+                .wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for t in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[t])
+                .wrapping_add(w[t]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (hv, v) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *hv = hv.wrapping_add(v);
+        }
+    }
+    h.iter().map(|v| format!("{v:08x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sha256_hex;
+
+    #[test]
+    fn sha256_known_vectors() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            sha256_hex(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+    }
+}

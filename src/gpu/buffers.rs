@@ -1,0 +1,175 @@
+//! Device tensors: a storage buffer with a shape, plus upload and async readback.
+
+use crate::error::{DrConvError, Result};
+use crate::gpu::context::GpuContext;
+use crate::tensor::{numel, Tensor};
+
+/// A tensor living on the GPU. Cloning shares the buffer.
+#[derive(Debug, Clone)]
+pub struct GpuTensor {
+    pub buffer: wgpu::Buffer,
+    pub shape: Vec<usize>,
+}
+
+impl GpuTensor {
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    /// Reads the tensor back as f32 (async: the browser cannot block on the GPU).
+    pub async fn read(&self, ctx: &GpuContext) -> Result<Tensor> {
+        let data = ctx.read_f32(&self.buffer, self.numel()).await?;
+        Tensor::new(&self.shape, data)
+    }
+
+    /// Reads an i32 tensor (the region map) back.
+    pub async fn read_i32(&self, ctx: &GpuContext) -> Result<Vec<i32>> {
+        let bytes = ctx.read_bytes(&self.buffer, self.numel() as u64 * 4).await?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+}
+
+/// The usages every tensor buffer gets: bound as storage, copied in and out.
+pub const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+impl GpuContext {
+    /// Checks a tensor of `numel` f32 against the device's buffer and binding limits (and u32
+    /// indexing) before anything is allocated.
+    pub fn check_tensor_size(&self, what: &str, numel: usize) -> Result<u64> {
+        let bytes = (numel as u64).saturating_mul(4);
+        let limits = [
+            ("max_buffer_size", self.limits.max_buffer_size),
+            (
+                "max_storage_buffer_binding_size",
+                self.limits.max_storage_buffer_binding_size as u64,
+            ),
+        ];
+        for (name, limit) in limits {
+            if bytes > limit {
+                return Err(DrConvError::TooLarge {
+                    what: format!("{what} ({numel} f32, {bytes} bytes) vs the device's {name}"),
+                    size: bytes,
+                    limit,
+                });
+            }
+        }
+        if numel as u64 > u32::MAX as u64 {
+            return Err(DrConvError::TooLarge {
+                what: format!("{what}: elements indexed with u32 in the shaders"),
+                size: numel as u64,
+                limit: u32::MAX as u64,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// An uninitialised device tensor (its contents are whatever the device gives: callers
+    /// always overwrite it, and tests poison it first).
+    pub fn empty(&self, label: &str, shape: &[usize]) -> Result<GpuTensor> {
+        let n = numel(shape);
+        if n == 0 {
+            return Err(DrConvError::Shape(format!("{label}: tensor of shape {shape:?} is empty")));
+        }
+        let bytes = self.check_tensor_size(label, n)?;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: TENSOR_USAGE,
+            mapped_at_creation: false,
+        });
+        Ok(GpuTensor {
+            buffer,
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// Uploads a host tensor.
+    pub fn upload(&self, label: &str, t: &Tensor) -> Result<GpuTensor> {
+        let g = self.empty(label, &t.shape)?;
+        self.queue
+            .write_buffer(&g.buffer, 0, bytemuck::cast_slice(&t.data));
+        Ok(g)
+    }
+
+    /// Overwrites a device tensor with host data of the same element count.
+    pub fn write(&self, dst: &GpuTensor, data: &[f32]) -> Result<()> {
+        if data.len() != dst.numel() {
+            return Err(DrConvError::Shape(format!(
+                "writing {} values into a tensor of shape {:?} ({} values)",
+                data.len(),
+                dst.shape,
+                dst.numel()
+            )));
+        }
+        self.queue
+            .write_buffer(&dst.buffer, 0, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// Fills a buffer with one f32 value (tests poison outputs with NaN before a run).
+    pub fn fill(&self, dst: &GpuTensor, value: f32) {
+        let data = vec![value; dst.numel()];
+        self.queue
+            .write_buffer(&dst.buffer, 0, bytemuck::cast_slice(&data));
+    }
+
+    pub async fn read_f32(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let bytes = self.read_bytes(buffer, len as u64 * 4).await?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+
+    /// Copies `size` bytes of `buffer` to a staging buffer and maps it. Waits with `poll` on
+    /// native; on the web the browser resolves the map and the future wakes.
+    pub async fn read_bytes(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        self.check("readback")?;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.queue.submit(Some(encoder.finish()));
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.poll_wait()?;
+        let mapped = rx
+            .await
+            .map_err(|_| DrConvError::Map("map callback dropped (device lost?)".into()))?;
+        if let Err(e) = mapped {
+            self.check("readback")?;
+            return Err(DrConvError::Map(e.to_string()));
+        }
+        let data = staging
+            .get_mapped_range(..)
+            .map_err(|e| DrConvError::Map(e.to_string()))?
+            .to_vec();
+        staging.unmap();
+        self.check("readback")?;
+        Ok(data)
+    }
+
+    /// Submits `encoder` and reports any error the device recorded.
+    pub fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.check("submit")?;
+        self.queue.submit(Some(encoder.finish()));
+        self.check("submit")
+    }
+
+    pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    }
+}

@@ -1,0 +1,234 @@
+//! The GPU context: instance, adapter, device, queue, the pipeline cache, and error capture.
+//!
+//! wgpu's default uncaptured-error handler panics; we record errors instead and turn them into
+//! `DrConvError`s at the next checkpoint, and we track device loss so a dead device gives an
+//! error rather than a hang.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{DrConvError, Result};
+use crate::gpu::pipelines::PipelineCache;
+
+/// How to pick and configure the device.
+#[derive(Debug, Clone, Default)]
+pub struct ContextOptions {
+    /// Backends to consider; `None` reads `WGPU_BACKEND` (vulkan, gl, metal, dx12, webgpu), else all.
+    pub backends: Option<wgpu::Backends>,
+    /// Limits to request. `None` asks for everything the adapter offers, so large layers fit.
+    /// Tests pass deliberately small limits here to force the planners to split work.
+    pub limits: Option<wgpu::Limits>,
+    /// Prefer a low-power adapter (the default prefers high performance).
+    pub low_power: bool,
+}
+
+/// A short description of the adapter in use.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+}
+
+impl AdapterSummary {
+    pub fn from_info(info: &wgpu::AdapterInfo) -> Self {
+        AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+        }
+    }
+}
+
+/// Shared state the wgpu callbacks write into.
+#[derive(Default)]
+struct ErrorSink {
+    errors: Vec<String>,
+    lost: Option<String>,
+}
+
+/// One device and everything compiled for it. Share it between layers with `Arc`.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: wgpu::Adapter,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    pipelines: PipelineCache,
+    sink: Arc<Mutex<ErrorSink>>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuContext")
+            .field("adapter", &self.info.name)
+            .field("backend", &self.info.backend)
+            .finish()
+    }
+}
+
+/// The instance, honouring `WGPU_BACKEND` like wgpu's own tools.
+pub fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if let Some(b) = backends {
+        desc.backends = b;
+    }
+    wgpu::Instance::new(desc)
+}
+
+impl GpuContext {
+    /// The default adapter (`WGPU_BACKEND` respected) with its full limits.
+    pub async fn new() -> Result<Arc<Self>> {
+        Self::with_options(ContextOptions::default()).await
+    }
+
+    pub async fn with_options(opts: ContextOptions) -> Result<Arc<Self>> {
+        let instance = instance(opts.backends);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: if opts.low_power {
+                    wgpu::PowerPreference::LowPower
+                } else {
+                    wgpu::PowerPreference::HighPerformance
+                },
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                DrConvError::NoAdapter(format!(
+                    "{e} (backends: {:?}; on Linux install a Vulkan driver such as Mesa's \
+                     lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)",
+                    opts.backends
+                        .map(|b| format!("{b:?}"))
+                        .or_else(|| std::env::var("WGPU_BACKEND").ok())
+                        .unwrap_or_else(|| "all".into())
+                ))
+            })?;
+        Self::from_adapter(adapter, opts.limits).await
+    }
+
+    /// Build a context on a given adapter. `limits` must not exceed the adapter's.
+    pub async fn from_adapter(
+        adapter: wgpu::Adapter,
+        limits: Option<wgpu::Limits>,
+    ) -> Result<Arc<Self>> {
+        let info = adapter.get_info();
+        let adapter_limits = adapter.limits();
+        let limits = limits.unwrap_or(adapter_limits);
+        // Timestamps are optional: the benchmark uses them where the adapter has them.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("drconv"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| DrConvError::RequestDevice(format!("{e} on adapter {}", info.name)))?;
+        let sink = Arc::new(Mutex::new(ErrorSink::default()));
+        {
+            let sink = sink.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut s) = sink.lock() {
+                    s.errors.push(e.to_string());
+                }
+            }));
+        }
+        {
+            let sink = sink.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                if let Ok(mut s) = sink.lock() {
+                    s.lost = Some(format!("{reason:?}: {msg}"));
+                }
+            });
+        }
+        Ok(Arc::new(GpuContext {
+            device,
+            queue,
+            adapter,
+            info,
+            limits,
+            features,
+            pipelines: PipelineCache::default(),
+            sink,
+        }))
+    }
+
+    pub fn summary(&self) -> AdapterSummary {
+        AdapterSummary::from_info(&self.info)
+    }
+
+    pub fn pipelines(&self) -> &PipelineCache {
+        &self.pipelines
+    }
+
+    /// Turns errors recorded since the last check (and device loss) into a `Result`.
+    pub fn check(&self, op: &str) -> Result<()> {
+        let mut s = self
+            .sink
+            .lock()
+            .map_err(|_| DrConvError::Gpu {
+                op: op.into(),
+                message: "error sink poisoned".into(),
+            })?;
+        if let Some(lost) = &s.lost {
+            return Err(DrConvError::DeviceLost(lost.clone()));
+        }
+        if !s.errors.is_empty() {
+            let message = s.errors.join("; ");
+            s.errors.clear();
+            return Err(DrConvError::Gpu {
+                op: op.into(),
+                message,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the device has been lost (every later call will fail).
+    pub fn is_lost(&self) -> bool {
+        self.sink.lock().map(|s| s.lost.is_some()).unwrap_or(true)
+    }
+
+    /// Runs `f` inside out-of-memory and validation error scopes; any error becomes `Err`.
+    pub async fn scoped<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T> {
+        self.check(op)?;
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let val_err = val.pop().await;
+        let oom_err = oom.pop().await;
+        if let Some(e) = oom_err.or(val_err) {
+            return Err(DrConvError::Gpu {
+                op: op.into(),
+                message: e.to_string(),
+            });
+        }
+        self.check(op)?;
+        Ok(out)
+    }
+
+    /// Blocks (native) until submitted work is done; a no-op on the web, where the browser drives.
+    pub fn poll_wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
+            .map(|_| ())
+            .map_err(|e| match self.check("poll") {
+                Err(lost @ DrConvError::DeviceLost(_)) => lost,
+                _ => DrConvError::Gpu {
+                    op: "poll".into(),
+                    message: e.to_string(),
+                },
+            })
+    }
+}

@@ -1,0 +1,13 @@
+//! The GPU runtime: context, shaders, pipeline cache, device tensors, and the op programs.
+
+pub mod buffers;
+pub mod context;
+pub mod forward;
+pub mod params;
+pub mod pipelines;
+pub mod program;
+pub mod shaders;
+
+pub use buffers::GpuTensor;
+pub use context::{ContextOptions, GpuContext};
+pub use forward::{ForwardPlan, Mode};

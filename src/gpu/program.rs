@@ -1,0 +1,181 @@
+//! Ops as data: a `Step` is a pipeline, its bind group and a dispatch size; a `Program` is the
+//! list of steps of one forward (or training step), recorded into a single compute pass.
+
+use crate::config::{DrConvConfig, ForwardShape};
+use crate::error::{DrConvError, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::shaders::Shader;
+
+/// Workgroup size of every 1-D shader (`WG` in `shaders/common.wgsl`).
+pub const WG: u32 = 64;
+
+/// The uniform every shader reads (`struct Dims` in `shaders/common.wgsl`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Dims {
+    pub batch: u32,
+    pub cin: u32,
+    pub cout: u32,
+    pub k: u32,
+    pub r: u32,
+    pub h: u32,
+    pub w: u32,
+    pub ho: u32,
+    pub wo: u32,
+    pub stride: u32,
+    pub pad: u32,
+    pub dil: u32,
+    pub count: u32,
+    pub base: u32,
+    pub aux0: u32,
+    pub aux1: u32,
+}
+
+impl Dims {
+    pub fn new(c: &DrConvConfig, s: &ForwardShape) -> Self {
+        Dims {
+            batch: s.batch as u32,
+            cin: c.in_channels as u32,
+            cout: c.out_channels as u32,
+            k: c.kernel_size as u32,
+            r: c.region_num as u32,
+            h: s.height as u32,
+            w: s.width as u32,
+            ho: s.out_height as u32,
+            wo: s.out_width as u32,
+            stride: c.stride as u32,
+            pad: c.padding as u32,
+            dil: c.dilation as u32,
+            ..Default::default()
+        }
+    }
+}
+
+/// One dispatch: everything bound, nothing left to decide at run time.
+#[derive(Debug)]
+pub struct Step {
+    pub label: &'static str,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+/// An ordered list of steps. Dispatches in one compute pass see each other's writes in order.
+#[derive(Debug, Default)]
+pub struct Program {
+    pub steps: Vec<Step>,
+}
+
+impl Program {
+    /// Records every step into one compute pass of `encoder`.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("drconv"),
+            timestamp_writes: None,
+        });
+        self.encode_into(&mut pass);
+    }
+
+    /// Records every step into an existing pass (to chain programs in one pass).
+    pub fn encode_into(&self, pass: &mut wgpu::ComputePass<'_>) {
+        for s in &self.steps {
+            pass.set_pipeline(&s.pipeline);
+            pass.set_bind_group(0, &s.bind_group, &[]);
+            pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// Workgroup grid for `items` invocations of `WG` lanes, folding into y past the per-dimension
+/// limit. Returns `None` when even the folded grid would not fit.
+pub fn grid(items: u64, max_per_dim: u32) -> Option<[u32; 3]> {
+    let groups = items.div_ceil(WG as u64).max(1);
+    let x = groups.min(max_per_dim as u64);
+    let y = groups.div_ceil(x);
+    if y > max_per_dim as u64 {
+        return None;
+    }
+    Some([x as u32, y as u32, 1])
+}
+
+impl GpuContext {
+    /// Builds the steps that run `entry` of `shader` over `items` invocations with `dims` and the
+    /// storage `buffers` at the given binding numbers (as the WGSL declares them). Jobs larger than one dispatch can address are split
+    /// into several dispatches over consecutive item ranges (`Dims::base`).
+    pub fn steps(
+        &self,
+        label: &'static str,
+        shader: &Shader,
+        entry: &'static str,
+        dims: Dims,
+        buffers: &[(u32, &wgpu::Buffer)],
+        items: u64,
+    ) -> Result<Vec<Step>> {
+        if items > u32::MAX as u64 {
+            return Err(DrConvError::TooLarge {
+                what: format!("{label}: items indexed by one shader"),
+                size: items,
+                limit: u32::MAX as u64,
+            });
+        }
+        let max_dim = self.limits.max_compute_workgroups_per_dimension;
+        let per_dispatch = (max_dim as u64) * (max_dim as u64) * WG as u64;
+        let pipeline = self.pipelines().get(&self.device, shader, entry);
+        let layout = pipeline.get_bind_group_layout(0);
+        let mut steps = Vec::new();
+        let mut base = 0u64;
+        loop {
+            let count = (items - base).min(per_dispatch);
+            let workgroups = grid(count, max_dim).ok_or_else(|| DrConvError::TooLarge {
+                what: format!("{label}: workgroups of one dispatch"),
+                size: count.div_ceil(WG as u64),
+                limit: (max_dim as u64) * (max_dim as u64),
+            })?;
+            let mut d = dims;
+            d.count = count as u32;
+            d.base = base as u32;
+            let uniform = wgpu::util::DeviceExt::create_buffer_init(
+                &self.device,
+                &wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::bytes_of(&d),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                },
+            );
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: uniform.as_entire_binding(),
+            }];
+            for (binding, b) in buffers {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: b.as_entire_binding(),
+                });
+            }
+            let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(label),
+                layout: &layout,
+                entries: &entries,
+            });
+            steps.push(Step {
+                label,
+                pipeline: pipeline.clone(),
+                bind_group,
+                workgroups,
+            });
+            base += count;
+            if base >= items {
+                break;
+            }
+        }
+        Ok(steps)
+    }
+}
