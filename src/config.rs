@@ -77,14 +77,16 @@ impl DrConvConfig {
         ];
         for (name, v) in positive {
             if v == 0 {
-                return Err(DrConvError::Config(format!("{name} is 0; it must be at least 1")));
+                return Err(DrConvError::Config(format!(
+                    "{name} is 0; it must be at least 1"
+                )));
             }
         }
         // Every parameter tensor is indexed with u32 in the shaders.
         let largest = (self.region_num as u128)
             * (self.in_channels as u128)
             * (self.out_channels as u128)
-            * (self.region_num as u128).max((self.kernel_size * self.kernel_size) as u128);
+            * (self.region_num as u128).max((self.kernel_size as u128).pow(2));
         if largest > u32::MAX as u128 {
             return Err(DrConvError::TooLarge {
                 what: format!(
@@ -100,8 +102,32 @@ impl DrConvConfig {
 
     /// Output size along one axis: `floor((n + 2p - d(k-1) - 1)/s) + 1`, or an error if <= 0.
     pub fn out_len(&self, n: usize, axis: &str) -> Result<usize> {
-        let span = self.dilation * (self.kernel_size - 1) + 1;
-        let padded = n + 2 * self.padding;
+        // Checked: absurd sizes must be an error, not an overflow (a panic in debug builds).
+        let too_large = |what: String| DrConvError::TooLarge {
+            what,
+            size: u64::MAX,
+            limit: usize::MAX as u64,
+        };
+        let span = self
+            .dilation
+            .checked_mul(self.kernel_size.saturating_sub(1))
+            .and_then(|v| v.checked_add(1))
+            .ok_or_else(|| {
+                too_large(format!(
+                    "dilated kernel span dilation * (kernel_size - 1) + 1 with dilation {}, kernel_size {}",
+                    self.dilation, self.kernel_size
+                ))
+            })?;
+        let padded = self
+            .padding
+            .checked_mul(2)
+            .and_then(|p| p.checked_add(n))
+            .ok_or_else(|| {
+                too_large(format!(
+                    "padded input {axis} {n} + 2 * padding {}",
+                    self.padding
+                ))
+            })?;
         if padded < span {
             return Err(DrConvError::Shape(format!(
                 "input {axis} {n} with padding {} is {padded}, smaller than the dilated kernel span {span} \
@@ -120,7 +146,12 @@ impl DrConvConfig {
                 "input must be 4-D (B x C x H x W), got shape {input_shape:?}"
             )));
         }
-        let (b, c, h, w) = (input_shape[0], input_shape[1], input_shape[2], input_shape[3]);
+        let (b, c, h, w) = (
+            input_shape[0],
+            input_shape[1],
+            input_shape[2],
+            input_shape[3],
+        );
         if c != self.in_channels {
             return Err(DrConvError::Shape(format!(
                 "input has {c} channels but the layer expects in_channels = {}",
@@ -185,7 +216,12 @@ impl ForwardShape {
         ]
     }
     pub fn kernel(&self, c: &DrConvConfig) -> [usize; 4] {
-        [self.batch, c.kernel_channels(), c.kernel_size, c.kernel_size]
+        [
+            self.batch,
+            c.kernel_channels(),
+            c.kernel_size,
+            c.kernel_size,
+        ]
     }
     pub fn corr(&self, c: &DrConvConfig) -> [usize; 5] {
         [

@@ -86,9 +86,23 @@ impl GoldenCase {
     /// Loads and checks the case in `dir` (the directory holding `case.json`).
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
+        Self::load_with(&dir, |file| {
+            let path = dir.join(file);
+            std::fs::read(&path)
+                .map_err(|e| case_err(format!("cannot read {}: {e}", path.display())))
+        })
+    }
+
+    /// Loads a case whose files come from `read` (file name → bytes) instead of the file system,
+    /// e.g. fetched by a web page; `dir` only names the case in messages and [`GoldenCase::dir`].
+    pub fn load_with(
+        dir: impl AsRef<Path>,
+        mut read: impl FnMut(&str) -> Result<Vec<u8>>,
+    ) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
         let json_path = dir.join("case.json");
-        let text = std::fs::read_to_string(&json_path)
-            .map_err(|e| case_err(format!("cannot read {}: {e}", json_path.display())))?;
+        let text = String::from_utf8(read("case.json")?)
+            .map_err(|e| case_err(format!("{} is not UTF-8: {e}", json_path.display())))?;
         let meta: CaseJson = serde_json::from_str(&text)
             .map_err(|e| case_err(format!("bad JSON in {}: {e}", json_path.display())))?;
 
@@ -142,7 +156,7 @@ impl GoldenCase {
                     )));
                 }
             }
-            let bytes = read_bin(&dir, file, tm)?;
+            let bytes = read_bin(&dir, file, tm, &mut read)?;
             match (tm.dtype.as_str(), file.as_str()) {
                 ("int32", REGION_INDEX_FILE) => {
                     let v: Vec<i32> = bytes
@@ -246,12 +260,20 @@ pub fn list_cases(root: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
         }
         return Ok(dirs);
     }
-    let entries = std::fs::read_dir(root)
-        .map_err(|e| case_err(format!("cannot list golden cases in {}: {e}", root.display())))?;
+    let entries = std::fs::read_dir(root).map_err(|e| {
+        case_err(format!(
+            "cannot list golden cases in {}: {e}",
+            root.display()
+        ))
+    })?;
     let mut dirs = Vec::new();
     for entry in entries {
-        let entry =
-            entry.map_err(|e| case_err(format!("cannot list golden cases in {}: {e}", root.display())))?;
+        let entry = entry.map_err(|e| {
+            case_err(format!(
+                "cannot list golden cases in {}: {e}",
+                root.display()
+            ))
+        })?;
         let p = entry.path();
         if p.join("case.json").is_file() {
             dirs.push(p);
@@ -280,8 +302,14 @@ fn expected_shape(stem: &str, c: &DrConvConfig, s: &ForwardShape) -> Option<Vec<
     })
 }
 
-/// Reads `dir/file`, checking case.json's nbytes against the shape and the file, and the sha256.
-fn read_bin(dir: &Path, file: &str, tm: &TensorMeta) -> Result<Vec<u8>> {
+/// Reads `file` with `read`, checking case.json's nbytes against the shape and the file, and the
+/// sha256.
+fn read_bin(
+    dir: &Path,
+    file: &str,
+    tm: &TensorMeta,
+    read: &mut impl FnMut(&str) -> Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
     let path = dir.join(file);
     let want = numel(&tm.shape) as u64 * 4;
     if tm.nbytes != want {
@@ -293,7 +321,7 @@ fn read_bin(dir: &Path, file: &str, tm: &TensorMeta) -> Result<Vec<u8>> {
             tm.dtype
         )));
     }
-    let bytes = std::fs::read(&path).map_err(|e| case_err(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = read(file)?;
     if bytes.len() as u64 != want {
         let how = if (bytes.len() as u64) < want {
             "truncated"

@@ -1,16 +1,17 @@
 //! `DrConv2d` on the GPU: parameters on the device, forward plans cached per input buffer, shape
-//! and mode, one submission per forward.
+//! and mode, one submission per forward; backward plans built once per training forward plan.
 
 use std::sync::Arc;
 
 use crate::config::DrConvConfig;
 use crate::error::{DrConvError, Result};
+use crate::gpu::backward::{param_grad_buffers, BackwardPlan, GpuGradients};
 use crate::gpu::forward::{ForwardPlan, Mode};
 use crate::gpu::params::GpuParams;
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::params::DrConvParams;
 use crate::tensor::Tensor;
-use crate::trace::ForwardTrace;
+use crate::trace::{ForwardTrace, Gradients};
 
 /// Plans kept per layer; older ones are dropped (each holds its buffers).
 const MAX_PLANS: usize = 8;
@@ -28,18 +29,26 @@ pub struct DrConv2d {
     config: DrConvConfig,
     params: GpuParams,
     plans: Vec<(PlanKey, ForwardPlan)>,
+    /// Backward plans, keyed by their forward plan's output buffer (a rebuilt forward plan has
+    /// new buffers, so a stale backward plan can never be picked up).
+    backward_plans: Vec<(wgpu::Buffer, BackwardPlan)>,
+    /// Parameter gradients, shared by every backward plan; made on the first backward.
+    param_grads: Option<[GpuTensor; 6]>,
 }
 
 impl DrConv2d {
     /// Uploads `params` to the device of `ctx`.
     pub fn new(ctx: Arc<GpuContext>, params: &DrConvParams) -> Result<Self> {
         params.config.validate()?;
+        ctx.check("creating the layer")?; // a lost device, reported before any allocation
         let gp = GpuParams::upload(&ctx, params)?;
         Ok(DrConv2d {
             ctx,
             config: params.config,
             params: gp,
             plans: Vec::new(),
+            backward_plans: Vec::new(),
+            param_grads: None,
         })
     }
 
@@ -131,6 +140,143 @@ impl DrConv2d {
         let ctx = self.ctx.clone();
         let plan = self.plan(x, mode).await?;
         read_trace(&ctx, plan).await
+    }
+}
+
+/// Backward and training support. A backward reads the tensors its training forward saved, so it
+/// uses the *last* training forward of the same input buffer: encode `encode_forward(x,
+/// Mode::Training)` and `encode_backward(x, ..)` into one encoder for a single submission, or run
+/// `forward(x, Mode::Training)` first.
+impl DrConv2d {
+    /// The parameter-gradient buffers (state_dict order), made on first use and shared by every
+    /// backward of this layer.
+    pub fn param_grads(&mut self) -> Result<[GpuTensor; 6]> {
+        if self.param_grads.is_none() {
+            self.param_grads = Some(param_grad_buffers(&self.ctx, &self.config)?);
+        }
+        Ok(self.param_grads.clone().expect("just made"))
+    }
+
+    /// Index of the training forward plan of `x`, if one was built.
+    fn training_plan_index(&self, x: &GpuTensor) -> Option<usize> {
+        let key = PlanKey {
+            input: x.buffer.clone(),
+            shape: x.shape.clone(),
+            mode: Mode::Training,
+        };
+        self.plans.iter().position(|(k, _)| *k == key)
+    }
+
+    /// The forward and backward plans of `x`. The training forward plan is built when
+    /// `build_forward` (the trainer encodes it itself); otherwise it must exist already.
+    pub(crate) async fn training_plans(
+        &mut self,
+        x: &GpuTensor,
+        build_forward: bool,
+    ) -> Result<(&ForwardPlan, &mut BackwardPlan)> {
+        if build_forward {
+            self.plan(x, Mode::Training).await?;
+        }
+        let fpos = self.training_plan_index(x).ok_or_else(|| {
+            DrConvError::Config(format!(
+                "backward of the input of shape {:?} needs its training forward first: run \
+                 forward(x, Mode::Training) or encode_forward(.., x, Mode::Training) before the \
+                 backward (the backward reads the tensors that forward saved)",
+                x.shape
+            ))
+        })?;
+        // Drop backward plans whose forward plan was evicted (they hold its buffers alive).
+        let plans = &self.plans;
+        self.backward_plans
+            .retain(|(out, _)| plans.iter().any(|(_, p)| p.output.buffer == *out));
+        let out = self.plans[fpos].1.output.buffer.clone();
+        let bpos = match self.backward_plans.iter().position(|(o, _)| *o == out) {
+            Some(pos) => pos,
+            None => {
+                let grads = self.param_grads()?;
+                let (ctx, config, params) = (&self.ctx, &self.config, &self.params);
+                let fwd = &self.plans[fpos].1;
+                let plan = ctx
+                    .scoped("building the backward plan", || {
+                        BackwardPlan::build(ctx, config, params, fwd, &grads)
+                    })
+                    .await??;
+                self.backward_plans.push((out, plan));
+                self.backward_plans.len() - 1
+            }
+        };
+        Ok((&self.plans[fpos].1, &mut self.backward_plans[bpos].1))
+    }
+
+    /// The backward plan of `x` (built on first use; its training forward plan must exist), e.g.
+    /// to poison its buffers in a test or to write `grad_output` directly.
+    pub async fn backward_plan(&mut self, x: &GpuTensor) -> Result<&mut BackwardPlan> {
+        Ok(self.training_plans(x, false).await?.1)
+    }
+
+    /// Records the backward of the last training forward of `x` into `encoder`: copies
+    /// `grad_output` (B x O x H' x W') into the plan, then the backward pass. The gradients are
+    /// valid once the encoder is submitted.
+    pub async fn encode_backward(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        grad_output: &GpuTensor,
+    ) -> Result<GpuGradients> {
+        let s = self.config.forward_shape(&x.shape)?;
+        let want = s.output(&self.config);
+        if grad_output.shape != want {
+            return Err(DrConvError::Shape(format!(
+                "grad_output has shape {:?} but the output of the input of shape {:?} is {want:?}",
+                grad_output.shape, x.shape
+            )));
+        }
+        let (_, plan) = self.training_plans(x, false).await?;
+        if plan.grad_output.buffer != grad_output.buffer {
+            let bytes = plan.grad_output.numel() as u64 * 4;
+            encoder.copy_buffer_to_buffer(
+                &grad_output.buffer,
+                0,
+                &plan.grad_output.buffer,
+                0,
+                bytes,
+            );
+        }
+        plan.encode(encoder);
+        Ok(plan.grads.clone())
+    }
+
+    /// Runs the backward of the last training forward of `x` with one submission; the gradients
+    /// stay on the GPU.
+    pub async fn backward(
+        &mut self,
+        x: &GpuTensor,
+        grad_output: &GpuTensor,
+    ) -> Result<GpuGradients> {
+        let mut encoder = self.ctx.encoder("drconv backward");
+        let grads = self.encode_backward(&mut encoder, x, grad_output).await?;
+        self.ctx.submit(encoder)?;
+        Ok(grads)
+    }
+
+    /// Runs the backward (plus dcorr, made for inspection) and reads every gradient back.
+    pub async fn backward_trace(
+        &mut self,
+        x: &GpuTensor,
+        grad_output: &GpuTensor,
+    ) -> Result<Gradients> {
+        let ctx = self.ctx.clone();
+        let config = self.config;
+        self.training_plans(x, false)
+            .await?
+            .1
+            .materialise_corr(&ctx, &config)?;
+        let mut encoder = ctx.encoder("drconv backward trace");
+        self.encode_backward(&mut encoder, x, grad_output).await?;
+        let (_, plan) = self.training_plans(x, false).await?;
+        plan.encode_inspect(&mut encoder);
+        ctx.submit(encoder)?;
+        plan.read(&ctx).await
     }
 }
 

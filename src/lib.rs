@@ -2,8 +2,11 @@
 //! wgpu: forward, backward and training on Vulkan, Metal, DX12, GL and WebGPU, plus a plain-Rust
 //! CPU reference of the same maths.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod config;
 pub mod cpu;
+pub mod demo;
 pub mod error;
 pub mod golden;
 pub mod gpu;
@@ -13,14 +16,18 @@ pub mod params;
 pub mod rng;
 pub mod tensor;
 pub mod trace;
+pub mod train;
 pub mod verify;
 pub mod weights;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use config::{DrConvConfig, ForwardShape};
-pub use gpu::{ContextOptions, GpuContext, GpuTensor, Mode};
-pub use layer::DrConv2d;
 pub use error::{DrConvError, Result};
+pub use gpu::{ContextOptions, GpuContext, GpuGradients, GpuTensor, Mode};
+pub use layer::DrConv2d;
 pub use optim::{OptimizerConfig, OptimizerState};
 pub use params::{DrConvParams, ParamId};
 pub use tensor::Tensor;
 pub use trace::{ForwardTrace, Gradients};
+pub use train::Trainer;

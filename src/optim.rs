@@ -61,9 +61,8 @@ impl OptimizerConfig {
     /// Sets the (L2, PyTorch-style coupled) weight decay.
     pub fn with_weight_decay(mut self, wd: f32) -> Self {
         match &mut self {
-            OptimizerConfig::Sgd { weight_decay, .. } | OptimizerConfig::Adam { weight_decay, .. } => {
-                *weight_decay = wd
-            }
+            OptimizerConfig::Sgd { weight_decay, .. }
+            | OptimizerConfig::Adam { weight_decay, .. } => *weight_decay = wd,
         }
         self
     }
@@ -82,7 +81,13 @@ impl OptimizerConfig {
                 "optimizer {name} = {v} is invalid: it must be {range}"
             )))
         };
-        let non_neg = |name: &str, v: f32| if v.is_finite() && v >= 0.0 { Ok(()) } else { bad(name, v, "finite and >= 0") };
+        let non_neg = |name: &str, v: f32| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                bad(name, v, "finite and >= 0")
+            }
+        };
         match *self {
             OptimizerConfig::Sgd {
                 lr,

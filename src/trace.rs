@@ -78,7 +78,10 @@ impl Gradients {
             ));
         }
         v.push(("grad.inter.pooled".into(), self.pooled.clone()));
-        v.push(("grad.inter.kernel_logits".into(), self.kernel_logits.clone()));
+        v.push((
+            "grad.inter.kernel_logits".into(),
+            self.kernel_logits.clone(),
+        ));
         v.push(("grad.inter.sigmoid".into(), self.sigmoid.clone()));
         v.push(("grad.inter.kernel".into(), self.kernel.clone()));
         if let Some(c) = &self.corr {

@@ -193,9 +193,8 @@ pub fn save_safetensors_bytes(params: &DrConvParams) -> Result<Vec<u8>> {
     }
     let mut views = Vec::with_capacity(buffers.len());
     for (id, shape, bytes) in &buffers {
-        let view = TensorView::new(Dtype::F32, shape.clone(), bytes).map_err(|e| {
-            DrConvError::Weights(format!("cannot save `{}`: {e}", id.name()))
-        })?;
+        let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+            .map_err(|e| DrConvError::Weights(format!("cannot save `{}`: {e}", id.name())))?;
         views.push((id.name(), view));
     }
     let config_json = serde_json::to_string(&params.config)
@@ -243,7 +242,7 @@ fn load_impl(
                 "unexpected tensor `{first}` (a DRConv2d state_dict has only {}); unexpected: {}{}",
                 ParamId::ALL.map(|p| format!("`{}`", p.name())).join(", "),
                 list(&extra),
-                prefix_hint(&st)
+                prefix_hint(&st, prefix)
             )));
         }
     }
@@ -408,18 +407,19 @@ fn missing_error(st: &SafeTensors<'_>, full: &str, prefix: &str) -> DrConvError 
     };
     DrConvError::Weights(format!(
         "missing tensor `{full}`; {present}{}",
-        prefix_hint(st)
+        prefix_hint(st, prefix)
     ))
 }
 
-/// Prefixes under which the file holds a `conv_guide.weight`, as a hint for the prefix loader.
-fn prefix_hint(st: &SafeTensors<'_>) -> String {
+/// Prefixes (other than `current`) under which the file holds a `conv_guide.weight`, as a hint
+/// for the prefix loader.
+fn prefix_hint(st: &SafeTensors<'_>, current: &str) -> String {
     let suffix = ParamId::GuideW.name();
     let prefixes: BTreeSet<&str> = st
         .names()
         .into_iter()
         .filter_map(|n| n.strip_suffix(suffix))
-        .filter(|p| !p.is_empty() && p.ends_with('.'))
+        .filter(|p| !p.is_empty() && p.ends_with('.') && *p != current)
         .collect();
     if prefixes.is_empty() {
         return String::new();

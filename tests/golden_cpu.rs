@@ -15,7 +15,9 @@ const BWD_ATOL: f64 = 1e-4;
 const BWD_RTOL: f64 = 1e-3;
 
 fn golden_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("golden")
 }
 
 fn all_cases() -> Vec<GoldenCase> {
@@ -27,7 +29,13 @@ fn all_cases() -> Vec<GoldenCase> {
 }
 
 /// Compares `got` with the golden tensor `stem`; returns (max abs err, max |gold|) or a failure line.
-fn check(case: &GoldenCase, stem: &str, got: &Tensor, atol: f64, rtol: f64) -> Result<(f64, f64), String> {
+fn check(
+    case: &GoldenCase,
+    stem: &str,
+    got: &Tensor,
+    atol: f64,
+    rtol: f64,
+) -> Result<(f64, f64, f64), String> {
     let gold = case
         .tensor(stem)
         .ok_or_else(|| format!("{}: golden tensor {stem} missing", case.name))?;
@@ -42,8 +50,15 @@ fn check(case: &GoldenCase, stem: &str, got: &Tensor, atol: f64, rtol: f64) -> R
     }
     let (err, ok) = compare(&got.data, &gold.data, atol, rtol);
     let max_ref = gold.data.iter().fold(0.0f64, |m, &v| m.max(v.abs() as f64));
+    // Largest fraction of the elementwise tolerance used (must stay <= 1).
+    let used = got
+        .data
+        .iter()
+        .zip(&gold.data)
+        .map(|(&a, &b)| (a as f64 - b as f64).abs() / (atol + rtol * (b as f64).abs()))
+        .fold(0.0f64, f64::max);
     if ok {
-        Ok((err, max_ref))
+        Ok((err, max_ref, used))
     } else {
         Err(format!(
             "{}: {stem} exceeds atol {atol:e} + rtol {rtol:e}: max abs err {err:e} (max |gold| {max_ref:e})",
@@ -56,29 +71,44 @@ fn check(case: &GoldenCase, stem: &str, got: &Tensor, atol: f64, rtol: f64) -> R
 fn cpu_matches_every_golden_tensor() {
     let mut failures = Vec::new();
     for case in all_cases() {
-        let trace = forward(&case.params, &case.x).unwrap_or_else(|e| panic!("{}: forward: {e}", case.name));
+        let trace = forward(&case.params, &case.x)
+            .unwrap_or_else(|e| panic!("{}: forward: {e}", case.name));
         let mut worst_fwd = (0.0f64, String::new());
         let mut worst_bwd = (0.0f64, String::new());
-        let note = |worst: &mut (f64, String), stem: &str, r: Result<(f64, f64), String>, failures: &mut Vec<String>| {
+        let mut worst_used = 0.0f64;
+        let mut note = |worst: &mut (f64, String),
+                        stem: &str,
+                        r: Result<(f64, f64, f64), String>,
+                        failures: &mut Vec<String>| {
             match r {
-                Ok((err, max_ref)) => {
+                Ok((err, max_ref, used)) => {
                     let rel = err / max_ref.max(1e-30);
                     if rel >= worst.0 {
                         *worst = (rel, format!("{stem} abs {err:.2e} rel {rel:.2e}"));
                     }
+                    worst_used = worst_used.max(used);
                 }
                 Err(msg) => failures.push(msg),
             }
         };
 
         // Forward: output and every intermediate (corr included: the trace is training-mode).
-        assert!(trace.corr.is_some(), "{}: training forward must keep corr", case.name);
+        assert!(
+            trace.corr.is_some(),
+            "{}: training forward must keep corr",
+            case.name
+        );
         let named = trace.named();
         assert_eq!(named.len(), 7, "output + 6 intermediates");
         for (stem, t) in named {
             let gold_shape = &case.tensor(stem).expect("golden forward tensor").shape;
             assert_eq!(&t.shape, gold_shape, "{}: {stem} shape", case.name);
-            note(&mut worst_fwd, stem, check(&case, stem, t, FWD_ATOL, FWD_RTOL), &mut failures);
+            note(
+                &mut worst_fwd,
+                stem,
+                check(&case, stem, t, FWD_ATOL, FWD_RTOL),
+                &mut failures,
+            );
         }
         if case.tensor("eval.output").is_some() {
             note(
@@ -88,7 +118,10 @@ fn cpu_matches_every_golden_tensor() {
                 &mut failures,
             );
             // README: eval output is bitwise equal to the training output.
-            assert_eq!(case.tensor("eval.output").unwrap().data, case.tensor("output").unwrap().data);
+            assert_eq!(
+                case.tensor("eval.output").unwrap().data,
+                case.tensor("output").unwrap().data
+            );
         }
         // region_index exactly, ties included.
         let gold_region = case.region_index.as_ref().expect("golden region_index");
@@ -112,7 +145,12 @@ fn cpu_matches_every_golden_tensor() {
         let named = grads.named();
         assert_eq!(named.len(), 13, "grad.x + 6 params + 6 intermediates");
         for (stem, t) in &named {
-            note(&mut worst_bwd, stem, check(&case, stem, t, BWD_ATOL, BWD_RTOL), &mut failures);
+            note(
+                &mut worst_bwd,
+                stem,
+                check(&case, stem, t, BWD_ATOL, BWD_RTOL),
+                &mut failures,
+            );
         }
         // Every golden file is covered by the comparisons above.
         for stem in case.tensor_stems() {
@@ -122,14 +160,22 @@ fn cpu_matches_every_golden_tensor() {
                 || stem == "eval.output"
                 || trace.named().iter().any(|(n, _)| *n == stem)
                 || named.iter().any(|(n, _)| n == stem);
-            assert!(covered, "{}: golden tensor {stem} is not checked", case.name);
+            assert!(
+                covered,
+                "{}: golden tensor {stem} is not checked",
+                case.name
+            );
         }
         println!(
-            "{:18} worst forward {:40} worst backward {}",
-            case.name, worst_fwd.1, worst_bwd.1
+            "{:18} worst forward {:40} worst backward {:52} max tolerance used {:.3}",
+            case.name, worst_fwd.1, worst_bwd.1, worst_used
         );
     }
-    assert!(failures.is_empty(), "golden mismatches:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "golden mismatches:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -150,7 +196,10 @@ fn tie_cases_pick_the_first_maximal_region() {
                     assert_eq!(ch(1), ch(2), "guide channels 1 and 2 must be bitwise equal");
                 }
                 let ones = trace.region_index.iter().filter(|&&g| g == 1).count();
-                assert_eq!(ones, 30, "README: 30 of 64 positions tie on top between 1 and 2");
+                assert_eq!(
+                    ones, 30,
+                    "README: 30 of 64 positions tie on top between 1 and 2"
+                );
                 assert!(trace.region_index.iter().all(|&g| g != 2));
             }
             _ => {}
@@ -190,7 +239,10 @@ impl Scratch {
         match GoldenCase::load(&self.0) {
             Ok(_) => panic!("loading the damaged case {} succeeded", self.0.display()),
             Err(e) => {
-                assert!(matches!(e, DrConvError::Case(_)), "expected a Case error, got {e:?}");
+                assert!(
+                    matches!(e, DrConvError::Case(_)),
+                    "expected a Case error, got {e:?}"
+                );
                 e.to_string()
             }
         }
@@ -208,7 +260,13 @@ fn loader_reports_damaged_cases() {
     let s = Scratch::new("ok");
     let case = GoldenCase::load(&s.0).expect("an intact copy loads");
     assert_eq!(case.name, "tiny");
-    assert_eq!(case.config, DrConvConfig::new(2, 3, 3, 2).unwrap().with_padding(1).unwrap());
+    assert_eq!(
+        case.config,
+        DrConvConfig::new(2, 3, 3, 2)
+            .unwrap()
+            .with_padding(1)
+            .unwrap()
+    );
     assert!(case.tensor("inter.pooled").is_some() && case.tensor("inter.pooled.bin").is_some());
     assert!(case.tensor("nope").is_none());
     drop(s);
@@ -216,7 +274,10 @@ fn loader_reports_damaged_cases() {
     let s = Scratch::new("missing");
     std::fs::remove_file(s.0.join("x.bin")).unwrap();
     let msg = s.load_err();
-    assert!(msg.contains("x.bin") && msg.contains("cannot read"), "{msg}");
+    assert!(
+        msg.contains("x.bin") && msg.contains("cannot read"),
+        "{msg}"
+    );
     drop(s);
 
     let s = Scratch::new("truncated");
@@ -224,7 +285,10 @@ fn loader_reports_damaged_cases() {
     let bytes = std::fs::read(&p).unwrap();
     std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
     let msg = s.load_err();
-    assert!(msg.contains("inter.guide.bin") && msg.contains("truncated"), "{msg}");
+    assert!(
+        msg.contains("inter.guide.bin") && msg.contains("truncated"),
+        "{msg}"
+    );
     drop(s);
 
     let s = Scratch::new("corrupt");
@@ -233,18 +297,25 @@ fn loader_reports_damaged_cases() {
     bytes[0] ^= 1;
     std::fs::write(&p, &bytes).unwrap();
     let msg = s.load_err();
-    assert!(msg.contains("output.bin") && msg.contains("sha256"), "{msg}");
+    assert!(
+        msg.contains("output.bin") && msg.contains("sha256"),
+        "{msg}"
+    );
     drop(s);
 
     let s = Scratch::new("badjson");
     std::fs::write(s.0.join("case.json"), "{\"B\": 1, ").unwrap();
     let msg = s.load_err();
-    assert!(msg.contains("bad JSON") && msg.contains("case.json"), "{msg}");
+    assert!(
+        msg.contains("bad JSON") && msg.contains("case.json"),
+        "{msg}"
+    );
     drop(s);
 
     let s = Scratch::new("badshape");
     let p = s.0.join("case.json");
-    let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     j["tensors"]["x.bin"]["shape"] = serde_json::json!([1, 2, 25, 1]);
     std::fs::write(&p, j.to_string()).unwrap();
     let msg = s.load_err();
@@ -253,16 +324,21 @@ fn loader_reports_damaged_cases() {
 
     let s = Scratch::new("badnbytes");
     let p = s.0.join("case.json");
-    let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     j["tensors"]["output.bin"]["nbytes"] = serde_json::json!(7);
     std::fs::write(&p, j.to_string()).unwrap();
     let msg = s.load_err();
-    assert!(msg.contains("output.bin") && msg.contains("nbytes"), "{msg}");
+    assert!(
+        msg.contains("output.bin") && msg.contains("nbytes"),
+        "{msg}"
+    );
     drop(s);
 
     let s = Scratch::new("badhout");
     let p = s.0.join("case.json");
-    let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     j["H_out"] = serde_json::json!(4);
     std::fs::write(&p, j.to_string()).unwrap();
     let msg = s.load_err();
@@ -284,7 +360,10 @@ fn shape_err(params: &DrConvParams, x: &Tensor) -> String {
     match forward(params, x) {
         Ok(_) => panic!("forward on {:?} succeeded", x.shape),
         Err(e) => {
-            assert!(matches!(e, DrConvError::Shape(_)), "expected a Shape error, got {e:?}");
+            assert!(
+                matches!(e, DrConvError::Shape(_)),
+                "expected a Shape error, got {e:?}"
+            );
             e.to_string()
         }
     }
@@ -296,7 +375,10 @@ fn forward_rejects_bad_inputs() {
     assert!(forward(&p, &Tensor::zeros(&[1, 3, 5, 5])).is_ok());
 
     let msg = shape_err(&p, &Tensor::zeros(&[1, 2, 5, 5]));
-    assert!(msg.contains("2 channels") && msg.contains("in_channels = 3"), "{msg}");
+    assert!(
+        msg.contains("2 channels") && msg.contains("in_channels = 3"),
+        "{msg}"
+    );
 
     let msg = shape_err(&p, &Tensor::zeros(&[0, 3, 5, 5]));
     assert!(msg.contains("empty"), "{msg}");

@@ -17,7 +17,9 @@ fn cases() -> Vec<GoldenCase> {
 #[test]
 fn golden_forward_gpu() {
     pollster::block_on(async {
-        let ctx = GpuContext::new().await.expect("a GPU adapter (lavapipe on CI)");
+        let ctx = GpuContext::new()
+            .await
+            .expect("a GPU adapter (lavapipe on CI)");
         let mut failures = Vec::new();
         for case in cases() {
             let mut layer = DrConv2d::new(ctx.clone(), &case.params).unwrap();

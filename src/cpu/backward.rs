@@ -50,7 +50,11 @@ pub fn backward(
             s.region()
         )));
     }
-    if let Some(bad) = trace.region_index.iter().find(|&&g| g < 0 || g as usize >= c.region_num) {
+    if let Some(bad) = trace
+        .region_index
+        .iter()
+        .find(|&&g| g < 0 || g as usize >= c.region_num)
+    {
         return Err(DrConvError::Shape(format!(
             "trace.region_index holds region {bad}, outside 0..{}",
             c.region_num
@@ -68,7 +72,13 @@ pub fn backward(
         }
     };
 
-    let (bn, r, i_n, o_n, k) = (s.batch, c.region_num, c.in_channels, c.out_channels, c.kernel_size);
+    let (bn, r, i_n, o_n, k) = (
+        s.batch,
+        c.region_num,
+        c.in_channels,
+        c.out_channels,
+        c.kernel_size,
+    );
     let (h, w, ho, wo) = (s.height, s.width, s.out_height, s.out_width);
     let (hw, kk, io, rr) = (ho * wo, k * k, i_n * o_n, r * r);
     let gy = &grad_output.data;
@@ -89,14 +99,19 @@ pub fn backward(
     let mut dguide = Tensor::zeros(&s.guide(c));
     for b in 0..bn {
         for p in 0..hw {
-            let gv: Vec<f64> = (0..r).map(|g| trace.guide.data[(b * r + g) * hw + p] as f64).collect();
+            let gv: Vec<f64> = (0..r)
+                .map(|g| trace.guide.data[(b * r + g) * hw + p] as f64)
+                .collect();
             let m = gv.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e: Vec<f64> = gv.iter().map(|v| (v - m).exp()).collect();
             let z: f64 = e.iter().sum();
             let big_g: Vec<f64> = (0..r)
                 .map(|g| {
                     (0..o_n)
-                        .map(|o| gy[(b * o_n + o) * hw + p] as f64 * corr.data[((b * r + g) * o_n + o) * hw + p] as f64)
+                        .map(|o| {
+                            gy[(b * o_n + o) * hw + p] as f64
+                                * corr.data[((b * r + g) * o_n + o) * hw + p] as f64
+                        })
                         .sum()
                 })
                 .collect();
@@ -118,14 +133,18 @@ pub fn backward(
         for y in 0..ho {
             for xo in 0..wo {
                 let p = y * wo + xo;
-                for g in 0..r {
-                    d_bg[g] += dguide.data[(b * r + g) * hw + p] as f64;
+                for (g, dbg) in d_bg.iter_mut().enumerate() {
+                    *dbg += dguide.data[(b * r + g) * hw + p] as f64;
                 }
                 for i in 0..i_n {
                     for u in 0..k {
-                        let Some(iy) = input_pos(c, y, u, h) else { continue };
+                        let Some(iy) = input_pos(c, y, u, h) else {
+                            continue;
+                        };
                         for v in 0..k {
-                            let Some(ix) = input_pos(c, xo, v, w) else { continue };
+                            let Some(ix) = input_pos(c, xo, v, w) else {
+                                continue;
+                            };
                             let xi = ((b * i_n + i) * h + iy) * w + ix;
                             let xv = x.data[xi] as f64;
                             let t = u * k + v;
@@ -166,7 +185,8 @@ pub fn backward(
                     let dk = dkernel.data[(b * r * io + oc) * kk + t] as f64;
                     d_b3[oc] += dk;
                     for j in 0..r {
-                        d_w3[oc * r + j] += dk * trace.sigmoid.data[(b * rr + g * r + j) * kk + t] as f64;
+                        d_w3[oc * r + j] +=
+                            dk * trace.sigmoid.data[(b * rr + g * r + j) * kk + t] as f64;
                     }
                 }
             }
@@ -175,7 +195,8 @@ pub fn backward(
                     let mut acc = 0.0f64;
                     for ch in 0..io {
                         let oc = g * io + ch;
-                        acc += w3[oc * r + j] as f64 * dkernel.data[(b * r * io + oc) * kk + t] as f64;
+                        acc +=
+                            w3[oc * r + j] as f64 * dkernel.data[(b * r * io + oc) * kk + t] as f64;
                     }
                     dsig.data[(b * rr + g * r + j) * kk + t] = acc as f32;
                 }

@@ -107,7 +107,11 @@ pub(crate) fn adaptive_avg_pool(c: &DrConvConfig, s: &ForwardShape, x: &Tensor) 
 /// `conv_kernel.1` (1x1 conv I -> r*r): `logits[b,m,u,v] = b1[m] + sum_i W1[m,i] pooled[b,i,u,v]`.
 pub(crate) fn kernel_logits(params: &DrConvParams, s: &ForwardShape, pooled: &Tensor) -> Tensor {
     let c = &params.config;
-    let (i_n, kk, rr) = (c.in_channels, c.kernel_size * c.kernel_size, c.region_num * c.region_num);
+    let (i_n, kk, rr) = (
+        c.in_channels,
+        c.kernel_size * c.kernel_size,
+        c.region_num * c.region_num,
+    );
     let (w1, b1) = (params.get(ParamId::KernelW1), params.get(ParamId::KernelB1));
     let mut out = Tensor::zeros(&s.logits(c));
     for b in 0..s.batch {
@@ -128,7 +132,11 @@ pub(crate) fn kernel_logits(params: &DrConvParams, s: &ForwardShape, pooled: &Te
 /// `kernel[b, g*I*O + c, t] = b3[g*I*O + c] + sum_j W3[g*I*O + c, j] sig[b, g*r + j, t]`.
 pub(crate) fn generate_kernel(params: &DrConvParams, s: &ForwardShape, sig: &Tensor) -> Tensor {
     let c = &params.config;
-    let (r, io, kk) = (c.region_num, c.in_channels * c.out_channels, c.kernel_size * c.kernel_size);
+    let (r, io, kk) = (
+        c.region_num,
+        c.in_channels * c.out_channels,
+        c.kernel_size * c.kernel_size,
+    );
     let (w3, b3) = (params.get(ParamId::KernelW3), params.get(ParamId::KernelB3));
     let mut out = Tensor::zeros(&s.kernel(c));
     for b in 0..s.batch {
@@ -138,7 +146,8 @@ pub(crate) fn generate_kernel(params: &DrConvParams, s: &ForwardShape, sig: &Ten
                 for t in 0..kk {
                     let mut acc = b3[oc] as f64;
                     for j in 0..r {
-                        acc += w3[oc * r + j] as f64 * sig.data[(b * r * r + g * r + j) * kk + t] as f64;
+                        acc += w3[oc * r + j] as f64
+                            * sig.data[(b * r * r + g * r + j) * kk + t] as f64;
                     }
                     out.data[(b * r * io + oc) * kk + t] = acc as f32;
                 }
@@ -164,9 +173,13 @@ pub fn correlation(c: &DrConvConfig, s: &ForwardShape, x: &Tensor, kernel: &Tens
                         let mut acc = 0.0f64;
                         for i in 0..i_n {
                             for u in 0..k {
-                                let Some(iy) = input_pos(c, y, u, h) else { continue };
+                                let Some(iy) = input_pos(c, y, u, h) else {
+                                    continue;
+                                };
                                 for v in 0..k {
-                                    let Some(ix) = input_pos(c, xo, v, w) else { continue };
+                                    let Some(ix) = input_pos(c, xo, v, w) else {
+                                        continue;
+                                    };
                                     acc += kw[(i * k + u) * k + v] as f64
                                         * x.data[((b * i_n + i) * h + iy) * w + ix] as f64;
                                 }
@@ -196,9 +209,13 @@ pub(crate) fn guide(params: &DrConvParams, s: &ForwardShape, x: &Tensor) -> Tens
                     let mut acc = 0.0f64;
                     for i in 0..i_n {
                         for u in 0..k {
-                            let Some(iy) = input_pos(c, y, u, h) else { continue };
+                            let Some(iy) = input_pos(c, y, u, h) else {
+                                continue;
+                            };
                             for v in 0..k {
-                                let Some(ix) = input_pos(c, xo, v, w) else { continue };
+                                let Some(ix) = input_pos(c, xo, v, w) else {
+                                    continue;
+                                };
                                 acc += gw[(i * k + u) * k + v] as f64
                                     * x.data[((b * i_n + i) * h + iy) * w + ix] as f64;
                             }
@@ -243,7 +260,12 @@ pub(crate) fn region_argmax(c: &DrConvConfig, s: &ForwardShape, guide: &Tensor) 
 }
 
 /// `out[b,o,y,x] = corr[b, region[b,y,x], o, y, x]`.
-pub(crate) fn select_region(c: &DrConvConfig, s: &ForwardShape, corr: &Tensor, region: &[i32]) -> Tensor {
+pub(crate) fn select_region(
+    c: &DrConvConfig,
+    s: &ForwardShape,
+    corr: &Tensor,
+    region: &[i32],
+) -> Tensor {
     let (r, o_n, hw) = (c.region_num, c.out_channels, s.out_height * s.out_width);
     let mut out = Tensor::zeros(&s.output(c));
     for b in 0..s.batch {

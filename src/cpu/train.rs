@@ -15,7 +15,9 @@ pub fn mse_loss(y: &Tensor, target: &Tensor) -> Result<(f32, Tensor)> {
         )));
     }
     if y.data.is_empty() {
-        return Err(DrConvError::Shape("MSE of an empty tensor is undefined".into()));
+        return Err(DrConvError::Shape(
+            "MSE of an empty tensor is undefined".into(),
+        ));
     }
     let n = y.data.len() as f64;
     let mut sum = 0.0f64;

@@ -2,6 +2,7 @@
 
 use crate::error::{DrConvError, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::limits::{self, TensorSpec};
 use crate::tensor::{numel, Tensor};
 
 /// A tensor living on the GPU. Cloning shares the buffer.
@@ -24,7 +25,9 @@ impl GpuTensor {
 
     /// Reads an i32 tensor (the region map) back.
     pub async fn read_i32(&self, ctx: &GpuContext) -> Result<Vec<i32>> {
-        let bytes = ctx.read_bytes(&self.buffer, self.numel() as u64 * 4).await?;
+        let bytes = ctx
+            .read_bytes(&self.buffer, self.numel() as u64 * 4)
+            .await?;
         Ok(bytemuck::cast_slice(&bytes).to_vec())
     }
 }
@@ -36,43 +39,20 @@ pub const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 
 impl GpuContext {
     /// Checks a tensor of `numel` f32 against the device's buffer and binding limits (and u32
-    /// indexing) before anything is allocated.
+    /// indexing) before anything is allocated; returns its size in bytes.
     pub fn check_tensor_size(&self, what: &str, numel: usize) -> Result<u64> {
-        let bytes = (numel as u64).saturating_mul(4);
-        let limits = [
-            ("max_buffer_size", self.limits.max_buffer_size),
-            (
-                "max_storage_buffer_binding_size",
-                self.limits.max_storage_buffer_binding_size as u64,
-            ),
-        ];
-        for (name, limit) in limits {
-            if bytes > limit {
-                return Err(DrConvError::TooLarge {
-                    what: format!("{what} ({numel} f32, {bytes} bytes) vs the device's {name}"),
-                    size: bytes,
-                    limit,
-                });
-            }
-        }
-        if numel as u64 > u32::MAX as u64 {
-            return Err(DrConvError::TooLarge {
-                what: format!("{what}: elements indexed with u32 in the shaders"),
-                size: numel as u64,
-                limit: u32::MAX as u64,
-            });
-        }
-        Ok(bytes)
+        let t = TensorSpec::new(what, &[numel]);
+        limits::check_bound(&self.limits, &t)?;
+        Ok(t.bytes())
     }
 
     /// An uninitialised device tensor (its contents are whatever the device gives: callers
     /// always overwrite it, and tests poison it first).
     pub fn empty(&self, label: &str, shape: &[usize]) -> Result<GpuTensor> {
-        let n = numel(shape);
-        if n == 0 {
-            return Err(DrConvError::Shape(format!("{label}: tensor of shape {shape:?} is empty")));
-        }
-        let bytes = self.check_tensor_size(label, n)?;
+        // Also refuses empty shapes; checked in u128, so no overflow before the refusal.
+        let spec = TensorSpec::new(label, shape);
+        limits::check_bound(&self.limits, &spec)?;
+        let bytes = spec.bytes();
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
@@ -87,6 +67,8 @@ impl GpuContext {
 
     /// Uploads a host tensor.
     pub fn upload(&self, label: &str, t: &Tensor) -> Result<GpuTensor> {
+        // On a lost device allocations "succeed" silently: say so here instead.
+        self.check(label)?;
         let g = self.empty(label, &t.shape)?;
         self.queue
             .write_buffer(&g.buffer, 0, bytemuck::cast_slice(&t.data));

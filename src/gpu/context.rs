@@ -4,6 +4,7 @@
 //! `DrConvError`s at the next checkpoint, and we track device loss so a dead device gives an
 //! error rather than a hang.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{DrConvError, Result};
@@ -114,6 +115,8 @@ impl GpuContext {
     }
 
     /// Build a context on a given adapter. `limits` must not exceed the adapter's.
+    // wgpu's web types are not Send/Sync, but wasm is single-threaded and native callers need Arc.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub async fn from_adapter(
         adapter: wgpu::Adapter,
         limits: Option<wgpu::Limits>,
@@ -145,7 +148,11 @@ impl GpuContext {
             let sink = sink.clone();
             device.set_device_lost_callback(move |reason, msg| {
                 if let Ok(mut s) = sink.lock() {
-                    s.lost = Some(format!("{reason:?}: {msg}"));
+                    let detail = if msg.is_empty() { String::new() } else { format!(": {msg}") };
+                    s.lost = Some(format!(
+                        "{reason:?}{detail} (every later call fails; make a new GpuContext and \
+                         rebuild the layers on it)"
+                    ));
                 }
             });
         }
@@ -171,13 +178,11 @@ impl GpuContext {
 
     /// Turns errors recorded since the last check (and device loss) into a `Result`.
     pub fn check(&self, op: &str) -> Result<()> {
-        let mut s = self
-            .sink
-            .lock()
-            .map_err(|_| DrConvError::Gpu {
-                op: op.into(),
-                message: "error sink poisoned".into(),
-            })?;
+        self.poll_nonblocking();
+        let mut s = self.sink.lock().map_err(|_| DrConvError::Gpu {
+            op: op.into(),
+            message: "error sink poisoned".into(),
+        })?;
         if let Some(lost) = &s.lost {
             return Err(DrConvError::DeviceLost(lost.clone()));
         }
@@ -215,20 +220,34 @@ impl GpuContext {
         Ok(out)
     }
 
+    /// Lets wgpu do its maintenance without blocking. wgpu swallows the errors of calls on a
+    /// destroyed or lost device (they succeed silently) and reports the loss only through the
+    /// lost callback, which runs at a poll: polling here makes the next `check` see it.
+    fn poll_nonblocking(&self) {
+        // wgpu panics from `poll` on a device the driver lost; that must not escape as a panic.
+        let _ = catch_unwind(AssertUnwindSafe(|| self.device.poll(wgpu::PollType::Poll)));
+    }
+
     /// Blocks (native) until submitted work is done; a no-op on the web, where the browser drives.
     pub fn poll_wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::Wait {
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            self.device.poll(wgpu::PollType::Wait {
                 submission_index: None,
                 timeout: None,
             })
-            .map(|_| ())
-            .map_err(|e| match self.check("poll") {
-                Err(lost @ DrConvError::DeviceLost(_)) => lost,
-                _ => DrConvError::Gpu {
-                    op: "poll".into(),
-                    message: e.to_string(),
-                },
-            })
+        }));
+        let message = match polled {
+            Ok(Ok(_)) => return self.check("poll"),
+            Ok(Err(e)) => e.to_string(),
+            // wgpu panics here when the driver reports the device lost mid-wait.
+            Err(_) => "wgpu panicked while waiting for the device".to_string(),
+        };
+        match self.check("poll") {
+            Err(lost @ DrConvError::DeviceLost(_)) => Err(lost),
+            _ => Err(DrConvError::Gpu {
+                op: "poll".into(),
+                message,
+            }),
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! once, then every call records the same program and submits once.
 
 use crate::config::{DrConvConfig, ForwardShape};
-use crate::error::Result;
+use crate::error::{DrConvError, Result};
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
 use crate::gpu::params::GpuParams;
@@ -20,6 +20,21 @@ pub enum Mode {
     Training,
 }
 
+/// Tile of the correlation GEMM (`TM` x `TN` in `shaders/correlation.wgsl`): rows (kernel
+/// channels) by pixels.
+pub const CORR_TILE: (u64, u64) = (32, 64);
+/// Workgroup memory of the correlation (the staged weights), checked against the device.
+pub const CORR_WORKGROUP_BYTES: u32 = 8192;
+
+/// Per-region pixel lists of the fused path (see `shaders/region_select.wgsl` `lists`).
+#[derive(Debug)]
+pub struct RegionLists {
+    /// B x H' x W' pixel indices (u32), grouped by region, ascending within a region.
+    pub order: GpuTensor,
+    /// B x (r+1) offsets (u32) into a sample's `order`: region g is `starts[g]..starts[g+1]`.
+    pub starts: GpuTensor,
+}
+
 /// Buffers and program of one forward.
 #[derive(Debug)]
 pub struct ForwardPlan {
@@ -35,6 +50,8 @@ pub struct ForwardPlan {
     pub guide: GpuTensor,
     /// B x H' x W' region indices (i32).
     pub region: GpuTensor,
+    /// Inference mode only.
+    pub lists: Option<RegionLists>,
     pub output: GpuTensor,
     pub program: Program,
 }
@@ -48,6 +65,19 @@ impl ForwardPlan {
         mode: Mode,
     ) -> Result<Self> {
         let shape = config.forward_shape(&input.shape)?;
+        // Every tensor checked against the device limits before the first allocation.
+        crate::gpu::limits::check_forward(&ctx.limits, config, &shape, mode)?;
+        crate::gpu::limits::check_holds("input", input)?;
+        let wg_bytes = ctx.limits.max_compute_workgroup_storage_size;
+        if wg_bytes < CORR_WORKGROUP_BYTES {
+            return Err(DrConvError::TooLarge {
+                what: "workgroup memory of the correlation's weight tile vs the device's \
+                       max_compute_workgroup_storage_size"
+                    .into(),
+                size: CORR_WORKGROUP_BYTES as u64,
+                limit: wg_bytes as u64,
+            });
+        }
         let c = config;
         let s = &shape;
         let pooled = ctx.empty("pooled", &s.pooled(c))?;
@@ -60,10 +90,21 @@ impl ForwardPlan {
         };
         let guide = ctx.empty("guide", &s.guide(c))?;
         let region = ctx.empty("region_index", &s.region())?;
+        let lists = match mode {
+            Mode::Inference => Some(RegionLists {
+                order: ctx.empty("region_order", &s.region())?,
+                starts: ctx.empty("region_starts", &[s.batch, c.region_num + 1])?,
+            }),
+            Mode::Training => None,
+        };
         let output = ctx.empty("output", &s.output(c))?;
 
         let dims = Dims::new(c, s);
         let p = |id: ParamId| &params.get(id).buffer;
+        let (batch, hw) = (s.batch as u64, (s.out_height * s.out_width) as u64);
+        let (r, o) = (c.region_num as u64, c.out_channels as u64);
+        let io = (c.in_channels * c.out_channels) as u64;
+        let (tm, tn) = CORR_TILE;
         let mut program = Program::default();
         let mut add = |steps: Vec<_>| program.steps.extend(steps);
         add(ctx.steps(
@@ -88,7 +129,7 @@ impl ForwardPlan {
             ],
             kernel_logits.numel() as u64,
         )?);
-        add(ctx.steps(
+        add(ctx.group_steps(
             "kernel_gen",
             &shaders::KERNEL_GEN,
             "main",
@@ -99,61 +140,68 @@ impl ForwardPlan {
                 (3, p(ParamId::KernelB3)),
                 (4, &kernel.buffer),
             ],
-            kernel.numel() as u64,
+            batch * r * io.div_ceil(64),
         )?);
         add(ctx.steps(
-            "guide_conv",
+            "guide_argmax",
             &shaders::GUIDE_CONV,
-            "main",
+            "guide_argmax",
             dims,
             &[
                 (1, &input.buffer),
                 (2, p(ParamId::GuideW)),
                 (3, p(ParamId::GuideB)),
                 (4, &guide.buffer),
+                (5, &region.buffer),
             ],
-            guide.numel() as u64,
-        )?);
-        add(ctx.steps(
-            "argmax",
-            &shaders::REGION_SELECT,
-            "argmax",
-            dims,
-            &[(1, &guide.buffer), (2, &region.buffer)],
             region.numel() as u64,
         )?);
-        match &corr {
-            Some(corr) => {
-                add(ctx.steps(
-                    "corr_all_regions",
-                    &shaders::CORRELATION,
-                    "all_regions",
-                    dims,
-                    &[(1, &input.buffer), (2, &kernel.buffer), (3, &corr.buffer)],
-                    corr.numel() as u64,
-                )?);
-                add(ctx.steps(
-                    "gather",
-                    &shaders::REGION_SELECT,
-                    "gather",
-                    dims,
-                    &[(2, &region.buffer), (3, &corr.buffer), (4, &output.buffer)],
-                    output.numel() as u64,
-                )?);
-            }
-            None => add(ctx.steps(
-                "corr_selected_region",
+        if let Some(corr) = &corr {
+            add(ctx.group_steps(
+                "corr_all_regions",
                 &shaders::CORRELATION,
-                "selected_region",
+                "all_regions",
+                dims,
+                &[(1, &input.buffer), (2, &kernel.buffer), (3, &corr.buffer)],
+                batch * (r * o).div_ceil(tm) * hw.div_ceil(tn),
+            )?);
+            add(ctx.steps(
+                "gather",
+                &shaders::REGION_SELECT,
+                "gather",
+                dims,
+                &[(2, &region.buffer), (3, &corr.buffer), (4, &output.buffer)],
+                output.numel() as u64,
+            )?);
+        } else if let Some(lists) = &lists {
+            add(ctx.group_steps(
+                "region_lists",
+                &shaders::REGION_SELECT,
+                "lists",
+                dims,
+                &[
+                    (2, &region.buffer),
+                    (5, &lists.order.buffer),
+                    (6, &lists.starts.buffer),
+                ],
+                batch,
+            )?);
+            // Region g needs ceil(n_g / TN) pixel tiles; over all regions that is at most
+            // ceil(H'W' / TN) + r - 1. Tiles past a sample's real count exit at once.
+            add(ctx.group_steps(
+                "corr_selected",
+                &shaders::CORRELATION,
+                "selected",
                 dims,
                 &[
                     (1, &input.buffer),
                     (2, &kernel.buffer),
                     (3, &output.buffer),
-                    (4, &region.buffer),
+                    (4, &lists.order.buffer),
+                    (5, &lists.starts.buffer),
                 ],
-                output.numel() as u64,
-            )?),
+                batch * o.div_ceil(tm) * (hw.div_ceil(tn) + r - 1),
+            )?);
         }
         Ok(ForwardPlan {
             shape,
@@ -166,6 +214,7 @@ impl ForwardPlan {
             corr,
             guide,
             region,
+            lists,
             output,
             program,
         })
@@ -183,7 +232,17 @@ impl ForwardPlan {
             &self.output,
         ];
         v.extend(self.corr.as_ref());
+        if let Some(l) = &self.lists {
+            v.extend([&l.order, &l.starts]);
+        }
         v
+    }
+
+    /// Bytes of every buffer the plan binds except the parameters: input, intermediates, output.
+    pub fn buffer_bytes(&self) -> u64 {
+        let mut bufs = self.outputs();
+        bufs.push(&self.input);
+        bufs.iter().map(|t| t.buffer.size()).sum()
     }
 
     /// Fills every tensor the plan writes with NaN, so a test can tell "not written" from

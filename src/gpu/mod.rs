@@ -1,13 +1,19 @@
 //! The GPU runtime: context, shaders, pipeline cache, device tensors, and the op programs.
 
+pub mod backward;
 pub mod buffers;
 pub mod context;
 pub mod forward;
+pub mod limits;
+pub mod loss;
+pub mod optim;
 pub mod params;
 pub mod pipelines;
 pub mod program;
 pub mod shaders;
+pub mod tiles;
 
+pub use backward::{BackwardPlan, GpuGradients};
 pub use buffers::GpuTensor;
 pub use context::{ContextOptions, GpuContext};
 pub use forward::{ForwardPlan, Mode};

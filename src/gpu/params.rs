@@ -34,7 +34,11 @@ impl GpuParams {
         Ok(())
     }
 
-    pub async fn read(&self, ctx: &GpuContext, config: crate::DrConvConfig) -> Result<DrConvParams> {
+    pub async fn read(
+        &self,
+        ctx: &GpuContext,
+        config: crate::DrConvConfig,
+    ) -> Result<DrConvParams> {
         let mut values: [Vec<f32>; 6] = Default::default();
         for id in ParamId::ALL {
             values[id.index()] = self.get(id).read(ctx).await?.data;

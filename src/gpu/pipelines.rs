@@ -21,7 +21,12 @@ impl PipelineCache {
         entry: &'static str,
     ) -> wgpu::ComputePipeline {
         let key = (shader.name, entry);
-        if let Some(p) = self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(p) = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return p.clone();
         }
         let module = {

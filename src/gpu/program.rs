@@ -4,6 +4,7 @@
 use crate::config::{DrConvConfig, ForwardShape};
 use crate::error::{DrConvError, Result};
 use crate::gpu::context::GpuContext;
+use crate::gpu::limits::{MAX_GRID_DIM, MAX_ITEMS};
 use crate::gpu::shaders::Shader;
 
 /// Workgroup size of every 1-D shader (`WG` in `shaders/common.wgsl`).
@@ -119,14 +120,19 @@ impl GpuContext {
         buffers: &[(u32, &wgpu::Buffer)],
         items: u64,
     ) -> Result<Vec<Step>> {
-        if items > u32::MAX as u64 {
+        // Flat u32 indices in the shaders; MAX_ITEMS leaves room for the grid's padding.
+        if items > MAX_ITEMS {
             return Err(DrConvError::TooLarge {
                 what: format!("{label}: items indexed by one shader"),
                 size: items,
-                limit: u32::MAX as u64,
+                limit: MAX_ITEMS,
             });
         }
-        let max_dim = self.limits.max_compute_workgroups_per_dimension;
+        // Capped at MAX_GRID_DIM: larger grids could wrap `item_index` in u32 arithmetic.
+        let max_dim = self
+            .limits
+            .max_compute_workgroups_per_dimension
+            .min(MAX_GRID_DIM);
         let per_dispatch = (max_dim as u64) * (max_dim as u64) * WG as u64;
         let pipeline = self.pipelines().get(&self.device, shader, entry);
         let layout = pipeline.get_bind_group_layout(0);

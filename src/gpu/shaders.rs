@@ -24,9 +24,39 @@ macro_rules! shader {
 shader!(ADAPTIVE_POOL, "adaptive_pool", ["main"]);
 shader!(KERNEL_LOGITS, "kernel_logits", ["main"]);
 shader!(KERNEL_GEN, "kernel_gen", ["main"]);
-shader!(GUIDE_CONV, "guide_conv", ["main"]);
-shader!(CORRELATION, "correlation", ["all_regions", "selected_region"]);
-shader!(REGION_SELECT, "region_select", ["argmax", "gather"]);
+shader!(GUIDE_CONV, "guide_conv", ["guide_argmax"]);
+shader!(CORRELATION, "correlation", ["all_regions", "selected"]);
+shader!(REGION_SELECT, "region_select", ["gather", "lists"]);
+shader!(MATMUL, "matmul", ["tiled", "broadcast"]);
+shader!(
+    REGION_SELECT_BWD,
+    "region_select_bwd",
+    ["guide_grad", "corr_mask"]
+);
+shader!(
+    CORRELATION_BWD,
+    "correlation_bwd",
+    ["kernel_grad", "input_grad"]
+);
+shader!(
+    GUIDE_CONV_BWD,
+    "guide_conv_bwd",
+    ["input_grad", "weight_partial", "weight_reduce"]
+);
+shader!(
+    KERNEL_GEN_BWD,
+    "kernel_gen_bwd",
+    ["sigmoid_grad", "weight_grad"]
+);
+shader!(
+    KERNEL_LOGITS_BWD,
+    "kernel_logits_bwd",
+    ["logits_grad", "pooled_grad", "weight_grad"]
+);
+shader!(ADAPTIVE_POOL_BWD, "adaptive_pool_bwd", ["main"]);
+shader!(MSE, "mse", ["grad", "loss_partial", "loss_reduce"]);
+shader!(SGD, "sgd", ["momentum", "plain"]);
+shader!(ADAM, "adam", ["main"]);
 
 /// Every shader module of the crate (the naga validation test walks this list).
 pub const ALL: &[Shader] = &[
@@ -36,6 +66,16 @@ pub const ALL: &[Shader] = &[
     GUIDE_CONV,
     CORRELATION,
     REGION_SELECT,
+    MATMUL,
+    REGION_SELECT_BWD,
+    CORRELATION_BWD,
+    GUIDE_CONV_BWD,
+    KERNEL_GEN_BWD,
+    KERNEL_LOGITS_BWD,
+    ADAPTIVE_POOL_BWD,
+    MSE,
+    SGD,
+    ADAM,
 ];
 
 impl Shader {

@@ -1,0 +1,10 @@
+#![no_main]
+//! `cargo +nightly fuzz run case_loader`: the golden-case loader on an arbitrary `case.json` and
+//! files (layout in `harness::case_loader`).
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    harness::case_loader(data);
+});

@@ -1,0 +1,9 @@
+#![no_main]
+//! `cargo +nightly fuzz run weights_loader`: the safetensors loaders on arbitrary bytes.
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    harness::weights_loader(data);
+});

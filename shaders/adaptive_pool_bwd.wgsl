@@ -1,0 +1,27 @@
+// Backward of AdaptiveAvgPool2d((k, k)): each bin spreads dpooled / (bin area) uniformly over its
+// window; windows overlap when H (or W) is not a multiple of k, so an input pixel sums every bin
+// that covers it. Adds the pool's share to dx. One invocation per (b, i, y, x) of x.
+@group(0) @binding(1) var<storage, read> dpooled: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let ix = idx % d.w;
+    let iy = (idx / d.w) % d.h;
+    let bi = idx / (d.w * d.h);
+    var s = 0.0;
+    for (var u = 0u; u < d.k; u++) {
+        let h0 = (u * d.h) / d.k;
+        let h1 = ((u + 1u) * d.h + d.k - 1u) / d.k;
+        if (iy < h0 || iy >= h1) { continue; }
+        for (var v = 0u; v < d.k; v++) {
+            let w0 = (v * d.w) / d.k;
+            let w1 = ((v + 1u) * d.w + d.k - 1u) / d.k;
+            if (ix < w0 || ix >= w1) { continue; }
+            s += dpooled[(bi * d.k + u) * d.k + v] / f32((h1 - h0) * (w1 - w0));
+        }
+    }
+    dx[idx] += s;
+}

@@ -1,0 +1,384 @@
+//! `drconv bench`: times the fused inference forward against the all-regions (training) forward
+//! at the issue's shapes, on whatever adapter wgpu picks, next to a plain GEMM on the same device.
+//!
+//! Each cell is the median of repeated runs after a warm-up, repeated until a per-cell time
+//! budget is spent (lavapipe runs at about a GFLOP/s). Times are GPU timestamps around the
+//! compute pass where the adapter has `TIMESTAMP_QUERY`, else wall time around submit + wait.
+//! GFLOP/s count only the work each path must do (see [`BenchShape`]).
+
+mod matmul;
+mod shapes;
+mod timer;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::gpu::forward::{ForwardPlan, Mode};
+use crate::gpu::program::Program;
+use crate::gpu::GpuContext;
+use crate::layer::DrConv2d;
+use crate::params::DrConvParams;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+pub use shapes::{BenchShape, SHAPES};
+pub use timer::{median, median_of, Timer};
+
+/// How long to measure.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BenchOptions {
+    /// Short budgets and a smaller GEMM: a smoke run, not numbers to quote.
+    pub quick: bool,
+}
+
+impl BenchOptions {
+    fn budget_s(&self) -> f64 {
+        if self.quick {
+            0.3
+        } else {
+            2.0
+        }
+    }
+
+    fn min_reps(&self) -> usize {
+        if self.quick {
+            1
+        } else {
+            3
+        }
+    }
+
+    fn max_reps(&self) -> usize {
+        if self.quick {
+            5
+        } else {
+            50
+        }
+    }
+
+    fn matmul_n(&self) -> usize {
+        if self.quick {
+            256
+        } else {
+            512
+        }
+    }
+}
+
+/// Time of one step (one label of the plan; a step split over several dispatches is summed).
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTime {
+    pub label: &'static str,
+    pub ms: f64,
+}
+
+/// One (shape, path) cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    pub shape: String,
+    /// `"fused"` (Mode::Inference) or `"all_regions"` (Mode::Training).
+    pub path: &'static str,
+    pub forward_ms: f64,
+    /// Training forward + backward (the fused forward saves nothing for a backward), the same
+    /// for both rows of a shape; `None` when the backward failed on this device.
+    pub forward_backward_ms: Option<f64>,
+    /// The path's required work (see [`BenchShape`]) over `forward_ms`.
+    pub gflops: f64,
+    /// The plan's buffers plus the parameters.
+    pub peak_bytes: u64,
+    /// The correlation step(s) alone, timed one step per pass.
+    pub corr_ms: f64,
+    /// The correlation's required work over `corr_ms`.
+    pub corr_gflops: f64,
+    pub steps: Vec<StepTime>,
+}
+
+/// GFLOP/s of one GEMM variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatmulResult {
+    pub variant: &'static str,
+    pub n: usize,
+    pub gflops: f64,
+}
+
+/// Whether the fused forward agrees with the all-regions forward at a shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct Agreement {
+    pub shape: String,
+    pub output_max_abs_diff: f64,
+    pub region_equal: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub adapter: String,
+    pub backend: String,
+    pub device_type: String,
+    /// `"gpu-timestamps"` or `"wall"`.
+    pub timer: &'static str,
+    /// The best GEMM variant: the device's attainable rate.
+    pub matmul_gflops: f64,
+    pub matmul: Vec<MatmulResult>,
+    pub rows: Vec<BenchRow>,
+    pub agreement: Vec<Agreement>,
+}
+
+/// Runs the whole benchmark; `progress` gets a line per finished cell.
+pub async fn run(
+    ctx: &Arc<GpuContext>,
+    opts: &BenchOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BenchReport> {
+    let timer = Timer::new(ctx);
+    let summary = ctx.summary();
+    let n = opts.matmul_n();
+    let mut matmul = Vec::new();
+    for (variant, gflops) in matmul::matmul_gflops(ctx, &timer, n, opts.budget_s()).await? {
+        progress(&format!("matmul {variant} {n}^3: {gflops:.2} GFLOP/s"));
+        matmul.push(MatmulResult { variant, n, gflops });
+    }
+    let mut rows = Vec::new();
+    let mut agreement = Vec::new();
+    for shape in SHAPES {
+        let (pair, agree) = bench_shape(ctx, &timer, opts, &shape, progress).await?;
+        rows.extend(pair);
+        agreement.push(agree);
+    }
+    Ok(BenchReport {
+        adapter: summary.name,
+        backend: summary.backend,
+        device_type: summary.device_type,
+        timer: timer.kind(),
+        matmul_gflops: matmul.iter().map(|m| m.gflops).fold(0.0, f64::max),
+        matmul,
+        rows,
+        agreement,
+    })
+}
+
+/// The fused and all-regions rows of one shape, and their agreement.
+async fn bench_shape(
+    ctx: &Arc<GpuContext>,
+    timer: &Timer,
+    opts: &BenchOptions,
+    shape: &BenchShape,
+    progress: &mut dyn FnMut(&str),
+) -> Result<([BenchRow; 2], Agreement)> {
+    let config = shape.config()?;
+    let params = DrConvParams::init(config, 1)?;
+    let mut rng = Rng::new(2);
+    let input = shape.input_shape();
+    let x = Tensor::new(&input, rng.normal_vec(input.iter().product()))?;
+    let mut layer = DrConv2d::new(ctx.clone(), &params)?;
+    let xg = layer.upload(&x)?;
+    let param_bytes: u64 = layer
+        .gpu_params()
+        .tensors
+        .iter()
+        .map(|t| t.buffer.size())
+        .sum();
+    let fwd_bwd = forward_backward_ms(ctx, timer, opts, &mut layer, &xg, progress).await;
+
+    let name = shape.name();
+    let mut rows = Vec::new();
+    for (mode, path) in [(Mode::Inference, "fused"), (Mode::Training, "all_regions")] {
+        let plan = layer.plan(&xg, mode).await?;
+        let forward_ms = median_of(1, opts.min_reps(), opts.max_reps(), opts.budget_s(), || {
+            timer.time(ctx, &plan.program)
+        })
+        .await?;
+        let steps = step_times(ctx, timer, opts, &layer, &xg, mode).await?;
+        let corr_ms: f64 = steps
+            .iter()
+            .filter(|s| s.label.starts_with("corr"))
+            .map(|s| s.ms)
+            .sum();
+        let (work, corr_work) = match mode {
+            Mode::Inference => (shape.fused_flops()?, shape.corr_flops()?),
+            Mode::Training => (
+                shape.all_regions_flops()?,
+                shape.r as f64 * shape.corr_flops()?,
+            ),
+        };
+        let plan = layer.plan(&xg, mode).await?;
+        let row = BenchRow {
+            shape: name.clone(),
+            path,
+            forward_ms,
+            forward_backward_ms: fwd_bwd,
+            gflops: work / (forward_ms * 1e-3) / 1e9,
+            peak_bytes: plan.buffer_bytes() + param_bytes,
+            corr_ms,
+            corr_gflops: corr_work / (corr_ms * 1e-3) / 1e9,
+            steps,
+        };
+        progress(&format!(
+            "{name} {path}: forward {forward_ms:.3} ms, {:.2} GFLOP/s, correlation {corr_ms:.3} ms \
+             ({:.2} GFLOP/s)",
+            row.gflops, row.corr_gflops
+        ));
+        rows.push(row);
+    }
+    let agree = agreement(&mut layer, &xg, name).await?;
+    let rows: [BenchRow; 2] = rows.try_into().expect("two paths");
+    Ok((rows, agree))
+}
+
+/// Median time of the training forward + backward (two passes, one submission), or `None` with
+/// the reason sent to `progress` when the backward cannot run here.
+async fn forward_backward_ms(
+    ctx: &Arc<GpuContext>,
+    timer: &Timer,
+    opts: &BenchOptions,
+    layer: &mut DrConv2d,
+    x: &crate::gpu::GpuTensor,
+    progress: &mut dyn FnMut(&str),
+) -> Option<f64> {
+    let result: Result<f64> = async {
+        let config = *layer.config();
+        let (fwd, bwd) = layer.training_plans(x, true).await?;
+        let gy = Rng::new(3).normal_vec(crate::tensor::numel(&fwd.shape.output(&config)));
+        ctx.write(&bwd.grad_output, &gy)?;
+        let (fwd, bwd) = (&fwd.program, &bwd.program);
+        median_of(
+            1,
+            opts.min_reps(),
+            opts.max_reps(),
+            opts.budget_s(),
+            || async { Ok(timer.time_each(ctx, &[fwd, bwd]).await?.iter().sum()) },
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(ms) => Some(ms),
+        Err(e) => {
+            progress(&format!("forward+backward not timed: {e}"));
+            None
+        }
+    }
+}
+
+/// Each step of a fresh plan of `mode` timed in its own pass (median per step), same-label
+/// dispatches summed.
+async fn step_times(
+    ctx: &Arc<GpuContext>,
+    timer: &Timer,
+    opts: &BenchOptions,
+    layer: &DrConv2d,
+    x: &crate::gpu::GpuTensor,
+    mode: Mode,
+) -> Result<Vec<StepTime>> {
+    let mut plan = ForwardPlan::build(ctx, layer.config(), layer.gpu_params(), x, mode)?;
+    let steps = std::mem::take(&mut plan.program.steps);
+    let labels: Vec<&'static str> = steps.iter().map(|s| s.label).collect();
+    let programs: Vec<Program> = steps
+        .into_iter()
+        .map(|s| Program { steps: vec![s] })
+        .collect();
+    let refs: Vec<&Program> = programs.iter().collect();
+    timer.time_each(ctx, &refs).await?; // warm-up
+    let mut samples = vec![Vec::new(); refs.len()];
+    let t0 = std::time::Instant::now();
+    let mut reps = 0;
+    while reps < opts.min_reps()
+        || (reps < opts.max_reps() && t0.elapsed().as_secs_f64() < opts.budget_s())
+    {
+        for (s, ms) in samples.iter_mut().zip(timer.time_each(ctx, &refs).await?) {
+            s.push(ms);
+        }
+        reps += 1;
+    }
+    let mut out: Vec<StepTime> = Vec::new();
+    for (label, mut s) in labels.into_iter().zip(samples) {
+        let ms = median(&mut s);
+        match out.iter_mut().find(|t| t.label == label) {
+            Some(t) => t.ms += ms,
+            None => out.push(StepTime { label, ms }),
+        }
+    }
+    Ok(out)
+}
+
+/// Runs both forwards once more and compares outputs and region maps.
+async fn agreement(
+    layer: &mut DrConv2d,
+    x: &crate::gpu::GpuTensor,
+    shape: String,
+) -> Result<Agreement> {
+    let fused = layer.forward_trace(x, Mode::Inference).await?;
+    let full = layer.forward_trace(x, Mode::Training).await?;
+    let diff = fused
+        .output
+        .data
+        .iter()
+        .zip(&full.output.data)
+        .map(|(a, b)| ((a - b) as f64).abs())
+        .fold(
+            0.0,
+            |m: f64, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
+        );
+    Ok(Agreement {
+        shape,
+        output_max_abs_diff: diff,
+        region_equal: fused.region_index == full.region_index,
+    })
+}
+
+/// The report as a fixed-width table: both paths per shape and their forward-time ratio.
+pub fn table(r: &BenchReport) -> String {
+    let mut s = format!(
+        "adapter: {} ({}, {}), timer: {}\nmatmul: {}\n",
+        r.adapter,
+        r.backend,
+        r.device_type,
+        r.timer,
+        r.matmul
+            .iter()
+            .map(|m| format!("{} {}^3 {:.2} GFLOP/s", m.variant, m.n, m.gflops))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    s += &format!(
+        "{:<26} {:<12} {:>10} {:>12} {:>9} {:>10} {:>10} {:>10}\n",
+        "shape", "path", "fwd ms", "fwd+bwd ms", "GFLOP/s", "corr ms", "corr GF/s", "peak MiB"
+    );
+    for pair in r.rows.chunks(2) {
+        for row in pair {
+            let fb = row
+                .forward_backward_ms
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or_else(|| "-".into());
+            s += &format!(
+                "{:<26} {:<12} {:>10.3} {:>12} {:>9.2} {:>10.3} {:>10.2} {:>10.2}\n",
+                row.shape,
+                row.path,
+                row.forward_ms,
+                fb,
+                row.gflops,
+                row.corr_ms,
+                row.corr_gflops,
+                row.peak_bytes as f64 / (1 << 20) as f64
+            );
+        }
+        if let [fused, all] = pair {
+            s += &format!(
+                "{:<26} {:<12} {:>9.2}x\n",
+                "",
+                "ratio",
+                all.forward_ms / fused.forward_ms
+            );
+        }
+    }
+    for a in &r.agreement {
+        s += &format!(
+            "{}: fused vs all-regions output max |diff| {:.2e}, region maps {}\n",
+            a.shape,
+            a.output_max_abs_diff,
+            if a.region_equal { "equal" } else { "DIFFER" }
+        );
+    }
+    s
+}

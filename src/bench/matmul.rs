@@ -1,0 +1,49 @@
+//! A plain GEMM on the same device, as the attainable rate the layer's kernels are judged by.
+
+use crate::error::Result;
+use crate::gpu::program::{Dims, Program};
+use crate::gpu::{shaders, GpuContext};
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+use super::timer::{median_of, Timer};
+
+/// The GEMM variants of `shaders/matmul.wgsl`: (entry point, rows per tile, columns per tile).
+pub const VARIANTS: [(&str, u64, u64); 2] = [("tiled", 32, 32), ("broadcast", 16, 128)];
+
+/// GFLOP/s of one `n x n x n` GEMM per variant (median over `budget_s` seconds each).
+pub async fn matmul_gflops(
+    ctx: &GpuContext,
+    timer: &Timer,
+    n: usize,
+    budget_s: f64,
+) -> Result<Vec<(&'static str, f64)>> {
+    let mut rng = Rng::new(7);
+    let a = ctx.upload("matmul a", &Tensor::new(&[n, n], rng.normal_vec(n * n))?)?;
+    let b = ctx.upload("matmul b", &Tensor::new(&[n, n], rng.normal_vec(n * n))?)?;
+    let c = ctx.empty("matmul c", &[n, n])?;
+    let dims = Dims {
+        cin: n as u32,
+        aux0: n as u32,
+        aux1: n as u32,
+        ..Default::default()
+    };
+    let flops = 2.0 * (n as f64).powi(3);
+    let mut out = Vec::new();
+    for (entry, tm, tn) in VARIANTS {
+        let groups = (n as u64).div_ceil(tm) * (n as u64).div_ceil(tn);
+        let program = Program {
+            steps: ctx.group_steps(
+                "matmul",
+                &shaders::MATMUL,
+                entry,
+                dims,
+                &[(1, &a.buffer), (2, &b.buffer), (3, &c.buffer)],
+                groups,
+            )?,
+        };
+        let ms = median_of(1, 3, 50, budget_s, || timer.time(ctx, &program)).await?;
+        out.push((entry, flops / (ms * 1e-3) / 1e9));
+    }
+    Ok(out)
+}

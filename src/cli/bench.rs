@@ -1,0 +1,35 @@
+//! `drconv bench`: the fused inference forward against the all-regions forward at the issue's
+//! shapes, next to a plain GEMM, on the default adapter (`WGPU_BACKEND` respected).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use drconv::bench::{self, BenchOptions};
+use drconv::GpuContext;
+
+use super::CliError;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Short time budgets: a smoke run, not numbers to quote.
+    #[arg(long)]
+    quick: bool,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    pollster::block_on(async {
+        let ctx = GpuContext::new().await?;
+        let opts = BenchOptions { quick: args.quick };
+        let report = bench::run(&ctx, &opts, &mut |line| eprintln!("drconv: {line}")).await?;
+        print!("{}", bench::table(&report));
+        if let Some(path) = &args.json {
+            let text = serde_json::to_string_pretty(&report)?;
+            std::fs::write(path, text + "\n")
+                .map_err(|e| CliError(format!("writing {}: {e}", path.display())))?;
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,90 @@
+//! `drconv info`: every adapter wgpu finds (honouring `WGPU_BACKEND`), with the features and
+//! the limits that bound the layer sizes this crate can run.
+
+use std::process::ExitCode;
+
+use drconv::gpu::context::{instance, AdapterSummary};
+use serde::Serialize;
+
+use super::CliError;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print one JSON object per adapter.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct KeyLimits {
+    max_buffer_size: u64,
+    max_storage_buffer_binding_size: u64,
+    max_compute_workgroups_per_dimension: u32,
+    max_compute_invocations_per_workgroup: u32,
+    max_compute_workgroup_storage_size: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct AdapterReport {
+    #[serde(flatten)]
+    summary: AdapterSummary,
+    features: Vec<&'static str>,
+    limits: KeyLimits,
+}
+
+fn describe(adapter: &wgpu::Adapter) -> AdapterReport {
+    let l = adapter.limits();
+    AdapterReport {
+        summary: AdapterSummary::from_info(&adapter.get_info()),
+        features: adapter.features().iter_names().map(|(n, _)| n).collect(),
+        limits: KeyLimits {
+            max_buffer_size: l.max_buffer_size,
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+            max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+        },
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let adapters = pollster::block_on(instance(None).enumerate_adapters(wgpu::Backends::all()));
+    if adapters.is_empty() {
+        return Err(CliError(format!(
+            "wgpu found no adapter (WGPU_BACKEND={}); on Linux install Mesa's drivers: \
+             apt-get install mesa-vulkan-drivers libvulkan1 (Vulkan) or libegl1 libegl-mesa0 \
+             libgl1-mesa-dri (GL)",
+            std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "unset".into())
+        )));
+    }
+    for a in &adapters {
+        let r = describe(a);
+        if args.json {
+            println!("{}", serde_json::to_string(&r)?);
+            continue;
+        }
+        let s = &r.summary;
+        let l = &r.limits;
+        println!("{} ({}, {})", s.name, s.backend, s.device_type);
+        println!("  driver: {} {}", s.driver, s.driver_info);
+        println!("  max_buffer_size: {}", l.max_buffer_size);
+        println!(
+            "  max_storage_buffer_binding_size: {}",
+            l.max_storage_buffer_binding_size
+        );
+        println!(
+            "  max_compute_workgroups_per_dimension: {}",
+            l.max_compute_workgroups_per_dimension
+        );
+        println!(
+            "  max_compute_invocations_per_workgroup: {}",
+            l.max_compute_invocations_per_workgroup
+        );
+        println!(
+            "  max_compute_workgroup_storage_size: {}",
+            l.max_compute_workgroup_storage_size
+        );
+        println!("  features: {}", r.features.join(" "));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,358 @@
+//! The backward plan of one training forward plan: it reads the forward's saved tensors (corr,
+//! guide, region map, sigmoid, pooled, kernel), owns the gradient buffers, and binds every step
+//! once, so a backward records one compute pass and allocates nothing.
+//!
+//! Determinism: every gradient element is written by exactly one invocation that loops over its
+//! contributors in a fixed order (no atomics), and dx's three paths are added by three dispatches
+//! in a fixed order. The same inputs give bit-identical gradients.
+
+use crate::config::{DrConvConfig, ForwardShape};
+use crate::error::{DrConvError, Result};
+use crate::gpu::buffers::GpuTensor;
+use crate::gpu::context::GpuContext;
+use crate::gpu::forward::{ForwardPlan, Mode};
+use crate::gpu::params::GpuParams;
+use crate::gpu::program::{Dims, Program};
+use crate::gpu::shaders;
+use crate::params::ParamId;
+use crate::trace::Gradients;
+
+/// Output positions per partial sum of the guide conv's weight gradient (first reduction stage).
+pub const GUIDE_CHUNK: usize = 256;
+
+/// The gradients of one backward, on the device. They alias the plan's buffers: the next
+/// backward of the same layer overwrites them (the parameter gradients are shared by all plans).
+#[derive(Debug, Clone)]
+pub struct GpuGradients {
+    /// dL/dx, B x I x H x W.
+    pub x: GpuTensor,
+    /// dL/dparam in state_dict order (index with `ParamId::index`).
+    pub params: [GpuTensor; 6],
+    pub pooled: GpuTensor,
+    pub kernel_logits: GpuTensor,
+    pub sigmoid: GpuTensor,
+    pub kernel: GpuTensor,
+    pub guide: GpuTensor,
+}
+
+/// One buffer per parameter for its gradient, shared by every backward plan of a layer (they do
+/// not depend on the input shape), so an optimizer binds them once.
+pub fn param_grad_buffers(ctx: &GpuContext, config: &DrConvConfig) -> Result<[GpuTensor; 6]> {
+    let mut out = Vec::with_capacity(6);
+    for id in ParamId::ALL {
+        out.push(ctx.empty(id.name(), &config.param_shape(id))?);
+    }
+    Ok(out.try_into().expect("six parameters"))
+}
+
+/// Buffers and program of one backward.
+#[derive(Debug)]
+pub struct BackwardPlan {
+    pub shape: ForwardShape,
+    /// dL/doutput, B x O x H' x W'. Callers copy the upstream gradient here or write it directly
+    /// (the trainer's loss does).
+    pub grad_output: GpuTensor,
+    pub grads: GpuGradients,
+    /// Guide weight/bias partial sums, chunks x (r*I*k*k + r).
+    guide_partial: GpuTensor,
+    /// dcorr = grad_output masked to the selected region, B x r x O x H' x W'; only made (and
+    /// written, by `inspect`) once asked for, since nothing else needs it.
+    pub corr: Option<GpuTensor>,
+    inspect: Program,
+    pub program: Program,
+    dims: Dims,
+    region: GpuTensor,
+}
+
+impl BackwardPlan {
+    /// Binds the backward of `fwd` (a training plan) to fresh gradient buffers and `param_grads`.
+    pub fn build(
+        ctx: &GpuContext,
+        config: &DrConvConfig,
+        params: &GpuParams,
+        fwd: &ForwardPlan,
+        param_grads: &[GpuTensor; 6],
+    ) -> Result<Self> {
+        let corr = match (&fwd.corr, fwd.mode) {
+            (Some(c), Mode::Training) => c,
+            _ => {
+                return Err(DrConvError::Config(
+                    "the backward needs a training-mode forward (Mode::Training keeps every \
+                     region's correlation); this plan is an inference plan"
+                        .into(),
+                ))
+            }
+        };
+        let (c, s) = (config, &fwd.shape);
+        // Every gradient tensor checked against the device limits before the first allocation.
+        crate::gpu::limits::check_backward(&ctx.limits, c, s)?;
+        let grad_output = ctx.empty("grad_output", &s.output(c))?;
+        let grads = GpuGradients {
+            x: ctx.empty("grad.x", &s.input(c))?,
+            params: param_grads.clone(),
+            pooled: ctx.empty("grad.pooled", &s.pooled(c))?,
+            kernel_logits: ctx.empty("grad.kernel_logits", &s.logits(c))?,
+            sigmoid: ctx.empty("grad.sigmoid", &s.logits(c))?,
+            kernel: ctx.empty("grad.kernel", &s.kernel(c))?,
+            guide: ctx.empty("grad.guide", &s.guide(c))?,
+        };
+        let kk = c.kernel_size * c.kernel_size;
+        let guide_elems = c.region_num * c.in_channels * kk + c.region_num;
+        let chunks = (s.batch * s.out_height * s.out_width).div_ceil(GUIDE_CHUNK);
+        let guide_partial = ctx.empty("grad.guide_partial", &[chunks, guide_elems])?;
+
+        let mut dims = Dims::new(c, s);
+        dims.aux0 = GUIDE_CHUNK as u32;
+        dims.aux1 = chunks as u32;
+        let p = |id: ParamId| &params.get(id).buffer;
+        let dp = |id: ParamId| &param_grads[id.index()].buffer;
+        let g = &grads;
+        let gy = &grad_output.buffer;
+        let mut program = Program::default();
+        let mut add = |steps: Vec<_>| program.steps.extend(steps);
+        use shaders::*;
+        // Straight-through softmax gradient of the guide.
+        add(ctx.steps(
+            "guide_grad",
+            &REGION_SELECT_BWD,
+            "guide_grad",
+            dims,
+            &[
+                (1, &fwd.guide.buffer),
+                (3, &corr.buffer),
+                (4, gy),
+                (5, &g.guide.buffer),
+            ],
+            g.guide.numel() as u64,
+        )?);
+        // Correlation: generated kernels, then dx's first path (assigns dx).
+        add(ctx.steps(
+            "corr_kernel_grad",
+            &CORRELATION_BWD,
+            "kernel_grad",
+            dims,
+            &[
+                (1, &fwd.input.buffer),
+                (3, gy),
+                (4, &fwd.region.buffer),
+                (5, &g.kernel.buffer),
+            ],
+            g.kernel.numel() as u64,
+        )?);
+        add(ctx.steps(
+            "corr_input_grad",
+            &CORRELATION_BWD,
+            "input_grad",
+            dims,
+            &[
+                (2, &fwd.kernel.buffer),
+                (3, gy),
+                (4, &fwd.region.buffer),
+                (6, &g.x.buffer),
+            ],
+            g.x.numel() as u64,
+        )?);
+        // Guide conv: dx's second path, then weight and bias in two fixed-order stages.
+        add(ctx.steps(
+            "guide_input_grad",
+            &GUIDE_CONV_BWD,
+            "input_grad",
+            dims,
+            &[
+                (2, p(ParamId::GuideW)),
+                (3, &g.guide.buffer),
+                (4, &g.x.buffer),
+            ],
+            g.x.numel() as u64,
+        )?);
+        add(ctx.steps(
+            "guide_weight_partial",
+            &GUIDE_CONV_BWD,
+            "weight_partial",
+            dims,
+            &[
+                (1, &fwd.input.buffer),
+                (3, &g.guide.buffer),
+                (5, &guide_partial.buffer),
+            ],
+            guide_partial.numel() as u64,
+        )?);
+        add(ctx.steps(
+            "guide_weight_reduce",
+            &GUIDE_CONV_BWD,
+            "weight_reduce",
+            dims,
+            &[
+                (5, &guide_partial.buffer),
+                (6, dp(ParamId::GuideW)),
+                (7, dp(ParamId::GuideB)),
+            ],
+            guide_elems as u64,
+        )?);
+        // conv_kernel.3 (grouped 1x1).
+        add(ctx.steps(
+            "kernel_gen_sigmoid_grad",
+            &KERNEL_GEN_BWD,
+            "sigmoid_grad",
+            dims,
+            &[
+                (2, p(ParamId::KernelW3)),
+                (3, &g.kernel.buffer),
+                (4, &g.sigmoid.buffer),
+            ],
+            g.sigmoid.numel() as u64,
+        )?);
+        add(ctx.steps(
+            "kernel_gen_weight_grad",
+            &KERNEL_GEN_BWD,
+            "weight_grad",
+            dims,
+            &[
+                (1, &fwd.sigmoid.buffer),
+                (3, &g.kernel.buffer),
+                (5, dp(ParamId::KernelW3)),
+                (6, dp(ParamId::KernelB3)),
+            ],
+            (c.kernel_channels() * (c.region_num + 1)) as u64,
+        )?);
+        // Sigmoid and conv_kernel.1.
+        add(ctx.steps(
+            "logits_grad",
+            &KERNEL_LOGITS_BWD,
+            "logits_grad",
+            dims,
+            &[
+                (3, &fwd.sigmoid.buffer),
+                (4, &g.sigmoid.buffer),
+                (5, &g.kernel_logits.buffer),
+            ],
+            g.kernel_logits.numel() as u64,
+        )?);
+        add(ctx.steps(
+            "pooled_grad",
+            &KERNEL_LOGITS_BWD,
+            "pooled_grad",
+            dims,
+            &[
+                (2, p(ParamId::KernelW1)),
+                (5, &g.kernel_logits.buffer),
+                (6, &g.pooled.buffer),
+            ],
+            g.pooled.numel() as u64,
+        )?);
+        add(ctx.steps(
+            "kernel_logits_weight_grad",
+            &KERNEL_LOGITS_BWD,
+            "weight_grad",
+            dims,
+            &[
+                (1, &fwd.pooled.buffer),
+                (5, &g.kernel_logits.buffer),
+                (7, dp(ParamId::KernelW1)),
+                (8, dp(ParamId::KernelB1)),
+            ],
+            (c.region_num * c.region_num * (c.in_channels + 1)) as u64,
+        )?);
+        // Adaptive pool: dx's third path.
+        add(ctx.steps(
+            "pool_input_grad",
+            &ADAPTIVE_POOL_BWD,
+            "main",
+            dims,
+            &[(1, &g.pooled.buffer), (2, &g.x.buffer)],
+            g.x.numel() as u64,
+        )?);
+        Ok(BackwardPlan {
+            shape: fwd.shape,
+            grad_output,
+            grads,
+            guide_partial,
+            corr: None,
+            inspect: Program::default(),
+            program,
+            dims,
+            region: fwd.region.clone(),
+        })
+    }
+
+    /// Makes the dcorr buffer and the step that writes it (run by `encode_inspect`).
+    pub fn materialise_corr(&mut self, ctx: &GpuContext, config: &DrConvConfig) -> Result<()> {
+        if self.corr.is_some() {
+            return Ok(());
+        }
+        let dcorr = ctx.empty("grad.corr", &self.shape.corr(config))?;
+        self.inspect.steps = ctx.steps(
+            "corr_mask",
+            &shaders::REGION_SELECT_BWD,
+            "corr_mask",
+            self.dims,
+            &[
+                (2, &self.region.buffer),
+                (4, &self.grad_output.buffer),
+                (6, &dcorr.buffer),
+            ],
+            dcorr.numel() as u64,
+        )?;
+        self.corr = Some(dcorr);
+        Ok(())
+    }
+
+    /// Records the backward (one compute pass), reading `grad_output` and the forward's tensors.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.program.encode(encoder);
+    }
+
+    /// Records the inspection-only steps (dcorr), if `materialise_corr` made them.
+    pub fn encode_inspect(&self, encoder: &mut wgpu::CommandEncoder) {
+        if !self.inspect.is_empty() {
+            self.inspect.encode(encoder);
+        }
+    }
+
+    /// Every buffer the backward writes, parameter gradients included.
+    pub fn outputs(&self) -> Vec<&GpuTensor> {
+        let g = &self.grads;
+        let mut v = vec![
+            &g.x,
+            &g.pooled,
+            &g.kernel_logits,
+            &g.sigmoid,
+            &g.kernel,
+            &g.guide,
+            &self.guide_partial,
+        ];
+        v.extend(g.params.iter());
+        v.extend(self.corr.as_ref());
+        v
+    }
+
+    /// Fills every buffer the backward writes with NaN (tests: "not written" shows as NaN).
+    pub fn poison(&self, ctx: &GpuContext) {
+        for t in self.outputs() {
+            ctx.fill(t, f32::NAN);
+        }
+    }
+
+    /// Reads every gradient back (dcorr only if materialised).
+    pub async fn read(&self, ctx: &GpuContext) -> Result<Gradients> {
+        let g = &self.grads;
+        let mut params: [Vec<f32>; 6] = Default::default();
+        for id in ParamId::ALL {
+            params[id.index()] = g.params[id.index()].read(ctx).await?.data;
+        }
+        let corr = match &self.corr {
+            Some(c) => Some(c.read(ctx).await?),
+            None => None,
+        };
+        Ok(Gradients {
+            x: g.x.read(ctx).await?,
+            params,
+            pooled: g.pooled.read(ctx).await?,
+            kernel_logits: g.kernel_logits.read(ctx).await?,
+            sigmoid: g.sigmoid.read(ctx).await?,
+            kernel: g.kernel.read(ctx).await?,
+            corr,
+            guide: g.guide.read(ctx).await?,
+        })
+    }
+}

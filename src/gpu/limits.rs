@@ -1,0 +1,248 @@
+//! Device limits against the tensors of a plan, checked before anything is allocated, so that a
+//! shape too large for the device is a [`DrConvError::TooLarge`] naming the tensor, its size and
+//! the limit, never a failed allocation, a validation error or an overflowed u32 index.
+//!
+//! Sizes are computed in u128 so absurd shapes cannot overflow here either.
+
+use crate::config::{DrConvConfig, ForwardShape};
+use crate::error::{DrConvError, Result};
+use crate::gpu::buffers::GpuTensor;
+use crate::gpu::forward::Mode;
+use crate::gpu::program::WG;
+use crate::params::ParamId;
+
+/// One tensor of a plan: its name and shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+impl TensorSpec {
+    pub fn new(name: impl Into<String>, shape: &[usize]) -> Self {
+        TensorSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// Element count in u128, saturating (absurd shapes stay absurd instead of wrapping).
+    pub fn numel(&self) -> u128 {
+        self.shape
+            .iter()
+            .fold(1u128, |n, &d| n.saturating_mul(d as u128))
+    }
+
+    /// Size in bytes of the f32 (or i32) tensor, saturated to u64.
+    pub fn bytes(&self) -> u64 {
+        sat(self.numel().saturating_mul(4))
+    }
+}
+
+fn sat(v: u128) -> u64 {
+    v.min(u64::MAX as u128) as u64
+}
+
+/// Every tensor a forward of `shape` allocates or binds: the input, the intermediates, the
+/// output and the six parameters.
+pub fn forward_tensors(c: &DrConvConfig, s: &ForwardShape, mode: Mode) -> Vec<TensorSpec> {
+    let mut v = vec![
+        TensorSpec::new("input", &s.input(c)),
+        TensorSpec::new("pooled", &s.pooled(c)),
+        TensorSpec::new("kernel_logits", &s.logits(c)),
+        TensorSpec::new("sigmoid", &s.logits(c)),
+        TensorSpec::new("kernel", &s.kernel(c)),
+    ];
+    if mode == Mode::Training {
+        v.push(TensorSpec::new("corr", &s.corr(c)));
+    }
+    v.push(TensorSpec::new("guide", &s.guide(c)));
+    v.push(TensorSpec::new("region_index", &s.region()));
+    v.push(TensorSpec::new("output", &s.output(c)));
+    for id in ParamId::ALL {
+        v.push(TensorSpec::new(id.name(), &c.param_shape(id)));
+    }
+    v
+}
+
+/// Checks one tensor that a shader binds whole: its bytes against `max_buffer_size` and
+/// `max_storage_buffer_binding_size`, its elements against the u32 indexing of the shaders.
+pub fn check_bound(limits: &wgpu::Limits, t: &TensorSpec) -> Result<()> {
+    check_stored(limits, t)?;
+    let binding = limits.max_storage_buffer_binding_size;
+    if t.bytes() > binding {
+        return Err(too_large(t, "max_storage_buffer_binding_size", binding));
+    }
+    // One invocation per element, flat indices in u32 (with room for a dispatch's padding).
+    if t.numel() > MAX_ITEMS as u128 {
+        return Err(DrConvError::TooLarge {
+            what: format!(
+                "{} (shape {:?}): {} elements, but the shaders index with u32",
+                t.name,
+                t.shape,
+                t.numel()
+            ),
+            size: sat(t.numel()),
+            limit: MAX_ITEMS,
+        });
+    }
+    Ok(())
+}
+
+/// Checks a tensor that is only stored and copied (never bound whole): `max_buffer_size`.
+pub fn check_stored(limits: &wgpu::Limits, t: &TensorSpec) -> Result<()> {
+    if t.numel() == 0 {
+        return Err(DrConvError::Shape(format!(
+            "{}: tensor of shape {:?} is empty",
+            t.name, t.shape
+        )));
+    }
+    if t.bytes() > limits.max_buffer_size {
+        return Err(too_large(t, "max_buffer_size", limits.max_buffer_size));
+    }
+    Ok(())
+}
+
+/// The most items one shader job may index: u32, less a margin so that the invocation index of
+/// the padded workgroup grid (at most `MAX_GRID_DIM * WG` past the end) cannot wrap around.
+pub const MAX_ITEMS: u64 = u32::MAX as u64 - (1 << 24);
+
+/// Workgroups per grid dimension the planners use at most, whatever the device offers: the
+/// WebGPU default, which keeps `nwg.x * WG` and the grid padding far inside u32.
+pub const MAX_GRID_DIM: u32 = 65535;
+
+fn too_large(t: &TensorSpec, limit_name: &str, limit: u64) -> DrConvError {
+    DrConvError::TooLarge {
+        what: format!(
+            "tensor `{}` of shape {:?} ({} bytes) vs the device's {limit_name}",
+            t.name,
+            t.shape,
+            t.bytes()
+        ),
+        size: t.bytes(),
+        limit,
+    }
+}
+
+/// The shaders' 1-D workgroups of [`WG`] lanes must fit the device's workgroup limits.
+pub fn check_workgroups(limits: &wgpu::Limits) -> Result<()> {
+    let checks = [
+        (
+            "max_compute_workgroup_size_x",
+            limits.max_compute_workgroup_size_x,
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            limits.max_compute_invocations_per_workgroup,
+        ),
+    ];
+    for (name, limit) in checks {
+        if WG > limit {
+            return Err(DrConvError::TooLarge {
+                what: format!("workgroup size {WG} of the shaders vs the device's {name}"),
+                size: WG as u64,
+                limit: limit as u64,
+            });
+        }
+    }
+    if limits.max_compute_workgroups_per_dimension == 0 {
+        return Err(DrConvError::TooLarge {
+            what: "compute dispatch (the device reports max_compute_workgroups_per_dimension = 0: \
+                   no compute shaders)"
+                .into(),
+            size: 1,
+            limit: 0,
+        });
+    }
+    Ok(())
+}
+
+/// A device tensor's buffer must hold its shape: `GpuTensor` is plain data anyone can build, and
+/// a short buffer would make the shaders read past its end (clamped, silently wrong).
+pub fn check_holds(what: &str, t: &GpuTensor) -> Result<()> {
+    let spec = TensorSpec::new(what, &t.shape);
+    if spec.bytes() > t.buffer.size() {
+        return Err(DrConvError::Shape(format!(
+            "{what} of shape {:?} needs {} bytes but its buffer holds {} bytes",
+            t.shape,
+            spec.bytes(),
+            t.buffer.size()
+        )));
+    }
+    Ok(())
+}
+
+/// Input rows and columns (with padding) are addressed as i32 in the shaders.
+fn check_coordinates(c: &DrConvConfig, s: &ForwardShape) -> Result<()> {
+    for (axis, n) in [("height", s.height), ("width", s.width)] {
+        let padded = n as u128 + 2 * c.padding as u128;
+        if padded > i32::MAX as u128 {
+            return Err(DrConvError::TooLarge {
+                what: format!(
+                    "padded input {axis} ({n} + 2 * padding {}), addressed as i32 in the shaders",
+                    c.padding
+                ),
+                size: sat(padded),
+                limit: i32::MAX as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Everything a forward plan of `shape` needs, checked against `limits` before any allocation:
+/// every tensor is bound whole by some shader, so each must fit one storage binding.
+pub fn check_forward(
+    limits: &wgpu::Limits,
+    c: &DrConvConfig,
+    s: &ForwardShape,
+    mode: Mode,
+) -> Result<()> {
+    check_workgroups(limits)?;
+    check_coordinates(c, s)?;
+    for t in forward_tensors(c, s, mode) {
+        check_bound(limits, &t)?;
+    }
+    Ok(())
+}
+
+/// Every tensor a backward of `shape` adds to its training forward: the upstream gradient, the
+/// gradients of the input and of every intermediate, the guide weight's partial sums and the
+/// parameter gradients (and dcorr when `with_corr`, for inspection).
+pub fn backward_tensors(c: &DrConvConfig, s: &ForwardShape, with_corr: bool) -> Vec<TensorSpec> {
+    let kk = c.kernel_size as u128 * c.kernel_size as u128;
+    let guide_elems = c.region_num as u128 * c.in_channels as u128 * kk + c.region_num as u128;
+    let positions = s.batch as u128 * s.out_height as u128 * s.out_width as u128;
+    let chunks = positions.div_ceil(crate::gpu::backward::GUIDE_CHUNK as u128);
+    let clamp = |v: u128| v.min(usize::MAX as u128) as usize;
+    let mut v = vec![
+        TensorSpec::new("grad_output", &s.output(c)),
+        TensorSpec::new("grad.x", &s.input(c)),
+        TensorSpec::new("grad.pooled", &s.pooled(c)),
+        TensorSpec::new("grad.kernel_logits", &s.logits(c)),
+        TensorSpec::new("grad.sigmoid", &s.logits(c)),
+        TensorSpec::new("grad.kernel", &s.kernel(c)),
+        TensorSpec::new("grad.guide", &s.guide(c)),
+        TensorSpec::new("grad.guide_partial", &[clamp(chunks), clamp(guide_elems)]),
+    ];
+    if with_corr {
+        v.push(TensorSpec::new("grad.corr", &s.corr(c)));
+    }
+    for id in ParamId::ALL {
+        v.push(TensorSpec::new(
+            format!("grad.{}", id.name()),
+            &c.param_shape(id),
+        ));
+    }
+    v
+}
+
+/// Everything a training step (training forward + backward) of `shape` needs, checked before
+/// any allocation.
+pub fn check_backward(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape) -> Result<()> {
+    check_forward(limits, c, s, Mode::Training)?;
+    for t in backward_tensors(c, s, false) {
+        check_bound(limits, &t)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! SGD (momentum, weight decay) and Adam on the GPU, with PyTorch's update rules (see
+//! `crate::optim`): state buffers allocated once, one dispatch per parameter, and the per-step
+//! scalars (first-step flag, Adam's bias corrections) written into a small buffer before each step.
+
+use crate::error::Result;
+use crate::gpu::buffers::{GpuTensor, TENSOR_USAGE};
+use crate::gpu::context::GpuContext;
+use crate::gpu::params::GpuParams;
+use crate::gpu::program::{Dims, Program};
+use crate::gpu::shaders;
+use crate::optim::OptimizerConfig;
+use crate::params::ParamId;
+
+/// Optimizer state on the device: momentum buffers (SGD) or moments (Adam), and the program that
+/// updates the parameters in place from their gradients.
+#[derive(Debug)]
+pub struct GpuOptimizer {
+    pub config: OptimizerConfig,
+    /// The step's scalars; see `shaders/sgd.wgsl` and `shaders/adam.wgsl` for the layout.
+    hyper: wgpu::Buffer,
+    /// SGD: momentum buffers (none without momentum). Adam: first moments.
+    pub m: Vec<GpuTensor>,
+    /// Adam: second moments.
+    pub v: Vec<GpuTensor>,
+    pub program: Program,
+}
+
+impl GpuOptimizer {
+    /// Zeroed state for `params`, bound to their gradient buffers `grads` (state_dict order).
+    pub fn new(
+        ctx: &GpuContext,
+        config: OptimizerConfig,
+        params: &GpuParams,
+        grads: &[GpuTensor; 6],
+    ) -> Result<Self> {
+        config.validate()?;
+        let hyper = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("optimizer hyper"),
+            size: 8 * 4,
+            usage: TENSOR_USAGE,
+            mapped_at_creation: false,
+        });
+        let zeros = |label: &str, like: &GpuTensor| -> Result<GpuTensor> {
+            let t = ctx.empty(label, &like.shape)?;
+            ctx.fill(&t, 0.0);
+            Ok(t)
+        };
+        let (mut m, mut v) = (Vec::new(), Vec::new());
+        let mut program = Program::default();
+        for id in ParamId::ALL {
+            let (p, g) = (params.get(id), &grads[id.index()]);
+            let dims = Dims::default();
+            let n = p.numel() as u64;
+            let steps = match config {
+                OptimizerConfig::Sgd { momentum, .. } if momentum != 0.0 => {
+                    m.push(zeros("sgd momentum", p)?);
+                    let buf = &m[m.len() - 1].buffer;
+                    let b = [(1, &hyper), (2, &p.buffer), (3, &g.buffer), (4, buf)];
+                    ctx.steps("sgd", &shaders::SGD, "momentum", dims, &b, n)?
+                }
+                OptimizerConfig::Sgd { .. } => {
+                    let b = [(1, &hyper), (2, &p.buffer), (3, &g.buffer)];
+                    ctx.steps("sgd", &shaders::SGD, "plain", dims, &b, n)?
+                }
+                OptimizerConfig::Adam { .. } => {
+                    m.push(zeros("adam m", p)?);
+                    v.push(zeros("adam v", p)?);
+                    let (mb, vb) = (&m[m.len() - 1].buffer, &v[v.len() - 1].buffer);
+                    let b = [
+                        (1, &hyper),
+                        (2, &p.buffer),
+                        (3, &g.buffer),
+                        (4, mb),
+                        (5, vb),
+                    ];
+                    ctx.steps("adam", &shaders::ADAM, "main", dims, &b, n)?
+                }
+            };
+            program.steps.extend(steps);
+        }
+        Ok(GpuOptimizer {
+            config,
+            hyper,
+            m,
+            v,
+            program,
+        })
+    }
+
+    /// The scalars of step `t` (1-based), as the host optimizer computes them.
+    pub fn hyper(config: &OptimizerConfig, t: u64) -> [f32; 8] {
+        match *config {
+            OptimizerConfig::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+            } => [
+                lr,
+                momentum,
+                weight_decay,
+                (t <= 1) as u32 as f32,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+            ],
+            OptimizerConfig::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                // f64 like PyTorch's Python floats, then used in f32 (as `OptimizerState`).
+                let t = t.min(i32::MAX as u64) as i32;
+                let bc1 = 1.0 - (beta1 as f64).powi(t);
+                let bc2_sqrt = (1.0 - (beta2 as f64).powi(t)).sqrt();
+                let step_size = (lr as f64 / bc1) as f32;
+                [
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    step_size,
+                    bc2_sqrt as f32,
+                    0.0,
+                    0.0,
+                ]
+            }
+        }
+    }
+
+    /// Writes step `t`'s scalars; they reach the GPU with the next submission, before its work.
+    pub fn prepare(&self, ctx: &GpuContext, t: u64) {
+        let h = Self::hyper(&self.config, t);
+        ctx.queue
+            .write_buffer(&self.hyper, 0, bytemuck::cast_slice(&h));
+    }
+
+    /// Records the update of every parameter.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.program.encode(encoder);
+    }
+}

@@ -1,0 +1,122 @@
+//! Training DRConv2d on the GPU: forward (training mode), MSE loss, backward and optimizer update
+//! recorded into one submission per step, with nothing allocated per step and nothing read back
+//! unless the loss is asked for.
+
+use std::sync::Arc;
+
+use crate::error::{DrConvError, Result};
+use crate::gpu::loss::MsePlan;
+use crate::gpu::optim::GpuOptimizer;
+use crate::gpu::{GpuContext, GpuTensor};
+use crate::layer::DrConv2d;
+use crate::optim::OptimizerConfig;
+use crate::params::DrConvParams;
+
+/// Loss plans kept; each binds one (forward output, target) pair.
+const MAX_LOSS_PLANS: usize = 8;
+
+/// A layer, its optimizer state on the device, and the MSE loss plans of the inputs it has seen.
+pub struct Trainer {
+    layer: DrConv2d,
+    optimizer: GpuOptimizer,
+    /// Keyed by (forward output buffer, target buffer).
+    losses: Vec<((wgpu::Buffer, wgpu::Buffer), MsePlan)>,
+    steps: u64,
+}
+
+impl Trainer {
+    /// Uploads `params` and makes zeroed optimizer state for `opt`.
+    pub async fn new(
+        ctx: Arc<GpuContext>,
+        params: &DrConvParams,
+        opt: OptimizerConfig,
+    ) -> Result<Self> {
+        opt.validate()?;
+        let mut layer = DrConv2d::new(ctx.clone(), params)?;
+        let grads = layer.param_grads()?;
+        let optimizer = ctx
+            .scoped("building the optimizer", || {
+                GpuOptimizer::new(&ctx, opt, layer.gpu_params(), &grads)
+            })
+            .await??;
+        Ok(Trainer {
+            layer,
+            optimizer,
+            losses: Vec::new(),
+            steps: 0,
+        })
+    }
+
+    /// One step on `x` toward `target` (B x O x H' x W'): forward, loss, backward, update, in one
+    /// submission. Returns the loss before the update when `read_loss` (which waits for the GPU),
+    /// else `None` without waiting.
+    pub async fn step(
+        &mut self,
+        x: &GpuTensor,
+        target: &GpuTensor,
+        read_loss: bool,
+    ) -> Result<Option<f32>> {
+        let config = *self.layer.config();
+        let want = config.forward_shape(&x.shape)?.output(&config);
+        if target.shape != want {
+            return Err(DrConvError::Shape(format!(
+                "target has shape {:?} but the output of the input of shape {:?} is {want:?}",
+                target.shape, x.shape
+            )));
+        }
+        let ctx = self.layer.context().clone();
+        let (fwd, bwd) = self.layer.training_plans(x, true).await?;
+        let key = (fwd.output.buffer.clone(), target.buffer.clone());
+        let pos = match self.losses.iter().position(|(k, _)| *k == key) {
+            Some(pos) => pos,
+            None => {
+                let plan = ctx
+                    .scoped("building the loss", || {
+                        MsePlan::build(&ctx, &fwd.output, target, &bwd.grad_output)
+                    })
+                    .await??;
+                if self.losses.len() >= MAX_LOSS_PLANS {
+                    self.losses.remove(0);
+                }
+                self.losses.push((key, plan));
+                self.losses.len() - 1
+            }
+        };
+        let loss = &self.losses[pos].1;
+        self.optimizer.prepare(&ctx, self.steps + 1);
+        let mut encoder = ctx.encoder("drconv train step");
+        fwd.program.encode(&mut encoder);
+        loss.program.encode(&mut encoder);
+        bwd.encode(&mut encoder);
+        self.optimizer.encode(&mut encoder);
+        ctx.submit(encoder)?;
+        self.steps += 1;
+        if !read_loss {
+            return Ok(None);
+        }
+        Ok(Some(loss.loss.read(&ctx).await?.data[0]))
+    }
+
+    /// Steps taken so far (Adam's `t`).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    pub fn optimizer(&self) -> &GpuOptimizer {
+        &self.optimizer
+    }
+
+    pub fn layer(&self) -> &DrConv2d {
+        &self.layer
+    }
+
+    /// The layer, e.g. to run a forward. Replacing its parameters keeps the optimizer state.
+    pub fn layer_mut(&mut self) -> &mut DrConv2d {
+        &mut self.layer
+    }
+
+    /// The current parameters, read back from the device.
+    pub async fn params(&self) -> Result<DrConvParams> {
+        self.layer.params().await
+    }
+}
