@@ -5,11 +5,14 @@ The file format is just the layer's ``state_dict()``: six tensors named
 ``conv_kernel.1.weight``, ``conv_kernel.1.bias``, ``conv_kernel.3.weight``, ``conv_kernel.3.bias``,
 ``conv_guide.weight``, ``conv_guide.bias`` (``drconv::weights`` reads and writes exactly these).
 
-1. PyTorch -> here. Export a trained layer (here one nested in a bigger model), then run it::
+1. PyTorch -> here. ``export`` trains a DRConv2d nested in a bigger model (``Net.neck.drconv``)
+   on the demo's task in PyTorch and saves the layer's sub-state-dict; run it here, then let
+   PyTorch check the result::
 
        python examples/export_pytorch.py export --out drconv_layer.safetensors
-       cargo run --release --example demo -- --weights drconv_layer.safetensors --image photo.png
+       cargo run --release --example demo -- --weights drconv_layer.safetensors --out demo-apply
        # or, with the binary:   drconv demo --weights drconv_layer.safetensors --image photo.png
+       python examples/export_pytorch.py check demo-apply
 
    ``export`` also writes the whole model (``model.safetensors``, keys ``neck.drconv.*``), which
    the demo reads with ``--prefix neck.drconv.``. From Rust::
@@ -18,7 +21,8 @@ The file format is just the layer's ``state_dict()``: six tensors named
        let config = drconv::weights::infer_config(&bytes, 1, 1, 1)?;   // stride, padding, dilation
        let params = drconv::weights::load_safetensors_bytes(&config, &bytes)?;
        let mut layer = drconv::DrConv2d::new(ctx, &params)?;            // ctx: Arc<GpuContext>
-       let y = layer.forward(&layer.upload(&x)?, drconv::Mode::Inference).await?;
+       let x_gpu = layer.upload(&x)?;                                   // x: Tensor 1 x 3 x H x W
+       let y = layer.forward(&x_gpu, drconv::Mode::Inference).await?;  // GpuTensor; .read(&ctx)
 
    Stride, padding and dilation are not in a state_dict: pass them to ``infer_config`` (the demo
    assumes stride 1, dilation 1, padding (k - 1) // 2 unless ``--padding`` says otherwise).
@@ -168,16 +172,34 @@ class DRConv2d(nn.Module):
 
 
 class Net(nn.Module):
-    """A bigger model with a DRConv2d inside, as it would be in practice."""
+    """A bigger model with the DRConv2d inside (its keys are 'neck.drconv.*'), as in practice."""
 
-    def __init__(self):
+    def __init__(self, region_num=4):
         super().__init__()
-        self.stem = nn.Conv2d(3, 3, 3, padding=1)
         self.neck = nn.Module()
-        self.neck.drconv = DRConv2d(3, 3, 3, region_num=4, padding=1)
+        self.neck.drconv = DRConv2d(3, 3, 3, region_num=region_num, padding=1)
+        self.head = nn.Linear(3, 10)  # e.g. a classifier on top: not part of the export
 
     def forward(self, x):
-        return self.neck.drconv(torch.relu(self.stem(x)))
+        feat = self.neck.drconv(x)
+        return feat, self.head(feat.mean(dim=(2, 3)))
+
+
+def demo_target(x):
+    """The demo's target (src/demo/target.rs): grey where the 3x3 mean luma is >= mid-grey,
+    doubled contrast elsewhere, both 3x3-smoothed with zero padding. x: centred 1 x 3 x H x W."""
+    box = lambda t: F.avg_pool2d(t, 3, stride=1, padding=1, count_include_pad=True)  # noqa: E731
+    lum = (torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1) * x).sum(dim=1, keepdim=True)
+    lum_box = box(lum)
+    return torch.where(lum_box >= 0, lum_box.expand_as(x), 2.0 * box(x))
+
+
+def load_image(path, size):
+    """Centred 1 x 3 x H x W tensor, longer side downscaled to `size` (as the demo does)."""
+    img = Image.open(path).convert("RGB")
+    img.thumbnail((size, size), Image.LANCZOS)
+    a = np.asarray(img, dtype=np.float32) / 255.0 - 0.5
+    return torch.from_numpy(a).permute(2, 0, 1)[None].contiguous()
 
 
 def sub_state_dict(model, prefix):
@@ -189,7 +211,17 @@ def sub_state_dict(model, prefix):
 def export(args):
     torch.manual_seed(0)
     model = Net()
-    # ... train the model here ...
+    x = load_image(args.image, args.size)
+    target = demo_target(x)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for step in range(args.steps):
+        feat, _ = model(x)
+        loss = F.mse_loss(feat, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    print(f"trained Net.neck.drconv in PyTorch for {args.steps} steps: loss {loss.item():.5f}")
+
     layer_sd = sub_state_dict(model, "neck.drconv.")
     assert set(layer_sd) == set(model.neck.drconv.state_dict())
     # safetensors wants contiguous tensors that share no memory.
@@ -198,20 +230,21 @@ def export(args):
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, whole)
     print(f"wrote {args.out} ({', '.join(sorted(layer_sd))})")
     print(f"wrote {whole} (the whole model; the layer's tensors are under 'neck.drconv.')")
-    print("run it here:")
-    print(f"  cargo run --release --example demo -- --weights {args.out} --image photo.png")
-    print(f"  cargo run --release --example demo -- --weights {whole} --prefix neck.drconv.")
+    print("run it here, then compare with PyTorch:")
+    print(f"  cargo run --release --example demo -- --weights {args.out} --out demo-apply")
+    print(f"  cargo run --release --example demo -- --weights {whole} --prefix neck.drconv. --out demo-apply")
+    print("  python examples/export_pytorch.py check demo-apply")
 
 
-def layer_from_file(path):
+def layer_from_file(path, prefix=""):
     """A reference DRConv2d with the file's weights; the config comes from the tensor shapes and,
     for files written by this crate, the padding etc. from the 'drconv.config' metadata."""
-    sd = load_file(path)
+    sd = {k[len(prefix):]: v for k, v in load_file(path).items() if k.startswith(prefix)}
     r, i, k, _ = sd["conv_guide.weight"].shape
     o = sd["conv_kernel.3.bias"].numel() // (r * i)
     with safe_open(path, framework="pt") as f:
         meta = f.metadata() or {}
-    cfg = json.loads(meta["drconv.config"]) if "drconv.config" in meta else {}
+    cfg = json.loads(meta["drconv.config"]) if "drconv.config" in meta and not prefix else {}
     kwargs = {"stride": cfg.get("stride", 1), "padding": cfg.get("padding", (k - 1) // 2),
               "dilation": cfg.get("dilation", 1)}
     layer = DRConv2d(i, o, k, region_num=r, **kwargs)
@@ -226,25 +259,32 @@ def read_png(path, zoom):
 
 
 def check(args):
+    """Runs the weights of a demo output folder through the reference and compares the images:
+    a training run (weights.safetensors -> output_regions.png) or a --weights run (the file it
+    read -> output.png)."""
     d = args.demo_out
-    layer, kwargs = layer_from_file(os.path.join(d, "weights.safetensors"))
     summary = json.load(open(os.path.join(d, "summary.json")))
+    if summary["mode"] == "apply":
+        weights, prefix, out_png = summary["weights"], summary["prefix"], "output.png"
+    else:
+        weights, prefix, out_png = os.path.join(d, "weights.safetensors"), "", "output_regions.png"
+    layer, kwargs = layer_from_file(weights, prefix)
     w, h = summary["width"], summary["height"]
     zoom = Image.open(os.path.join(d, "input.png")).size[0] // w
     img = read_png(os.path.join(d, "input.png"), zoom)
     x = torch.from_numpy(img / 255.0 - 0.5).permute(2, 0, 1)[None].float()
     with torch.no_grad():
         y = layer(x)
-    ours = read_png(os.path.join(d, "output_regions.png"), zoom)
+    ours = read_png(os.path.join(d, out_png), zoom)
     theirs = np.clip(np.round((y[0].permute(1, 2, 0).numpy() + 0.5) * 255.0), 0, 255)
     diff = np.abs(theirs - ours)
-    # 8-bit images: equal up to rounding of values that sit on a .5 boundary.
+    # 8-bit images: equal up to the rounding of values within float error of a .5 boundary.
     print(f"reference DRConv2d({layer.conv_guide.in_channels}, {theirs.shape[2]}, "
-          f"region_num={layer.region_num}, {kwargs}) on {w}x{h}: "
+          f"region_num={layer.region_num}, {kwargs}) from {weights} on {w}x{h}: "
           f"max |PyTorch - demo| = {diff.max():.0f}/255, pixels off by more than 1: {(diff > 1).sum()}")
     if diff.max() > 1:
         raise SystemExit("MISMATCH")
-    print("OK: PyTorch reproduces the demo's output from its weights")
+    print(f"OK: PyTorch computes the demo's {out_png} from the same weights and input")
 
 
 def main():
@@ -252,6 +292,10 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("export", help="save a (nested) reference DRConv2d as safetensors")
     e.add_argument("--out", default="drconv_layer.safetensors")
+    here = os.path.dirname(os.path.abspath(__file__))
+    e.add_argument("--image", default=os.path.join(here, "..", "assets", "astronaut.png"))
+    e.add_argument("--size", type=int, default=64, help="longer image side, as the demo's --size")
+    e.add_argument("--steps", type=int, default=300)
     e.set_defaults(func=export)
     c = sub.add_parser("check", help="load the demo's weights.safetensors into PyTorch and compare")
     c.add_argument("demo_out", nargs="?", default="demo-out")

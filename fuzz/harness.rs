@@ -14,8 +14,14 @@ pub fn weights_loader(data: &[u8]) -> bool {
     let prefixed = weights::load_safetensors_with_prefix(&config, data, "m.");
     let inferred = weights::infer_config(data, 1, 1, 1);
     let _ = weights::saved_config(data);
-    for r in [plain.as_ref().err(), prefixed.as_ref().err()].into_iter().flatten() {
-        assert!(matches!(r, DrConvError::Weights(_) | DrConvError::Config(_)), "{r:?}");
+    for r in [plain.as_ref().err(), prefixed.as_ref().err()]
+        .into_iter()
+        .flatten()
+    {
+        assert!(
+            matches!(r, DrConvError::Weights(_) | DrConvError::Config(_)),
+            "{r:?}"
+        );
     }
     // Whatever loads must be consistent with the config it was loaded for, and round-trip.
     let accepted = plain.is_ok();
@@ -23,8 +29,11 @@ pub fn weights_loader(data: &[u8]) -> bool {
         let bytes = weights::save_safetensors_bytes(&p).expect("saving loaded params");
         let again = weights::load_safetensors_bytes(&config, &bytes).expect("reloading");
         assert_eq!(
-            again.values.map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>()),
-            p.values.map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
+            again
+                .values
+                .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>()),
+            p.values
+                .map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
         );
     }
     if let Ok(c) = inferred {
@@ -56,7 +65,10 @@ pub fn case_loader(data: &[u8]) -> bool {
     match result {
         Ok(case) => {
             // A loaded case is self-consistent: its shapes fit its layer.
-            let s = case.config.forward_shape(&case.x.shape).expect("checked shape");
+            let s = case
+                .config
+                .forward_shape(&case.x.shape)
+                .expect("checked shape");
             assert_eq!(s, case.shape);
             true
         }

@@ -37,14 +37,6 @@ fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return d.base / WG + t;
 }
 
-// Weight (b, row, kidx) of the kernel viewed as B x (r*O) x (I*k*k), or 0 past `row_end`.
-fn weight(b: u32, row: u32, row_end: u32, kidx: u32, kd: u32) -> f32 {
-    if (row >= row_end || kidx >= kd) {
-        return 0.0;
-    }
-    return kern[(b * d.r * d.cout + row) * kd + kidx];
-}
-
 // Rows row0 + 8*cg .. +8 (those below row_end) of sample b times the pixels `pix` (>= H'W'
 // means none); acc[q * 2 + h] holds rows 4h .. 4h+3 of pixel q.
 fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: array<u32, PB>) -> array<vec4<f32>, 8> {
@@ -54,8 +46,12 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: array<u32, 
     let kd = d.cin * kk;
     let hw = d.ho * d.wo;
     let plane = d.h * d.w;
+    // Per pixel: its window's top-left corner, and its x offset (u32 arithmetic wraps, so the
+    // offset of a valid tap comes out right even when the corner is in the padding).
     var iy0: array<i32, PB>;
     var ix0: array<i32, PB>;
+    var xo: array<u32, PB>;
+    let xb = b * d.cin * plane;
     for (var q = 0u; q < PB; q++) {
         if (pix[q] < hw) {
             iy0[q] = i32((pix[q] / d.wo) * d.stride) - i32(d.pad);
@@ -65,21 +61,19 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: array<u32, 
             iy0[q] = -0x40000000;
             ix0[q] = 0;
         }
+        xo[q] = xb + bitcast<u32>(iy0[q] * i32(d.w) + ix0[q]);
     }
-    let xb = b * d.cin * plane;
     let kb = b * d.r * d.cout;
+    let kc = li % KC;
     var acc: array<vec4<f32>, 8>;
     for (var k0 = 0u; k0 < kd; k0 += KC) {
-        // Stage the tile's 8*CG rows x KC columns, reading along rows.
-        for (var e = li; e < KC * rows4 * 4u; e += 64u) {
-            let rr = e / KC;
-            let col = k0 + e % KC;
+        // Stage the tile's 8*CG rows x KC columns: invocation li loads column kc = li % KC of
+        // every (64/KC)-th row, so consecutive invocations read along a row.
+        let col = k0 + kc;
+        for (var rr = li / KC; rr < 4u * rows4; rr += 64u / KC) {
             let row = row0 + rr;
-            var w = 0.0;
-            if (row < row_end && col < kd) {
-                w = kern[(kb + row) * kd + col];
-            }
-            wsh[(e % KC) * rows4 + rr / 4u][rr % 4u] = w;
+            let ok = row < row_end && col < kd;
+            wsh[kc * rows4 + rr / 4u][rr % 4u] = select(0.0, kern[select(0u, (kb + row) * kd + col, ok)], ok);
         }
         workgroupBarrier();
         let kend = min(KC, kd - k0);
@@ -90,16 +84,13 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: array<u32, 
         for (var c = 0u; c < kend; c++) {
             let dy = i32(u * d.dil);
             let dx = i32(v * d.dil);
-            let xp = xb + i * plane;
+            let off = i * plane + u * d.dil * d.w + v * d.dil;
             let w0 = wsh[c * rows4 + 2u * cg];
             let w1 = wsh[c * rows4 + 2u * cg + 1u];
             for (var q = 0u; q < PB; q++) {
-                let iy = iy0[q] + dy;
-                let ix = ix0[q] + dx;
-                var xv = 0.0;
-                if (iy >= 0 && iy < i32(d.h) && ix >= 0 && ix < i32(d.w)) {
-                    xv = x[xp + u32(iy) * d.w + u32(ix)];
-                }
+                // Unsigned compares: a negative coordinate is huge, so one test per axis.
+                let ok = u32(iy0[q] + dy) < d.h && u32(ix0[q] + dx) < d.w;
+                let xv = select(0.0, x[select(0u, xo[q] + off, ok)], ok);
                 acc[q * 2u] += w0 * xv;
                 acc[q * 2u + 1u] += w1 * xv;
             }
@@ -199,7 +190,7 @@ fn selected(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             pix[q] = order[b * hw + first + j];
         }
     }
-    let acc = gemm_tile(li, cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix);
+    let acc = gemm_tile(li, cg, b, g * d.cout + o0, (g + 1u) * d.cout - 1u, pix);
     for (var q = 0u; q < PB; q++) {
         if (pix[q] >= hw) { continue; }
         for (var m = 0u; m < RB; m++) {

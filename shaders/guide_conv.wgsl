@@ -1,11 +1,14 @@
 // conv_guide (k x k conv I -> r with bias, stride, zero padding, dilation) fused with the argmax
-// over regions: one invocation per output pixel computes all r guide values, writes them (the
-// backward and `verify` read the guide) and picks the region: the first maximal index, NaN
-// counting as the maximum, as torch.argmax.
-// Regions go 8 at a time in two vec4 accumulators, so one x load feeds 8 multiply-adds; the
-// weights of a tap are the same for every invocation (a broadcast). Every channel runs the same
-// operations in the same order (bias, then taps in (i, u, v) order), so bitwise-equal weights
-// give bitwise-equal guide channels and ties resolve exactly as in the reference.
+// over regions: each invocation computes the r guide values of its pixels, writes them (the
+// backward and `verify` read the guide) and picks each pixel's region: the first maximal index,
+// NaN counting as the maximum, as torch.argmax.
+// Register blocks of 32 multiply-adds per tap: `guide_argmax4` takes regions 4 at a time for 8
+// pixels (r <= 4: nothing wasted), `guide_argmax8` 8 at a time for 4 pixels (larger r: each
+// bounds-checked x load feeds 8 regions). A tap's weights are the same for the whole workgroup
+// (a broadcast) and its 64 invocations read 64 consecutive pixels at a time.
+// Every channel runs the same operations in the same order (bias, then every tap in (i, u, v)
+// order, padding read as 0), so bitwise-equal weights give bitwise-equal guide channels and ties
+// resolve exactly as in the reference.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wg: array<f32>;
 @group(0) @binding(3) var<storage, read> bg: array<f32>;
@@ -16,72 +19,181 @@ fn is_nan(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
 
-// Weight of region g at flat tap t (i*k*k + u*k + v), 0 for the padding regions g >= r.
-fn w_at(g: u32, t: u32, ikk: u32) -> f32 {
-    return select(0.0, wg[min(g, d.r - 1u) * ikk + t], g < d.r);
+// Rows of regions g .. g+3 in the weights (clamped) and which of them exist: regions >= r are
+// padding with zero weight and bias, computed and never stored.
+fn rows4(g: u32, ikk: u32) -> vec4<u32> {
+    let r1 = d.r - 1u;
+    return vec4(min(g, r1), min(g + 1u, r1), min(g + 2u, r1), min(g + 3u, r1)) * ikk;
 }
 
-fn w4(g: u32, t: u32, ikk: u32) -> vec4<f32> {
-    return vec4(w_at(g, t, ikk), w_at(g + 1u, t, ikk), w_at(g + 2u, t, ikk), w_at(g + 3u, t, ikk));
+fn live4(g: u32) -> vec4<bool> {
+    return vec4(g, g + 1u, g + 2u, g + 3u) < vec4(d.r);
 }
 
 fn b4(g: u32) -> vec4<f32> {
     let r1 = d.r - 1u;
-    return vec4(
-        select(0.0, bg[min(g, r1)], g < d.r),
-        select(0.0, bg[min(g + 1u, r1)], g + 1u < d.r),
-        select(0.0, bg[min(g + 2u, r1)], g + 2u < d.r),
-        select(0.0, bg[min(g + 3u, r1)], g + 3u < d.r),
-    );
+    let b = vec4(bg[min(g, r1)], bg[min(g + 1u, r1)], bg[min(g + 2u, r1)], bg[min(g + 3u, r1)]);
+    return select(vec4(0.0), b, live4(g));
 }
 
-// One invocation per (b, y, x).
-@compute @workgroup_size(WG)
-fn guide_argmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = item_index(gid, nwg);
-    if (idx == 0xffffffffu) { return; }
+fn w4(rows: vec4<u32>, live: vec4<bool>, t: u32) -> vec4<f32> {
+    return select(vec4(0.0), vec4(wg[rows.x + t], wg[rows.y + t], wg[rows.z + t], wg[rows.w + t]), live);
+}
+
+// Where pixel n of the flattened B x H'W' reads x: its window's top-left corner and x offset
+// (u32 arithmetic wraps, so a valid tap's offset comes out right even when the corner is in the
+// padding). Pixels past the end get a corner far above the image: every tap reads as padding.
+struct Corner {
+    iy0: i32,
+    ix0: i32,
+    xo: u32,
+}
+
+fn corner(n: u32) -> Corner {
     let hw = d.ho * d.wo;
-    let p = idx % hw;
-    let b = idx / hw;
+    if (n >= d.batch * hw) {
+        return Corner(-0x40000000, 0, 0u);
+    }
+    let p = n % hw;
     let iy0 = i32((p / d.wo) * d.stride) - i32(d.pad);
     let ix0 = i32((p % d.wo) * d.stride) - i32(d.pad);
+    return Corner(iy0, ix0, (n / hw) * d.cin * d.h * d.w + bitcast<u32>(iy0 * i32(d.w) + ix0));
+}
+
+// x at tap offset (dy, dx) and flat offset `off` from the corner, 0 in the padding. Unsigned
+// compares: a negative coordinate is huge, so one test per axis.
+fn tap(c: Corner, dy: i32, dx: i32, off: u32) -> f32 {
+    let ok = u32(c.iy0 + dy) < d.h && u32(c.ix0 + dx) < d.w;
+    return select(0.0, x[select(0u, c.xo + off, ok)], ok);
+}
+
+// A pixel's running argmax: the largest guide value so far and its region.
+struct Best {
+    val: f32,
+    g: u32,
+}
+
+// Stores guide values g0 .. g0+3 of pixel n (those below r) and folds them, in order, into the
+// pixel's running argmax.
+fn emit4(n: u32, g0: u32, vals: vec4<f32>, best_in: Best) -> Best {
+    let hw = d.ho * d.wo;
+    let b = n / hw;
+    let p = n % hw;
+    var best = best_in;
+    for (var j = 0u; j < 4u; j++) {
+        let g = g0 + j;
+        if (g >= d.r) { break; }
+        let val = vals[j];
+        guide[(b * d.r + g) * hw + p] = val;
+        if (g == 0u || (!is_nan(best.val) && (val > best.val || is_nan(val)))) {
+            best = Best(val, g);
+        }
+    }
+    return best;
+}
+
+// Invocation idx owns pixels (idx / 64) * 512 + idx % 64 + 64 q, q < 8.
+@compute @workgroup_size(WG)
+fn guide_argmax4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let total = d.batch * d.ho * d.wo;
+    let plane = d.h * d.w;
     let kk = d.k * d.k;
     let ikk = d.cin * kk;
-    let xb = b * d.cin * d.h * d.w;
-    var best = 0.0;
-    var best_g = 0u;
-    for (var g0 = 0u; g0 < d.r; g0 += 8u) {
-        let two = g0 + 4u < d.r;
-        var acc0 = b4(g0);
-        var acc1 = b4(g0 + 4u);
+    var pix: array<u32, 8>;
+    var cs: array<Corner, 8>;
+    for (var q = 0u; q < 8u; q++) {
+        pix[q] = (idx / 64u) * 512u + idx % 64u + 64u * q;
+        cs[q] = corner(pix[q]);
+    }
+    var best: array<Best, 8>;
+    for (var g0 = 0u; g0 < d.r; g0 += 4u) {
+        let rows = rows4(g0, ikk);
+        let live = live4(g0);
+        var acc: array<vec4<f32>, 8>;
+        for (var q = 0u; q < 8u; q++) {
+            acc[q] = b4(g0);
+        }
         for (var i = 0u; i < d.cin; i++) {
-            let xp = xb + i * d.h * d.w;
             for (var u = 0u; u < d.k; u++) {
-                let iy = iy0 + i32(u * d.dil);
-                if (iy < 0 || iy >= i32(d.h)) { continue; }
-                let xrow = xp + u32(iy) * d.w;
+                let dy = i32(u * d.dil);
                 for (var v = 0u; v < d.k; v++) {
-                    let ix = ix0 + i32(v * d.dil);
-                    if (ix < 0 || ix >= i32(d.w)) { continue; }
-                    let xv = x[xrow + u32(ix)];
-                    let t = i * kk + u * d.k + v;
-                    acc0 += w4(g0, t, ikk) * xv;
-                    if (two) {
-                        acc1 += w4(g0 + 4u, t, ikk) * xv;
+                    let dx = i32(v * d.dil);
+                    let off = i * plane + u * d.dil * d.w + v * d.dil;
+                    let w = w4(rows, live, i * kk + u * d.k + v);
+                    for (var q = 0u; q < 8u; q++) {
+                        acc[q] += w * tap(cs[q], dy, dx, off);
                     }
                 }
             }
         }
-        for (var j = 0u; j < 8u; j++) {
-            let g = g0 + j;
-            if (g >= d.r) { break; }
-            let val = select(acc1[j & 3u], acc0[j & 3u], j < 4u);
-            guide[(b * d.r + g) * hw + p] = val;
-            if (g == 0u || (!is_nan(best) && (val > best || is_nan(val)))) {
-                best = val;
-                best_g = g;
+        for (var q = 0u; q < 8u; q++) {
+            if (pix[q] < total) {
+                best[q] = emit4(pix[q], g0, acc[q], best[q]);
             }
         }
     }
-    region[idx] = i32(best_g);
+    for (var q = 0u; q < 8u; q++) {
+        if (pix[q] < total) {
+            region[pix[q]] = i32(best[q].g);
+        }
+    }
+}
+
+// Invocation idx owns pixels (idx / 64) * 256 + idx % 64 + 64 q, q < 4.
+@compute @workgroup_size(WG)
+fn guide_argmax8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let total = d.batch * d.ho * d.wo;
+    let plane = d.h * d.w;
+    let kk = d.k * d.k;
+    let ikk = d.cin * kk;
+    var pix: array<u32, 4>;
+    var cs: array<Corner, 4>;
+    for (var q = 0u; q < 4u; q++) {
+        pix[q] = (idx / 64u) * 256u + idx % 64u + 64u * q;
+        cs[q] = corner(pix[q]);
+    }
+    var best: array<Best, 4>;
+    for (var g0 = 0u; g0 < d.r; g0 += 8u) {
+        let rows_a = rows4(g0, ikk);
+        let rows_b = rows4(g0 + 4u, ikk);
+        let live_a = live4(g0);
+        let live_b = live4(g0 + 4u);
+        var acc: array<vec4<f32>, 8>;
+        for (var q = 0u; q < 4u; q++) {
+            acc[2u * q] = b4(g0);
+            acc[2u * q + 1u] = b4(g0 + 4u);
+        }
+        for (var i = 0u; i < d.cin; i++) {
+            for (var u = 0u; u < d.k; u++) {
+                let dy = i32(u * d.dil);
+                for (var v = 0u; v < d.k; v++) {
+                    let dx = i32(v * d.dil);
+                    let off = i * plane + u * d.dil * d.w + v * d.dil;
+                    let t = i * kk + u * d.k + v;
+                    let wa = w4(rows_a, live_a, t);
+                    let wb = w4(rows_b, live_b, t);
+                    for (var q = 0u; q < 4u; q++) {
+                        let xv = tap(cs[q], dy, dx, off);
+                        acc[2u * q] += wa * xv;
+                        acc[2u * q + 1u] += wb * xv;
+                    }
+                }
+            }
+        }
+        for (var q = 0u; q < 4u; q++) {
+            if (pix[q] < total) {
+                best[q] = emit4(pix[q], g0, acc[2u * q], best[q]);
+                best[q] = emit4(pix[q], g0 + 4u, acc[2u * q + 1u], best[q]);
+            }
+        }
+    }
+    for (var q = 0u; q < 4u; q++) {
+        if (pix[q] < total) {
+            region[pix[q]] = i32(best[q].g);
+        }
+    }
 }

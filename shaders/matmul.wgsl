@@ -69,59 +69,58 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     }
 }
 
-// `broadcast`: each invocation owns PX columns of C and computes TM rows of them; the TM x KC
-// block of A is staged in workgroup memory and read at the same address by every invocation
-// (a broadcast), B is read straight from memory by the one invocation that needs it. Tile:
-// TM x (64 PX).
-const TM: u32 = 16u;
-const PX: u32 = 2u;
-const KC: u32 = 64u;
-var<workgroup> ab: array<f32, 1024>; // [kk][m], TM * KC
+// `blocked`: the register blocking of the layer's correlation (shaders/correlation.wgsl) on a
+// plain GEMM. Each invocation keeps 8 rows x 4 columns of C in registers: per inner step two
+// vec4s of A from workgroup memory (the same address for the 8 invocations of a row group) and 4
+// values of B straight from memory feed 32 multiply-adds. Tile: 32 rows x 64 columns (4 row
+// groups of 16 column lanes), K staged in chunks of 32 (4 KiB).
+const KCB: u32 = 32u;
+var<workgroup> ab: array<vec4<f32>, 256>; // [kk][row4], KCB x 8
 
 @compute @workgroup_size(64)
-fn broadcast(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) li: u32) {
+fn blocked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
     let tile = group_index(wid, nwg);
     if (tile == 0xffffffffu) { return; }
     let m = d.aux0;
     let n = d.aux1;
     let kd = d.cin;
-    let tn = 64u * PX;
-    let tiles_n = (n + tn - 1u) / tn;
-    let m0 = (tile / tiles_n) * TM;
-    let n0 = (tile % tiles_n) * tn;
-    var acc: array<array<f32, PX>, TM>;
-    for (var k0 = 0u; k0 < kd; k0 += KC) {
-        for (var j = 0u; j < TM * KC / 64u; j++) {
-            let e = li + j * 64u;
-            let am = e / KC;
-            let ak = e % KC;
+    let tiles_n = (n + 63u) / 64u;
+    let m0 = (tile / tiles_n) * 32u;
+    let n0 = (tile % tiles_n) * 64u;
+    let cg = li / 16u;
+    let pl = li % 16u;
+    var acc: array<vec4<f32>, 8>;
+    for (var k0 = 0u; k0 < kd; k0 += KCB) {
+        for (var e = li; e < KCB * 32u; e += 64u) {
+            let rr = e / KCB;
+            let kc = e % KCB;
             var av = 0.0;
-            if (m0 + am < m && k0 + ak < kd) { av = a[(m0 + am) * kd + k0 + ak]; }
-            ab[ak * TM + am] = av;
+            if (m0 + rr < m && k0 + kc < kd) { av = a[(m0 + rr) * kd + k0 + kc]; }
+            ab[kc * 8u + rr / 4u][rr % 4u] = av;
         }
         workgroupBarrier();
-        let kend = min(KC, kd - k0);
+        let kend = min(KCB, kd - k0);
         for (var kk = 0u; kk < kend; kk++) {
-            var bv: array<f32, PX>;
-            for (var p = 0u; p < PX; p++) {
-                let col = n0 + li + 64u * p;
-                bv[p] = select(0.0, bm[(k0 + kk) * n + min(col, n - 1u)], col < n);
-            }
-            for (var i = 0u; i < TM; i++) {
-                let av = ab[kk * TM + i];
-                for (var p = 0u; p < PX; p++) {
-                    acc[i][p] += av * bv[p];
-                }
+            let w0 = ab[kk * 8u + 2u * cg];
+            let w1 = ab[kk * 8u + 2u * cg + 1u];
+            let brow = (k0 + kk) * n;
+            for (var q = 0u; q < 4u; q++) {
+                let col = n0 + pl + 16u * q;
+                var bv = 0.0;
+                if (col < n) { bv = bm[brow + col]; }
+                acc[2u * q] += w0 * bv;
+                acc[2u * q + 1u] += w1 * bv;
             }
         }
         workgroupBarrier();
     }
-    for (var p = 0u; p < PX; p++) {
-        let col = n0 + li + 64u * p;
+    for (var q = 0u; q < 4u; q++) {
+        let col = n0 + pl + 16u * q;
         if (col >= n) { continue; }
-        for (var i = 0u; i < TM; i++) {
-            if (m0 + i < m) { c[(m0 + i) * n + col] = acc[i][p]; }
+        for (var i = 0u; i < 8u; i++) {
+            let row = m0 + 8u * cg + i;
+            if (row < m) { c[row * n + col] = acc[2u * q + i / 4u][i % 4u]; }
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::rng::Rng;
 use crate::tensor::Tensor;
 
 pub use shapes::{BenchShape, SHAPES};
-pub use timer::{median, median_of, Timer};
+pub use timer::{median, median_of, Stats, Timer};
 
 /// How long to measure.
 #[derive(Debug, Clone, Copy, Default)]
@@ -81,6 +81,8 @@ pub struct BenchRow {
     /// `"fused"` (Mode::Inference) or `"all_regions"` (Mode::Training).
     pub path: &'static str,
     pub forward_ms: f64,
+    /// The fastest forward: on a shared machine, the least disturbed.
+    pub forward_min_ms: f64,
     /// Training forward + backward (the fused forward saves nothing for a backward), the same
     /// for both rows of a shape; `None` when the backward failed on this device.
     pub forward_backward_ms: Option<f64>,
@@ -123,6 +125,19 @@ pub struct BenchReport {
     pub matmul: Vec<MatmulResult>,
     pub rows: Vec<BenchRow>,
     pub agreement: Vec<Agreement>,
+    /// The host's 1-minute load average before and after (Linux; other work on a shared machine
+    /// slows a software adapter such as lavapipe down).
+    pub host_load: Option<[f64; 2]>,
+}
+
+/// The 1-minute load average, where /proc/loadavg exists.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Runs the whole benchmark; `progress` gets a line per finished cell.
@@ -133,6 +148,7 @@ pub async fn run(
 ) -> Result<BenchReport> {
     let timer = Timer::new(ctx);
     let summary = ctx.summary();
+    let load_before = load_average();
     let n = opts.matmul_n();
     let mut matmul = Vec::new();
     for (variant, gflops) in matmul::matmul_gflops(ctx, &timer, n, opts.budget_s()).await? {
@@ -155,6 +171,7 @@ pub async fn run(
         matmul,
         rows,
         agreement,
+        host_load: load_before.zip(load_average()).map(|(a, b)| [a, b]),
     })
 }
 
@@ -185,10 +202,11 @@ async fn bench_shape(
     let mut rows = Vec::new();
     for (mode, path) in [(Mode::Inference, "fused"), (Mode::Training, "all_regions")] {
         let plan = layer.plan(&xg, mode).await?;
-        let forward_ms = median_of(1, opts.min_reps(), opts.max_reps(), opts.budget_s(), || {
+        let forward = median_of(1, opts.min_reps(), opts.max_reps(), opts.budget_s(), || {
             timer.time(ctx, &plan.program)
         })
         .await?;
+        let forward_ms = forward.median;
         let steps = step_times(ctx, timer, opts, &layer, &xg, mode).await?;
         let corr_ms: f64 = steps
             .iter()
@@ -207,6 +225,7 @@ async fn bench_shape(
             shape: name.clone(),
             path,
             forward_ms,
+            forward_min_ms: forward.min,
             forward_backward_ms: fwd_bwd,
             gflops: work / (forward_ms * 1e-3) / 1e9,
             peak_bytes: plan.buffer_bytes() + param_bytes,
@@ -250,6 +269,7 @@ async fn forward_backward_ms(
             || async { Ok(timer.time_each(ctx, &[fwd, bwd]).await?.iter().sum()) },
         )
         .await
+        .map(|s| s.median)
     }
     .await;
     match result {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::config::{DrConvConfig, ForwardShape};
 use crate::error::{DrConvError, Result};
 use crate::params::{DrConvParams, ParamId};
-use crate::tensor::{numel, Tensor};
+use crate::tensor::Tensor;
 
 /// One golden case: the layer config, its inputs and parameters, and every reference tensor.
 #[derive(Debug, Clone)]
@@ -311,7 +311,18 @@ fn read_bin(
     read: &mut impl FnMut(&str) -> Result<Vec<u8>>,
 ) -> Result<Vec<u8>> {
     let path = dir.join(file);
-    let want = numel(&tm.shape) as u64 * 4;
+    // Checked: a case.json shape can claim any size (found by fuzz/fuzz_targets/case_loader.rs).
+    let want = tm
+        .shape
+        .iter()
+        .try_fold(4u64, |n, &d| n.checked_mul(d as u64))
+        .ok_or_else(|| {
+            case_err(format!(
+                "{}: shape {:?} in case.json overflows a 64-bit byte count",
+                path.display(),
+                tm.shape
+            ))
+        })?;
     if tm.nbytes != want {
         return Err(case_err(format!(
             "{}: case.json says nbytes {} but shape {:?} of 4-byte {} needs {want}",

@@ -18,9 +18,9 @@ pub mod tensor;
 pub mod trace;
 pub mod train;
 pub mod verify;
-pub mod weights;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+pub mod weights;
 
 pub use config::{DrConvConfig, ForwardShape};
 pub use error::{DrConvError, Result};

@@ -37,7 +37,7 @@ fn demo_trains_writes_and_reloads() {
         let out = out_dir("demo-train");
         let args = DemoArgs {
             size: 32,
-            steps: 150,
+            steps: 300,
             loss_every: 10,
             zoom: 2,
             quiet: true,
@@ -66,7 +66,7 @@ fn demo_trains_writes_and_reloads() {
         for key in ["adapter", "backend", "steps", "single", "regions"] {
             assert!(json.get(key).is_some(), "summary.json lacks {key}");
         }
-        assert_eq!(json["steps"], 150);
+        assert_eq!(json["steps"], 300);
         assert!(json["regions"]["ms_per_step"].as_f64().unwrap() > 0.0);
         assert_eq!(s.files.len(), 8, "{:?}", s.files);
 
@@ -100,11 +100,7 @@ fn demo_trains_writes_and_reloads() {
         assert_eq!(params, run.regions.params);
         let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
         let x = layer.upload(&run.input).unwrap();
-        layer
-            .plan(&x, Mode::Inference)
-            .await
-            .unwrap()
-            .poison(&ctx);
+        layer.plan(&x, Mode::Inference).await.unwrap().poison(&ctx);
         let trace = layer.forward_trace(&x, Mode::Inference).await.unwrap();
         assert_eq!(trace.output.data, run.regions.output.data);
         assert_eq!(trace.region_index, run.regions.region);
@@ -197,7 +193,10 @@ fn target_is_a_two_region_drconv() {
         grey += bright[i] as usize;
     }
     // The photo has both kinds of neighbourhood in good measure.
-    assert!(grey > plane / 5 && grey < plane * 4 / 5, "{grey} of {plane} grey");
+    assert!(
+        grey > plane / 5 && grey < plane * 4 / 5,
+        "{grey} of {plane} grey"
+    );
 }
 
 #[test]
@@ -207,7 +206,7 @@ fn images_round_trip_and_plot_draws() {
     let t = image_io::to_tensor(&img, 3).unwrap();
     assert_eq!(t.shape, vec![1, 3, 50, 50]);
     assert_eq!(image_io::to_image(&t).unwrap(), img);
-    let region: Vec<i32> = (0..2500).map(|i| (i % 3) as i32).collect();
+    let region: Vec<i32> = (0..2500).map(|i| i % 3).collect();
     assert_eq!(image_io::region_counts(&region, 3), vec![834, 833, 833]);
     let overlay = image_io::region_overlay(&img, &region).unwrap();
     assert_ne!(overlay.get_pixel(0, 0), overlay.get_pixel(1, 0));

@@ -33,7 +33,7 @@ fn gl_context() -> Option<Arc<GpuContext>> {
     }
 }
 
-// One test, so that one GL context serves every case (EGL contexts and test threads mix badly).
+// One test, one GL context for every case.
 #[test]
 fn golden_cases_on_gl() {
     let Some(ctx) = gl_context() else { return };
@@ -50,7 +50,9 @@ fn golden_cases_on_gl() {
         for case in &cases {
             let mut layer = DrConv2d::new(ctx.clone(), &case.params).unwrap();
             let x = layer.upload(&case.x).unwrap();
-            let gy = ctx.upload("grad_output", case.grad_output.as_ref().unwrap()).unwrap();
+            let gy = ctx
+                .upload("grad_output", case.grad_output.as_ref().unwrap())
+                .unwrap();
 
             layer.plan(&x, Mode::Training).await.unwrap().poison(&ctx);
             let trace = layer.forward_trace(&x, Mode::Training).await.unwrap();
@@ -76,7 +78,10 @@ fn golden_cases_on_gl() {
             let gold = case.tensor("output").unwrap();
             let (err, ok) = compare(&fused.output.data, &gold.data, FORWARD_TOL.0, FORWARD_TOL.1);
             if !ok || Some(&fused.region_index) != case.region_index.as_ref() {
-                failures.push(format!("{} fused inference output: max abs err {err:e}", case.name));
+                failures.push(format!(
+                    "{} fused inference output: max abs err {err:e}",
+                    case.name
+                ));
             }
         }
     });

@@ -12,7 +12,10 @@ use drconv::{
 };
 
 fn config() -> DrConvConfig {
-    DrConvConfig::new(2, 3, 3, 2).unwrap().with_padding(1).unwrap()
+    DrConvConfig::new(2, 3, 3, 2)
+        .unwrap()
+        .with_padding(1)
+        .unwrap()
 }
 
 /// Asserts `r` is a device-lost (or GPU/map) error and returns its message.
@@ -100,7 +103,10 @@ fn training_and_backward_after_destroy_are_errors() {
         ctx.device.destroy();
         let mut seen = vec![lost("train step", trainer.step(&x, &t, false).await)];
         let gy = t.clone();
-        seen.push(lost("backward", trainer.layer_mut().backward(&x, &gy).await));
+        seen.push(lost(
+            "backward",
+            trainer.layer_mut().backward(&x, &gy).await,
+        ));
         seen.push(lost(
             "new trainer",
             Trainer::new(ctx.clone(), &params, OptimizerConfig::sgd(0.1)).await,

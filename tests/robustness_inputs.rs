@@ -24,7 +24,10 @@ fn ctx() -> Arc<GpuContext> {
 }
 
 fn config() -> DrConvConfig {
-    DrConvConfig::new(2, 3, 3, 3).unwrap().with_padding(1).unwrap()
+    DrConvConfig::new(2, 3, 3, 3)
+        .unwrap()
+        .with_padding(1)
+        .unwrap()
 }
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
@@ -69,7 +72,10 @@ fn zero_hyper_parameters_are_refused_by_name() {
         ((2, 3, 0, 2), "kernel_size"),
         ((2, 3, 3, 0), "region_num"),
     ] {
-        let m = err(DrConvConfig::new(args.0, args.1, args.2, args.3), config_err);
+        let m = err(
+            DrConvConfig::new(args.0, args.1, args.2, args.3),
+            config_err,
+        );
         has(&m, &[name, "is 0"]);
     }
     has(&err(config().with_stride(0), config_err), &["stride"]);
@@ -79,8 +85,14 @@ fn zero_hyper_parameters_are_refused_by_name() {
 #[test]
 fn wrong_rank_channels_and_empty_inputs_are_refused() {
     let c = config();
-    has(&err(c.forward_shape(&[2, 5, 5]), shape_err), &["4-D", "[2, 5, 5]"]);
-    has(&err(c.forward_shape(&[1, 4, 5, 5]), shape_err), &["4 channels", "in_channels = 2"]);
+    has(
+        &err(c.forward_shape(&[2, 5, 5]), shape_err),
+        &["4-D", "[2, 5, 5]"],
+    );
+    has(
+        &err(c.forward_shape(&[1, 4, 5, 5]), shape_err),
+        &["4 channels", "in_channels = 2"],
+    );
     for s in [[0, 2, 5, 5], [1, 2, 0, 5], [1, 2, 5, 0]] {
         has(&err(c.forward_shape(&s), shape_err), &["empty"]);
     }
@@ -90,10 +102,16 @@ fn wrong_rank_channels_and_empty_inputs_are_refused() {
 fn output_size_zero_or_negative_is_refused() {
     // No padding: a 2 x 2 input is smaller than the 3 x 3 kernel.
     let c = DrConvConfig::new(2, 3, 3, 2).unwrap();
-    has(&err(c.forward_shape(&[1, 2, 2, 9]), shape_err), &["height 2", "<= 0"]);
+    has(
+        &err(c.forward_shape(&[1, 2, 2, 9]), shape_err),
+        &["height 2", "<= 0"],
+    );
     // Dilation 4 spans 9 pixels.
     let c = c.with_dilation(4).unwrap();
-    has(&err(c.forward_shape(&[1, 2, 9, 8]), shape_err), &["width 8", "span 9"]);
+    has(
+        &err(c.forward_shape(&[1, 2, 9, 8]), shape_err),
+        &["width 8", "span 9"],
+    );
 }
 
 #[test]
@@ -104,9 +122,15 @@ fn absurd_hyper_parameters_overflow_into_errors_not_panics() {
     has(&err(c, too_large), &["in=1048576"]);
     let c = DrConvConfig::new(2, 3, 3, 2).unwrap();
     let huge_dil = c.with_dilation(usize::MAX).unwrap();
-    has(&err(huge_dil.forward_shape(&[1, 2, 9, 9]), too_large), &["dilation"]);
+    has(
+        &err(huge_dil.forward_shape(&[1, 2, 9, 9]), too_large),
+        &["dilation"],
+    );
     let huge_pad = c.with_padding(usize::MAX).unwrap();
-    has(&err(huge_pad.forward_shape(&[1, 2, 9, 9]), too_large), &["padding"]);
+    has(
+        &err(huge_pad.forward_shape(&[1, 2, 9, 9]), too_large),
+        &["padding"],
+    );
     // Input dims at usize::MAX: the shape is fine arithmetic-wise, the limits refuse it.
     let s = c.forward_shape(&[usize::MAX, 2, usize::MAX, 9]).unwrap();
     let m = err(
@@ -129,9 +153,15 @@ fn unlimited() -> wgpu::Limits {
 fn element_counts_beyond_u32_are_refused_naming_the_tensor() {
     // 256 x 256 channels, r = 8: the training correlation of a 192 x 192 image has
     // 8 * 256 * 192 * 192 = 75.5 M elements per sample, 4.8 G (> u32) at batch 64.
-    let c = DrConvConfig::new(256, 256, 3, 8).unwrap().with_padding(1).unwrap();
+    let c = DrConvConfig::new(256, 256, 3, 8)
+        .unwrap()
+        .with_padding(1)
+        .unwrap();
     let s = c.forward_shape(&[64, 256, 192, 192]).unwrap();
-    let m = err(limits::check_forward(&unlimited(), &c, &s, Mode::Training), too_large);
+    let m = err(
+        limits::check_forward(&unlimited(), &c, &s, Mode::Training),
+        too_large,
+    );
     has(&m, &["corr", "u32"]);
     match limits::check_forward(&unlimited(), &c, &s, Mode::Training) {
         Err(DrConvError::TooLarge { size, limit, .. }) => {
@@ -141,9 +171,15 @@ fn element_counts_beyond_u32_are_refused_naming_the_tensor() {
         other => panic!("{other:?}"),
     }
     // Padded rows are addressed as i32.
-    let c2 = DrConvConfig::new(1, 1, 1, 1).unwrap().with_padding(1 << 30).unwrap();
+    let c2 = DrConvConfig::new(1, 1, 1, 1)
+        .unwrap()
+        .with_padding(1 << 30)
+        .unwrap();
     let s2 = c2.forward_shape(&[1, 1, 1, 1]).unwrap();
-    let m = err(limits::check_forward(&unlimited(), &c2, &s2, Mode::Inference), too_large);
+    let m = err(
+        limits::check_forward(&unlimited(), &c2, &s2, Mode::Inference),
+        too_large,
+    );
     has(&m, &["padded input height", "i32"]);
 }
 
@@ -151,10 +187,16 @@ fn element_counts_beyond_u32_are_refused_naming_the_tensor() {
 fn tensors_beyond_the_binding_and_buffer_limits_are_refused() {
     // WebGPU's default limits: 128 MiB per storage binding, 256 MiB per buffer.
     let l = wgpu::Limits::default();
-    let c = DrConvConfig::new(256, 256, 3, 8).unwrap().with_padding(1).unwrap();
+    let c = DrConvConfig::new(256, 256, 3, 8)
+        .unwrap()
+        .with_padding(1)
+        .unwrap();
     // One 2048 x 2048 image: the input alone is 4 GiB, beyond max_buffer_size.
     let s = c.forward_shape(&[1, 256, 2048, 2048]).unwrap();
-    let m = err(limits::check_forward(&l, &c, &s, Mode::Inference), too_large);
+    let m = err(
+        limits::check_forward(&l, &c, &s, Mode::Inference),
+        too_large,
+    );
     has(&m, &["`input`", "max_buffer_size"]);
     // Workgroups wider than the device allows.
     let tiny = wgpu::Limits {
@@ -162,8 +204,20 @@ fn tensors_beyond_the_binding_and_buffer_limits_are_refused() {
         ..wgpu::Limits::default()
     };
     let s = c.forward_shape(&[1, 256, 8, 8]).unwrap();
-    let m = err(limits::check_forward(&tiny, &c, &s, Mode::Inference), too_large);
+    let m = err(
+        limits::check_forward(&tiny, &c, &s, Mode::Inference),
+        too_large,
+    );
     has(&m, &["workgroup size 64", "max_compute_workgroup_size_x"]);
+    let small_shared = wgpu::Limits {
+        max_compute_workgroup_storage_size: 4096,
+        ..wgpu::Limits::default()
+    };
+    let m = err(
+        limits::check_forward(&small_shared, &c, &s, Mode::Inference),
+        too_large,
+    );
+    has(&m, &["max_compute_workgroup_storage_size"]);
 }
 
 // ---- the GPU layer: refusals before allocation, shape mismatches ----
@@ -172,7 +226,10 @@ fn tensors_beyond_the_binding_and_buffer_limits_are_refused() {
 fn gpu_forward_refuses_absurd_shapes_before_allocating() {
     pollster::block_on(async {
         let ctx = ctx();
-        let c = DrConvConfig::new(64, 64, 3, 4).unwrap().with_padding(1).unwrap();
+        let c = DrConvConfig::new(64, 64, 3, 4)
+            .unwrap()
+            .with_padding(1)
+            .unwrap();
         let mut layer = DrConv2d::new(ctx.clone(), &DrConvParams::init(c, 1).unwrap()).unwrap();
         // A 4-byte buffer claiming a 64 x 70000 x 70000 input: only the shape is looked at
         // before the refusal, so nothing of that size is ever allocated.
@@ -200,7 +257,8 @@ fn gpu_forward_refuses_absurd_shapes_before_allocating() {
 fn gpu_input_whose_buffer_is_smaller_than_its_shape_is_refused() {
     pollster::block_on(async {
         let ctx = ctx();
-        let mut layer = DrConv2d::new(ctx.clone(), &DrConvParams::init(config(), 2).unwrap()).unwrap();
+        let mut layer =
+            DrConv2d::new(ctx.clone(), &DrConvParams::init(config(), 2).unwrap()).unwrap();
         let small = layer.upload(&random(&[1, 2, 5, 5], 3)).unwrap();
         let lying = GpuTensor {
             buffer: small.buffer.clone(),
@@ -215,13 +273,17 @@ fn gpu_input_whose_buffer_is_smaller_than_its_shape_is_refused() {
 fn gpu_channel_mismatch_is_refused() {
     pollster::block_on(async {
         let ctx = ctx();
-        let mut layer = DrConv2d::new(ctx.clone(), &DrConvParams::init(config(), 2).unwrap()).unwrap();
+        let mut layer =
+            DrConv2d::new(ctx.clone(), &DrConvParams::init(config(), 2).unwrap()).unwrap();
         has(
             &err(layer.upload(&random(&[1, 3, 5, 5], 1)), shape_err),
             &["3 channels", "in_channels = 2"],
         );
         let x = ctx.upload("x", &random(&[1, 3, 5, 5], 1)).unwrap();
-        has(&err(layer.forward(&x, Mode::Inference).await, shape_err), &["3 channels"]);
+        has(
+            &err(layer.forward(&x, Mode::Inference).await, shape_err),
+            &["3 channels"],
+        );
     });
 }
 
@@ -234,7 +296,10 @@ fn backward_grad_output_mismatch_is_refused() {
     let trace = cpu::forward(&params, &x).unwrap();
     for bad in [[1, 3, 5, 5], [2, 4, 5, 5], [2, 3, 4, 5]] {
         let gy = random(&bad, 6);
-        has(&err(cpu::backward(&params, &x, &trace, &gy), shape_err), &["grad_output"]);
+        has(
+            &err(cpu::backward(&params, &x, &trace, &gy), shape_err),
+            &["grad_output"],
+        );
     }
     // GPU.
     pollster::block_on(async {
@@ -264,7 +329,10 @@ fn training_target_mismatch_is_refused() {
     let bad = random(&[1, 3, 5, 5], 9);
     let mut state = drconv::OptimizerState::new(OptimizerConfig::sgd(0.1)).unwrap();
     has(
-        &err(cpu::train_step(&mut params, &mut state, &x, &bad), shape_err),
+        &err(
+            cpu::train_step(&mut params, &mut state, &x, &bad),
+            shape_err,
+        ),
         &["target", "[1, 3, 5, 5]"],
     );
     pollster::block_on(async {
@@ -304,7 +372,10 @@ fn same_non_finite(got: &[f32], want: &[f32], what: &str) {
             assert!(same, "{what}[{i}]: GPU {g} vs CPU {w}");
         }
     }
-    println!("{what}: {non_finite} of {} values non-finite on both", want.len());
+    println!(
+        "{what}: {non_finite} of {} values non-finite on both",
+        want.len()
+    );
 }
 
 /// Runs both forward paths on the GPU and the CPU reference; region maps must be identical and
@@ -319,8 +390,16 @@ fn gpu_matches_cpu(params: &DrConvParams, x: &Tensor) -> Vec<i32> {
             layer.plan(&gx, mode).await.unwrap().poison(&ctx);
             let got = layer.forward_trace(&gx, mode).await.unwrap();
             assert_eq!(got.region_index, want.region_index, "{mode:?} region map");
-            same_non_finite(&got.output.data, &want.output.data, &format!("{mode:?} output"));
-            same_non_finite(&got.guide.data, &want.guide.data, &format!("{mode:?} guide"));
+            same_non_finite(
+                &got.output.data,
+                &want.output.data,
+                &format!("{mode:?} output"),
+            );
+            same_non_finite(
+                &got.guide.data,
+                &want.guide.data,
+                &format!("{mode:?} guide"),
+            );
         }
     });
     want.region_index
@@ -420,11 +499,15 @@ fn weights_files_bad_and_good() {
         &["conv_guide.weight", "[2, 3, 3, 3]", "[3, 2, 3, 3]"],
     );
     // Dtypes: f16 and bf16 convert, f64 and integers are refused by name.
-    let f16 = tensors_as(&p, Dtype::F16, |v| half::f16::from_f32(v).to_le_bytes().to_vec());
+    let f16 = tensors_as(&p, Dtype::F16, |v| {
+        half::f16::from_f32(v).to_le_bytes().to_vec()
+    });
     let loaded = load_safetensors_bytes(&c, &st_bytes(&f16)).unwrap();
     let want = half::f16::from_f32(p.get(ParamId::GuideW)[0]).to_f32();
     assert_eq!(loaded.get(ParamId::GuideW)[0], want);
-    let bf16 = tensors_as(&p, Dtype::BF16, |v| half::bf16::from_f32(v).to_le_bytes().to_vec());
+    let bf16 = tensors_as(&p, Dtype::BF16, |v| {
+        half::bf16::from_f32(v).to_le_bytes().to_vec()
+    });
     load_safetensors_bytes(&c, &st_bytes(&bf16)).unwrap();
     let f64s = tensors_as(&p, Dtype::F64, |v| (v as f64).to_le_bytes().to_vec());
     has(

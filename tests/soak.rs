@@ -59,7 +59,10 @@ fn scale() -> usize {
 }
 
 fn config() -> DrConvConfig {
-    DrConvConfig::new(3, 4, 3, 2).unwrap().with_padding(1).unwrap()
+    DrConvConfig::new(3, 4, 3, 2)
+        .unwrap()
+        .with_padding(1)
+        .unwrap()
 }
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
@@ -114,12 +117,19 @@ impl Work {
         let gy = self.ctx.upload("gy", &random(&y.shape, 4)).unwrap();
         self.layer.backward(&self.x, &gy).await.unwrap();
         for i in 0..steps {
-            self.trainer.step(&self.x, &self.target, false).await.unwrap();
+            self.trainer
+                .step(&self.x, &self.target, false)
+                .await
+                .unwrap();
             if i % 200 == 199 {
                 self.ctx.poll_wait().unwrap();
             }
         }
-        let loss = self.trainer.step(&self.x, &self.target, true).await.unwrap();
+        let loss = self
+            .trainer
+            .step(&self.x, &self.target, true)
+            .await
+            .unwrap();
         loss.expect("loss read")
     }
 
@@ -128,7 +138,11 @@ impl Work {
         for i in 0..n {
             let mut layer = DrConv2d::new(self.ctx.clone(), &self.params).unwrap();
             let x = layer.upload(&self.x_host).unwrap();
-            let mode = if i % 2 == 0 { Mode::Inference } else { Mode::Training };
+            let mode = if i % 2 == 0 {
+                Mode::Inference
+            } else {
+                Mode::Training
+            };
             let trace = layer.forward_trace(&x, mode).await.unwrap();
             assert!(trace.output.data.iter().all(|v| v.is_finite()));
             if i % 4 == 0 {
@@ -150,7 +164,10 @@ async fn soak(forwards: usize, steps: usize, churn: usize) {
     // The counters really count (without wgpu's "counters" feature they read 0 and the
     // comparisons below would prove nothing): one more layer is more live buffers.
     let extra = DrConv2d::new(w.ctx.clone(), &w.params).unwrap();
-    assert!(live(&w.ctx).buffers > before.buffers, "wgpu counters inactive");
+    assert!(
+        live(&w.ctx).buffers > before.buffers,
+        "wgpu counters inactive"
+    );
     drop(extra);
     assert_eq!(live(&w.ctx), before);
 
@@ -162,6 +179,12 @@ async fn soak(forwards: usize, steps: usize, churn: usize) {
     w.churn(churn).await;
     let churned = t1.elapsed();
     let (after, rss_after) = (live(&w.ctx), rss());
+    // The cost of an error check (a non-blocking poll, so that device loss shows at once).
+    let t2 = std::time::Instant::now();
+    for _ in 0..10_000 {
+        w.ctx.check("timing").unwrap();
+    }
+    println!("ctx.check: {:.2?} per call", t2.elapsed() / 10_000);
 
     println!(
         "{forwards} x 2 forwards + {steps} train steps in {hot:.2?} (loss {loss}); {churn} layers \
@@ -174,8 +197,14 @@ async fn soak(forwards: usize, steps: usize, churn: usize) {
         rss_after as f64 / 1048576.0
     );
     assert!(loss.is_finite());
-    assert_eq!(after_hot, before, "GPU objects leaked by forwards/backward/training");
-    assert_eq!(after, before, "GPU objects leaked by made-and-dropped layers");
+    assert_eq!(
+        after_hot, before,
+        "GPU objects leaked by forwards/backward/training"
+    );
+    assert_eq!(
+        after, before,
+        "GPU objects leaked by made-and-dropped layers"
+    );
     // Host memory: allocator caching moves a little; a leak per iteration would move a lot
     // (each churned layer holds tens of KiB of buffers, mirrored in host memory on lavapipe).
     let grown = rss_after.saturating_sub(rss_before);
@@ -196,4 +225,51 @@ fn soak_short() {
 fn soak_long() {
     let s = scale().max(1);
     pollster::block_on(soak(1000 * s, 1000 * s, 150 * s));
+}
+
+#[test]
+fn split_plans_do_not_leak() {
+    pollster::block_on(async {
+        // 8 KiB storage bindings: every plan of this shape is split over the batch.
+        let instance = drconv::gpu::context::instance(None);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions::default())
+            .await
+            .expect("a GPU adapter");
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: 8 << 10,
+            ..adapter.limits()
+        };
+        let ctx = GpuContext::from_adapter(adapter, Some(limits))
+            .await
+            .unwrap();
+        let params = DrConvParams::init(config(), 5).unwrap();
+        let x_host = random(&[4, 3, 16, 16], 6);
+        let gy_host = random(&[4, 4, 16, 16], 7);
+        let round = |ctx: Arc<GpuContext>| {
+            let (params, x_host, gy_host) = (params.clone(), x_host.clone(), gy_host.clone());
+            async move {
+                let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
+                let x = layer.upload(&x_host).unwrap();
+                let gy = ctx.upload("gy", &gy_host).unwrap();
+                let y = layer.forward(&x, Mode::Inference).await.unwrap();
+                assert!(layer
+                    .plan(&x, Mode::Inference)
+                    .await
+                    .unwrap()
+                    .program
+                    .has_copies());
+                layer.forward(&x, Mode::Training).await.unwrap();
+                let g = layer.backward(&x, &gy).await.unwrap();
+                y.read(&ctx).await.unwrap();
+                g.x.read(&ctx).await.unwrap();
+            }
+        };
+        round(ctx.clone()).await;
+        let before = live(&ctx);
+        for _ in 0..20 * scale() {
+            round(ctx.clone()).await;
+        }
+        assert_eq!(live(&ctx), before, "split plans leaked GPU objects");
+    });
 }

@@ -120,13 +120,17 @@ async function train() {
     await playground.start_training(regions, lr, 0);
     let done = 0;
     while (done < steps && !stopRequested) {
-      const p = await playground.train(Math.min(STEPS_PER_CALL, steps - done));
+      // One step first: its loss is the fresh layer's, and it builds the plans, so the timings
+      // of the later calls are the steady state. Then chunks that end on multiples of 10.
+      const chunk = done === 0 ? 1 : STEPS_PER_CALL - (done % STEPS_PER_CALL);
+      const p = await playground.train(Math.min(chunk, steps - done));
       done = p.steps;
       page.lossHistory.push({ step: p.steps, loss: p.loss });
       $('loss').textContent = `step ${p.steps}/${steps}  loss ${p.loss.toFixed(5)}`;
       $('step-ms').textContent = `${p.ms_per_step.toFixed(2)} ms`;
       plotLoss();
-      if (done % FRAME_EVERY === 0 || done >= steps || stopRequested) showFrame(await playground.trained_frame(1));
+      const last = done >= steps || stopRequested;
+      if (done === 1 || done % FRAME_EVERY === 0 || last) showFrame(await playground.trained_frame(last ? 5 : 1));
     }
     setState('trained', `Trained ${done} steps: loss ${page.lossHistory.at(-1).loss.toFixed(5)}.`);
   } finally {
@@ -200,9 +204,13 @@ async function main() {
     return;
   }
   const info = JSON.parse(gpu.adapter());
-  page.adapter = info;
-  $('adapter').textContent = `${info.name || '(unnamed)'} — ${info.device_type}${info.driver ? `, ${info.driver}` : ''}`;
-  $('backend').textContent = info.backend;
+  // wgpu's web backend keeps only the description; the browser's GPUAdapterInfo names more.
+  const web = (await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' }))?.info ?? {};
+  page.adapter = { ...info, vendor: web.vendor ?? '', architecture: web.architecture ?? '' };
+  const name = [web.vendor, web.architecture, info.name].filter(Boolean).join(' ') || '(unnamed)';
+  const software = info.device_type === 'Cpu' ? ' (software fallback adapter)' : '';
+  $('adapter').textContent = name + software;
+  $('backend').textContent = `${info.backend} (WebGPU through wgpu)`;
   $('target-desc').textContent = `(${Playground.target_description()})`;
   await loadImage(Playground.bundled(gpu, MAX_SIDE));
   await runPretrained();

@@ -3,6 +3,7 @@
 //! files (layout in `harness::case_loader`).
 
 #[path = "../harness.rs"]
+#[allow(dead_code)] // each target uses one of the entry points
 mod harness;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

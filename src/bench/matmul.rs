@@ -1,6 +1,6 @@
 //! A plain GEMM on the same device, as the attainable rate the layer's kernels are judged by.
 
-use crate::error::Result;
+use crate::error::{DrConvError, Result};
 use crate::gpu::program::{Dims, Program};
 use crate::gpu::{shaders, GpuContext};
 use crate::rng::Rng;
@@ -9,7 +9,7 @@ use crate::tensor::Tensor;
 use super::timer::{median_of, Timer};
 
 /// The GEMM variants of `shaders/matmul.wgsl`: (entry point, rows per tile, columns per tile).
-pub const VARIANTS: [(&str, u64, u64); 2] = [("tiled", 32, 32), ("broadcast", 16, 128)];
+pub const VARIANTS: [(&str, u64, u64); 2] = [("tiled", 32, 32), ("blocked", 32, 64)];
 
 /// GFLOP/s of one `n x n x n` GEMM per variant (median over `budget_s` seconds each).
 pub async fn matmul_gflops(
@@ -19,8 +19,9 @@ pub async fn matmul_gflops(
     budget_s: f64,
 ) -> Result<Vec<(&'static str, f64)>> {
     let mut rng = Rng::new(7);
-    let a = ctx.upload("matmul a", &Tensor::new(&[n, n], rng.normal_vec(n * n))?)?;
-    let b = ctx.upload("matmul b", &Tensor::new(&[n, n], rng.normal_vec(n * n))?)?;
+    let (ha, hb) = (rng.normal_vec(n * n), rng.normal_vec(n * n));
+    let a = ctx.upload("matmul a", &Tensor::new(&[n, n], ha.clone())?)?;
+    let b = ctx.upload("matmul b", &Tensor::new(&[n, n], hb.clone())?)?;
     let c = ctx.empty("matmul c", &[n, n])?;
     let dims = Dims {
         cin: n as u32,
@@ -42,8 +43,30 @@ pub async fn matmul_gflops(
                 groups,
             )?,
         };
-        let ms = median_of(1, 3, 50, budget_s, || timer.time(ctx, &program)).await?;
+        ctx.fill(&c, f32::NAN);
+        let ms = median_of(1, 3, 50, budget_s, || timer.time(ctx, &program))
+            .await?
+            .median;
+        check(&c.read(ctx).await?.data, &ha, &hb, n, entry, &mut rng)?;
         out.push((entry, flops / (ms * 1e-3) / 1e9));
     }
     Ok(out)
+}
+
+/// A rate is only worth reporting for a correct product: 64 sampled entries against f64.
+fn check(c: &[f32], a: &[f32], b: &[f32], n: usize, entry: &str, rng: &mut Rng) -> Result<()> {
+    for _ in 0..64 {
+        let (i, j) = (rng.int(0, n - 1), rng.int(0, n - 1));
+        let want: f64 = (0..n)
+            .map(|k| a[i * n + k] as f64 * b[k * n + j] as f64)
+            .sum();
+        let got = c[i * n + j] as f64;
+        if (got - want).abs() > 1e-3 * (n as f64).sqrt() || got.is_nan() {
+            return Err(DrConvError::Gpu {
+                op: format!("matmul {entry} check"),
+                message: format!("C[{i}, {j}] = {got}, expected {want}"),
+            });
+        }
+    }
+    Ok(())
 }

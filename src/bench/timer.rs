@@ -103,15 +103,23 @@ impl Timer {
     }
 }
 
+/// Median and minimum of repeated timings.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub reps: usize,
+}
+
 /// Repeats `run` after `warmup` calls until `budget_s` seconds of wall time have passed (at least
-/// `min_reps`, at most `max_reps` timed calls) and returns the median of its results.
+/// `min_reps`, at most `max_reps` timed calls) and returns the median and minimum of its results.
 pub async fn median_of<F, Fut>(
     warmup: usize,
     min_reps: usize,
     max_reps: usize,
     budget_s: f64,
     mut run: F,
-) -> Result<f64>
+) -> Result<Stats>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<f64>>,
@@ -126,7 +134,12 @@ where
     {
         times.push(run().await?);
     }
-    Ok(median(&mut times))
+    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+    Ok(Stats {
+        median: median(&mut times),
+        min,
+        reps: times.len(),
+    })
 }
 
 pub fn median(v: &mut [f64]) -> f64 {

@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 pub use drconv::demo::DemoArgs as Args;
 
-use super::CliError;
+use super::{say, CliError};
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    print!("{}", drconv::demo::run_blocking(&args)?);
+    let report = drconv::demo::run_blocking(&args)?;
+    say(report.trim_end())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use drconv::gpu::context::{instance, AdapterSummary};
 use serde::Serialize;
 
-use super::CliError;
+use super::{say, CliError};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,7 +39,7 @@ fn describe(adapter: &wgpu::Adapter) -> AdapterReport {
         features: adapter.features().iter_names().map(|(n, _)| n).collect(),
         limits: KeyLimits {
             max_buffer_size: l.max_buffer_size,
-            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
             max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
             max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
             max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
@@ -60,31 +60,34 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     for a in &adapters {
         let r = describe(a);
         if args.json {
-            println!("{}", serde_json::to_string(&r)?);
+            say(serde_json::to_string(&r)?)?;
             continue;
         }
-        let s = &r.summary;
-        let l = &r.limits;
-        println!("{} ({}, {})", s.name, s.backend, s.device_type);
-        println!("  driver: {} {}", s.driver, s.driver_info);
-        println!("  max_buffer_size: {}", l.max_buffer_size);
-        println!(
-            "  max_storage_buffer_binding_size: {}",
-            l.max_storage_buffer_binding_size
-        );
-        println!(
-            "  max_compute_workgroups_per_dimension: {}",
-            l.max_compute_workgroups_per_dimension
-        );
-        println!(
-            "  max_compute_invocations_per_workgroup: {}",
-            l.max_compute_invocations_per_workgroup
-        );
-        println!(
-            "  max_compute_workgroup_storage_size: {}",
-            l.max_compute_workgroup_storage_size
-        );
-        println!("  features: {}", r.features.join(" "));
+        let (s, l) = (&r.summary, &r.limits);
+        say(format!("{} ({}, {})", s.name, s.backend, s.device_type))?;
+        say(format!("  driver: {} {}", s.driver, s.driver_info))?;
+        for (name, v) in [
+            ("max_buffer_size", l.max_buffer_size),
+            (
+                "max_storage_buffer_binding_size",
+                l.max_storage_buffer_binding_size,
+            ),
+            (
+                "max_compute_workgroups_per_dimension",
+                l.max_compute_workgroups_per_dimension.into(),
+            ),
+            (
+                "max_compute_invocations_per_workgroup",
+                l.max_compute_invocations_per_workgroup.into(),
+            ),
+            (
+                "max_compute_workgroup_storage_size",
+                l.max_compute_workgroup_storage_size.into(),
+            ),
+        ] {
+            say(format!("  {name}: {v}"))?;
+        }
+        say(format!("  features: {}", r.features.join(" ")))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,7 @@ use drconv::trace::{ForwardTrace, Gradients};
 use drconv::verify::{compare_case, CaseReport};
 use drconv::{DrConv2d, GpuContext, Mode};
 
-use super::CliError;
+use super::{say, CliError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ModeArg {
@@ -177,9 +177,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                 Ok((fwd, grads)) => {
                     let r = report(&runner, case, &fwd, grads.as_ref());
                     if args.json {
-                        println!("{}", serde_json::to_string(&r)?);
+                        say(serde_json::to_string(&r)?)?;
                     } else {
-                        println!("{}", human_line(&runner, &r));
+                        say(human_line(&runner, &r))?;
                     }
                     r.ok
                 }
@@ -188,9 +188,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                         let v = serde_json::json!({
                             "case": case.name, "ok": false, "error": e.to_string(), "tensors": {}
                         });
-                        println!("{v}");
+                        say(v)?;
                     } else {
-                        println!("{:<18} ERROR  {e}", case.name);
+                        say(format!("{:<18} ERROR  {e}", case.name))?;
                     }
                     false
                 }
@@ -201,7 +201,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         if args.json {
             eprintln!("drconv: {summary}");
         } else {
-            println!("{summary}");
+            say(summary)?;
         }
         Ok(if passed == cases.len() {
             ExitCode::SUCCESS

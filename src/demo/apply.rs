@@ -15,6 +15,7 @@ use crate::demo::summary::{write_json, ApplySummary};
 use crate::error::{DrConvError, Result};
 use crate::gpu::{GpuContext, Mode};
 use crate::layer::DrConv2d;
+use crate::params::DrConvParams;
 use crate::tensor::Tensor;
 use crate::weights;
 
@@ -52,8 +53,10 @@ pub fn weights_config(bytes: &[u8], prefix: &str, padding: Option<usize>) -> Res
 
 /// Runs the layer in `weights_path` on the image of `args` (default adapter).
 pub async fn apply(args: &DemoArgs, weights_path: &Path) -> Result<ApplyRun> {
+    // File and option errors first: they should not wait for (or depend on) an adapter.
+    let params = load_params(args, weights_path)?;
     let ctx = GpuContext::new().await?;
-    apply_on(&ctx, args, weights_path).await
+    run_layer(&ctx, args, weights_path, params).await
 }
 
 /// [`apply`] on a given context.
@@ -62,6 +65,12 @@ pub async fn apply_on(
     args: &DemoArgs,
     weights_path: &Path,
 ) -> Result<ApplyRun> {
+    let params = load_params(args, weights_path)?;
+    run_layer(ctx, args, weights_path, params).await
+}
+
+/// Reads and checks the weights file (config, channel counts, every tensor).
+fn load_params(args: &DemoArgs, weights_path: &Path) -> Result<DrConvParams> {
     args.validate()?;
     let bytes = std::fs::read(weights_path).map_err(|e| DrConvError::io(weights_path, e))?;
     let config = weights_config(&bytes, &args.prefix, args.padding)?;
@@ -73,11 +82,21 @@ pub async fn apply_on(
             weights_path.display()
         )));
     }
-    let params = if args.prefix.is_empty() {
-        weights::load_safetensors_bytes(&config, &bytes)?
+    if args.prefix.is_empty() {
+        weights::load_safetensors_bytes(&config, &bytes)
     } else {
-        weights::load_safetensors_with_prefix(&config, &bytes, &args.prefix)?
-    };
+        weights::load_safetensors_with_prefix(&config, &bytes, &args.prefix)
+    }
+}
+
+async fn run_layer(
+    ctx: &Arc<GpuContext>,
+    args: &DemoArgs,
+    weights_path: &Path,
+    params: DrConvParams,
+) -> Result<ApplyRun> {
+    let config = params.config;
+    let i = config.in_channels;
     let img = image_io::fit(image_io::load_rgb(args.image.as_deref())?, args.size)?;
     let x = image_io::to_tensor(&img, i)?;
     let mut layer = DrConv2d::new(ctx.clone(), &params)?;
@@ -117,7 +136,12 @@ pub async fn apply_on(
         adapter: info.name,
         backend: info.backend,
         device_type: info.device_type,
-        weights: weights_path.display().to_string(),
+        // Absolute, so that summary.json still names the file from another folder.
+        weights: std::fs::canonicalize(weights_path)
+            .unwrap_or_else(|_| weights_path.to_path_buf())
+            .display()
+            .to_string(),
+        prefix: args.prefix.clone(),
         config,
         image: image_name(args.image.as_deref()),
         width: img.width() as usize,

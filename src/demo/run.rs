@@ -41,6 +41,9 @@ pub fn model_config(region_num: usize) -> Result<DrConvConfig> {
 
 /// Runs the training demo on the default GPU adapter (`WGPU_BACKEND` respected).
 pub async fn train(args: &DemoArgs) -> Result<TrainRun> {
+    // Option errors first: they should not wait for (or depend on) an adapter.
+    args.validate()?;
+    model_config(args.regions)?;
     let ctx = GpuContext::new().await?;
     train_on(&ctx, args).await
 }

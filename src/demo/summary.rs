@@ -57,6 +57,8 @@ pub struct ApplySummary {
     pub backend: String,
     pub device_type: String,
     pub weights: String,
+    /// Prefix of the layer's tensors in the file (empty for a file of the layer alone).
+    pub prefix: String,
     pub config: DrConvConfig,
     pub image: String,
     pub width: usize,

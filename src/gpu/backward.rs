@@ -83,6 +83,24 @@ impl BackwardPlan {
                 ))
             }
         };
+        // Beyond the device's binding limits: sub-plans over batch chunks (src/gpu/split.rs),
+        // the full-batch gradients theirs, the other intermediates the last chunk's.
+        if let Some(split) = crate::gpu::split::backward(ctx, config, params, fwd, param_grads)? {
+            let last = split.last;
+            return Ok(BackwardPlan {
+                shape: fwd.shape,
+                grad_output: split.grad_output,
+                grads: GpuGradients {
+                    x: split.grad_x,
+                    params: param_grads.clone(),
+                    ..last.grads.clone()
+                },
+                program: split.program,
+                dims: Dims::new(config, &fwd.shape),
+                region: fwd.region.clone(),
+                ..last
+            });
+        }
         let (c, s) = (config, &fwd.shape);
         // Every gradient tensor checked against the device limits before the first allocation.
         crate::gpu::limits::check_backward(&ctx.limits, c, s)?;

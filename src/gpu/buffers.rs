@@ -65,11 +65,29 @@ impl GpuContext {
         })
     }
 
+    /// A device tensor that is only copied to and from (never bound whole by a shader), so only
+    /// `max_buffer_size` limits it: the full-batch tensors of a plan split over the batch.
+    pub fn empty_stored(&self, label: &str, shape: &[usize]) -> Result<GpuTensor> {
+        let spec = TensorSpec::new(label, shape);
+        limits::check_stored(&self.limits, &spec)?;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: spec.bytes(),
+            usage: TENSOR_USAGE,
+            mapped_at_creation: false,
+        });
+        Ok(GpuTensor {
+            buffer,
+            shape: shape.to_vec(),
+        })
+    }
+
     /// Uploads a host tensor.
     pub fn upload(&self, label: &str, t: &Tensor) -> Result<GpuTensor> {
         // On a lost device allocations "succeed" silently: say so here instead.
         self.check(label)?;
-        let g = self.empty(label, &t.shape)?;
+        // Only stored: the plans check what they bind (a split plan copies inputs in chunks).
+        let g = self.empty_stored(label, &t.shape)?;
         self.queue
             .write_buffer(&g.buffer, 0, bytemuck::cast_slice(&t.data));
         Ok(g)

@@ -148,7 +148,11 @@ impl GpuContext {
             let sink = sink.clone();
             device.set_device_lost_callback(move |reason, msg| {
                 if let Ok(mut s) = sink.lock() {
-                    let detail = if msg.is_empty() { String::new() } else { format!(": {msg}") };
+                    let detail = if msg.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {msg}")
+                    };
                     s.lost = Some(format!(
                         "{reason:?}{detail} (every later call fails; make a new GpuContext and \
                          rebuild the layers on it)"

@@ -20,11 +20,39 @@ pub enum Mode {
     Training,
 }
 
-/// Tile of the correlation GEMM (`TM` x `TN` in `shaders/correlation.wgsl`): rows (kernel
-/// channels) by pixels.
-pub const CORR_TILE: (u64, u64) = (32, 64);
-/// Workgroup memory of the correlation (the staged weights), checked against the device.
+/// Workgroup memory of the correlation (the staged weights, `wsh` in
+/// `shaders/correlation.wgsl`), checked against the device.
 pub const CORR_WORKGROUP_BYTES: u32 = 8192;
+
+/// A correlation tiling: `groups` row groups of 8 rows per workgroup, so tiles of
+/// `8 * groups` rows by `256 / groups` pixels (`d.aux0` of `shaders/correlation.wgsl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CorrTiling {
+    pub groups: u64,
+}
+
+impl CorrTiling {
+    pub fn rows(self) -> u64 {
+        8 * self.groups
+    }
+
+    pub fn pixels(self) -> u64 {
+        256 / self.groups
+    }
+
+    /// The tiling with the least padded work for `runs` runs of `run` pixels, each times `rows`
+    /// rows (ties go to the squarer tile, earlier in the list).
+    pub fn choose(rows: u64, runs: u64, run: u64) -> Self {
+        let padded = |t: CorrTiling| {
+            rows.div_ceil(t.rows()) * t.rows() * runs * run.div_ceil(t.pixels()) * t.pixels()
+        };
+        [4, 8, 2, 1]
+            .map(|groups| CorrTiling { groups })
+            .into_iter()
+            .min_by_key(|&t| padded(t))
+            .unwrap_or(CorrTiling { groups: 4 })
+    }
+}
 
 /// Per-region pixel lists of the fused path (see `shaders/region_select.wgsl` `lists`).
 #[derive(Debug)]
@@ -65,6 +93,10 @@ impl ForwardPlan {
         mode: Mode,
     ) -> Result<Self> {
         let shape = config.forward_shape(&input.shape)?;
+        // Beyond the device's binding limits: sub-plans over batch chunks (src/gpu/split.rs).
+        if let Some(plan) = crate::gpu::split::forward(ctx, config, params, input, mode)? {
+            return Ok(plan);
+        }
         // Every tensor checked against the device limits before the first allocation.
         crate::gpu::limits::check_forward(&ctx.limits, config, &shape, mode)?;
         crate::gpu::limits::check_holds("input", input)?;
@@ -104,7 +136,6 @@ impl ForwardPlan {
         let (batch, hw) = (s.batch as u64, (s.out_height * s.out_width) as u64);
         let (r, o) = (c.region_num as u64, c.out_channels as u64);
         let io = (c.in_channels * c.out_channels) as u64;
-        let (tm, tn) = CORR_TILE;
         let mut program = Program::default();
         let mut add = |steps: Vec<_>| program.steps.extend(steps);
         add(ctx.steps(
@@ -129,7 +160,8 @@ impl ForwardPlan {
             ],
             kernel_logits.numel() as u64,
         )?);
-        add(ctx.group_steps(
+        let kk = (c.kernel_size * c.kernel_size) as u64;
+        add(ctx.steps(
             "kernel_gen",
             &shaders::KERNEL_GEN,
             "main",
@@ -140,12 +172,18 @@ impl ForwardPlan {
                 (3, p(ParamId::KernelB3)),
                 (4, &kernel.buffer),
             ],
-            batch * r * io.div_ceil(64),
+            batch * r * io.div_ceil(8) * kk.div_ceil(4),
         )?);
+        // 8 pixels x 4 regions per invocation up to r = 4, else 4 pixels x 8 regions.
+        let (guide_entry, guide_px) = if r <= 4 {
+            ("guide_argmax4", 8)
+        } else {
+            ("guide_argmax8", 4)
+        };
         add(ctx.steps(
             "guide_argmax",
             &shaders::GUIDE_CONV,
-            "guide_argmax",
+            guide_entry,
             dims,
             &[
                 (1, &input.buffer),
@@ -154,16 +192,21 @@ impl ForwardPlan {
                 (4, &guide.buffer),
                 (5, &region.buffer),
             ],
-            region.numel() as u64,
+            (region.numel() as u64).div_ceil(64 * guide_px) * 64,
         )?);
         if let Some(corr) = &corr {
+            let t = CorrTiling::choose(r * o, 1, hw);
+            let tiled = Dims {
+                aux0: t.groups as u32,
+                ..dims
+            };
             add(ctx.group_steps(
                 "corr_all_regions",
                 &shaders::CORRELATION,
                 "all_regions",
-                dims,
+                tiled,
                 &[(1, &input.buffer), (2, &kernel.buffer), (3, &corr.buffer)],
-                batch * (r * o).div_ceil(tm) * hw.div_ceil(tn),
+                batch * (r * o).div_ceil(t.rows()) * hw.div_ceil(t.pixels()),
             )?);
             add(ctx.steps(
                 "gather",
@@ -186,13 +229,19 @@ impl ForwardPlan {
                 ],
                 batch,
             )?);
-            // Region g needs ceil(n_g / TN) pixel tiles; over all regions that is at most
-            // ceil(H'W' / TN) + r - 1. Tiles past a sample's real count exit at once.
+            // Tiled for regions of H'W'/r pixels each (the real sizes are known only on the
+            // device). Region g needs ceil(n_g / tile) pixel tiles; over all regions that is at
+            // most ceil(H'W' / tile) + r - 1. Tiles past a sample's real count exit at once.
+            let t = CorrTiling::choose(o, r, hw.div_ceil(r));
+            let tiled = Dims {
+                aux0: t.groups as u32,
+                ..dims
+            };
             add(ctx.group_steps(
                 "corr_selected",
                 &shaders::CORRELATION,
                 "selected",
-                dims,
+                tiled,
                 &[
                     (1, &input.buffer),
                     (2, &kernel.buffer),
@@ -200,7 +249,7 @@ impl ForwardPlan {
                     (4, &lists.order.buffer),
                     (5, &lists.starts.buffer),
                 ],
-                batch * o.div_ceil(tm) * (hw.div_ceil(tn) + r - 1),
+                batch * o.div_ceil(t.rows()) * (hw.div_ceil(t.pixels()) + r - 1),
             )?);
         }
         Ok(ForwardPlan {

@@ -58,6 +58,14 @@ pub fn forward_tensors(c: &DrConvConfig, s: &ForwardShape, mode: Mode) -> Vec<Te
     }
     v.push(TensorSpec::new("guide", &s.guide(c)));
     v.push(TensorSpec::new("region_index", &s.region()));
+    if mode == Mode::Inference {
+        // The fused path's per-region pixel lists.
+        v.push(TensorSpec::new("region_order", &s.region()));
+        v.push(TensorSpec::new(
+            "region_starts",
+            &[s.batch, c.region_num.saturating_add(1)],
+        ));
+    }
     v.push(TensorSpec::new("output", &s.output(c)));
     for id in ParamId::ALL {
         v.push(TensorSpec::new(id.name(), &c.param_shape(id)));
@@ -145,6 +153,18 @@ pub fn check_workgroups(limits: &wgpu::Limits) -> Result<()> {
             });
         }
     }
+    // The largest workgroup memory of any shader: the correlation's staged weights (the
+    // matmul's tiles are the same 8 KiB).
+    let needed = crate::gpu::forward::CORR_WORKGROUP_BYTES;
+    if limits.max_compute_workgroup_storage_size < needed {
+        return Err(DrConvError::TooLarge {
+            what: "workgroup memory of the shaders vs the device's \
+                   max_compute_workgroup_storage_size"
+                .into(),
+            size: needed as u64,
+            limit: limits.max_compute_workgroup_storage_size as u64,
+        });
+    }
     if limits.max_compute_workgroups_per_dimension == 0 {
         return Err(DrConvError::TooLarge {
             what: "compute dispatch (the device reports max_compute_workgroups_per_dimension = 0: \
@@ -190,8 +210,8 @@ fn check_coordinates(c: &DrConvConfig, s: &ForwardShape) -> Result<()> {
     Ok(())
 }
 
-/// Everything a forward plan of `shape` needs, checked against `limits` before any allocation:
-/// every tensor is bound whole by some shader, so each must fit one storage binding.
+/// Everything an unsplit forward plan of `shape` needs, checked against `limits` before any
+/// allocation: every tensor is bound whole by some shader, so each must fit one storage binding.
 pub fn check_forward(
     limits: &wgpu::Limits,
     c: &DrConvConfig,
@@ -245,4 +265,75 @@ pub fn check_backward(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape)
         check_bound(limits, &t)?;
     }
     Ok(())
+}
+
+/// Samples per sub-plan of a forward of `shape`: the whole batch when every tensor fits the
+/// device, else the most samples whose tensors all fit (`crate::gpu::split` runs the batch in
+/// chunks of that size). Refuses, naming the tensor and the limit, when even one sample does not
+/// fit, or when a full-batch tensor the split plan keeps (input, output, region map, guide)
+/// exceeds `max_buffer_size`.
+pub fn forward_chunk(
+    limits: &wgpu::Limits,
+    c: &DrConvConfig,
+    s: &ForwardShape,
+    mode: Mode,
+) -> Result<usize> {
+    let chunk = largest_chunk(s, |sub| check_forward(limits, c, sub, mode))?;
+    if chunk < s.batch {
+        for t in [
+            TensorSpec::new("input", &s.input(c)),
+            TensorSpec::new("output", &s.output(c)),
+            TensorSpec::new("region_index", &s.region()),
+            TensorSpec::new("guide", &s.guide(c)),
+        ] {
+            check_stored(limits, &t)?;
+        }
+    }
+    Ok(chunk)
+}
+
+/// Samples per sub-plan of a backward (with its training forward) of `shape`, as
+/// [`forward_chunk`]; a split backward keeps full-batch `grad_output` and `grad.x`.
+pub fn backward_chunk(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape) -> Result<usize> {
+    let chunk = largest_chunk(s, |sub| check_backward(limits, c, sub))?;
+    if chunk < s.batch {
+        forward_chunk(limits, c, s, Mode::Training)?;
+        for t in [
+            TensorSpec::new("grad_output", &s.output(c)),
+            TensorSpec::new("grad.x", &s.input(c)),
+        ] {
+            check_stored(limits, &t)?;
+        }
+    }
+    Ok(chunk)
+}
+
+/// The largest batch in `1..=s.batch` that `check` accepts (every size checked scales with the
+/// batch, so acceptance is monotone); an error when even one sample is refused.
+fn largest_chunk(s: &ForwardShape, check: impl Fn(&ForwardShape) -> Result<()>) -> Result<usize> {
+    let with = |batch: usize| ForwardShape { batch, ..*s };
+    if s.batch == 0 || check(&with(s.batch)).is_ok() {
+        return Ok(s.batch);
+    }
+    check(&with(1)).map_err(|e| match e {
+        DrConvError::TooLarge { what, size, limit } => DrConvError::TooLarge {
+            what: format!(
+                "{what}, even with one sample per sub-plan (plans split work over the batch \
+                 only, not over channels or rows)"
+            ),
+            size,
+            limit,
+        },
+        other => other,
+    })?;
+    let (mut lo, mut hi) = (1, s.batch - 1);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if check(&with(mid)).is_ok() {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(lo)
 }

@@ -35,6 +35,10 @@ impl MsePlan {
                 )));
             }
         }
+        // The loss binds the whole output (a plan split over the batch does not split it).
+        let spec =
+            crate::gpu::limits::TensorSpec::new("output, bound whole by the MSE loss", &y.shape);
+        crate::gpu::limits::check_bound(&ctx.limits, &spec)?;
         let n = y.numel();
         let chunks = n.div_ceil(LOSS_CHUNK);
         let loss = ctx.empty("loss", &[1])?;

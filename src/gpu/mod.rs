@@ -11,6 +11,7 @@ pub mod params;
 pub mod pipelines;
 pub mod program;
 pub mod shaders;
+pub mod split;
 pub mod tiles;
 
 pub use backward::{BackwardPlan, GpuGradients};

@@ -52,13 +52,55 @@ impl Dims {
     }
 }
 
-/// One dispatch: everything bound, nothing left to decide at run time.
-#[derive(Debug)]
+/// One recorded operation: a bound dispatch (nothing left to decide at run time) or, in plans
+/// split to fit the device's limits (`crate::gpu::split`), a copy between two buffers.
+#[derive(Debug, Clone)]
 pub struct Step {
     pub label: &'static str,
-    pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
-    workgroups: [u32; 3],
+    op: Op,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Dispatch {
+        pipeline: wgpu::ComputePipeline,
+        bind_group: wgpu::BindGroup,
+        workgroups: [u32; 3],
+    },
+    Copy {
+        src: wgpu::Buffer,
+        src_offset: u64,
+        dst: wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    },
+}
+
+impl Step {
+    /// A copy of `size` bytes (all multiples of 4) between buffers, recorded between passes.
+    pub fn copy(
+        label: &'static str,
+        src: &wgpu::Buffer,
+        src_offset: u64,
+        dst: &wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    ) -> Self {
+        Step {
+            label,
+            op: Op::Copy {
+                src: src.clone(),
+                src_offset,
+                dst: dst.clone(),
+                dst_offset,
+                size,
+            },
+        }
+    }
+
+    pub fn is_copy(&self) -> bool {
+        matches!(self.op, Op::Copy { .. })
+    }
 }
 
 /// An ordered list of steps. Dispatches in one compute pass see each other's writes in order.
@@ -68,22 +110,65 @@ pub struct Program {
 }
 
 impl Program {
-    /// Records every step into one compute pass of `encoder`.
+    /// Records every step into `encoder`: runs of dispatches each in one compute pass, copies
+    /// (split plans only) between them. A program without copies is exactly one pass.
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("drconv"),
-            timestamp_writes: None,
-        });
-        self.encode_into(&mut pass);
+        let mut rest = &self.steps[..];
+        while !rest.is_empty() {
+            let n = rest.iter().position(Step::is_copy).unwrap_or(rest.len());
+            if n > 0 {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("drconv"),
+                    timestamp_writes: None,
+                });
+                Self::dispatch(&rest[..n], &mut pass);
+            }
+            rest = &rest[n..];
+            let m = rest.iter().position(|s| !s.is_copy()).unwrap_or(rest.len());
+            for s in &rest[..m] {
+                if let Op::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    dst_offset,
+                    size,
+                } = &s.op
+                {
+                    encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
+                }
+            }
+            rest = &rest[m..];
+        }
     }
 
-    /// Records every step into an existing pass (to chain programs in one pass).
+    /// Records every dispatch into an existing pass (to chain programs in one pass). A pass
+    /// cannot hold copies: a split plan's program (see [`Program::has_copies`]) must be
+    /// recorded with [`Program::encode`]; its copies are skipped here, with an error logged.
     pub fn encode_into(&self, pass: &mut wgpu::ComputePass<'_>) {
-        for s in &self.steps {
-            pass.set_pipeline(&s.pipeline);
-            pass.set_bind_group(0, &s.bind_group, &[]);
-            pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+        if self.has_copies() {
+            log::error!("Program::encode_into skips the copies of a split plan; use encode");
         }
+        Self::dispatch(&self.steps, pass);
+    }
+
+    fn dispatch(steps: &[Step], pass: &mut wgpu::ComputePass<'_>) {
+        for s in steps {
+            if let Op::Dispatch {
+                pipeline,
+                bind_group,
+                workgroups,
+            } = &s.op
+            {
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, bind_group, &[]);
+                pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+            }
+        }
+    }
+
+    /// Whether the program holds buffer copies (a plan split over the device's limits).
+    pub fn has_copies(&self) -> bool {
+        self.steps.iter().any(Step::is_copy)
     }
 
     pub fn len(&self) -> usize {
@@ -173,9 +258,11 @@ impl GpuContext {
             });
             steps.push(Step {
                 label,
-                pipeline: pipeline.clone(),
-                bind_group,
-                workgroups,
+                op: Op::Dispatch {
+                    pipeline: pipeline.clone(),
+                    bind_group,
+                    workgroups,
+                },
             });
             base += count;
             if base >= items {

@@ -24,10 +24,10 @@ macro_rules! shader {
 shader!(ADAPTIVE_POOL, "adaptive_pool", ["main"]);
 shader!(KERNEL_LOGITS, "kernel_logits", ["main"]);
 shader!(KERNEL_GEN, "kernel_gen", ["main"]);
-shader!(GUIDE_CONV, "guide_conv", ["guide_argmax"]);
+shader!(GUIDE_CONV, "guide_conv", ["guide_argmax4", "guide_argmax8"]);
 shader!(CORRELATION, "correlation", ["all_regions", "selected"]);
 shader!(REGION_SELECT, "region_select", ["gather", "lists"]);
-shader!(MATMUL, "matmul", ["tiled", "broadcast"]);
+shader!(MATMUL, "matmul", ["tiled", "blocked"]);
 shader!(
     REGION_SELECT_BWD,
     "region_select_bwd",
@@ -57,6 +57,7 @@ shader!(ADAPTIVE_POOL_BWD, "adaptive_pool_bwd", ["main"]);
 shader!(MSE, "mse", ["grad", "loss_partial", "loss_reduce"]);
 shader!(SGD, "sgd", ["momentum", "plain"]);
 shader!(ADAM, "adam", ["main"]);
+shader!(ACCUMULATE, "accumulate", ["add"]);
 
 /// Every shader module of the crate (the naga validation test walks this list).
 pub const ALL: &[Shader] = &[
@@ -76,6 +77,7 @@ pub const ALL: &[Shader] = &[
     MSE,
     SGD,
     ADAM,
+    ACCUMULATE,
 ];
 
 impl Shader {

@@ -38,7 +38,11 @@ pub struct GoldenRun {
 impl WebGpu {
     /// Runs the golden case whose files are in `files` (file name → `Uint8Array`: `case.json`
     /// and every `.bin` its manifest lists) and returns the [`GoldenRun`] as JSON.
-    pub async fn run_golden_case(&self, name: String, files: js_sys::Map) -> Result<String, JsError> {
+    pub async fn run_golden_case(
+        &self,
+        name: String,
+        files: js_sys::Map,
+    ) -> Result<String, JsError> {
         let mut bytes: HashMap<String, Vec<u8>> = HashMap::new();
         files.for_each(&mut |value, key| {
             if let Some(k) = key.as_string() {
@@ -68,10 +72,14 @@ async fn run_case(ctx: &std::sync::Arc<GpuContext>, case: &GoldenCase) -> crate:
     let gold = case
         .tensor("output")
         .ok_or_else(|| DrConvError::Case(format!("{}: no output.bin", case.name)))?;
-    let (fused_err, fused_ok) = compare(&fused.output.data, &gold.data, FORWARD_TOL.0, FORWARD_TOL.1);
+    let (fused_err, fused_ok) =
+        compare(&fused.output.data, &gold.data, FORWARD_TOL.0, FORWARD_TOL.1);
     let fused_region_mismatches = match &case.region_index {
         Some(r) => {
-            r.iter().zip(&fused.region_index).filter(|(a, b)| a != b).count()
+            r.iter()
+                .zip(&fused.region_index)
+                .filter(|(a, b)| a != b)
+                .count()
                 + r.len().abs_diff(fused.region_index.len())
         }
         None => 0,

@@ -187,7 +187,9 @@ impl Playground {
     /// of `repeats` forwards after a first one that builds the plan.
     pub async fn run_loaded(&mut self, repeats: u32) -> Result<Frame, JsError> {
         let loaded = self.loaded.as_mut().ok_or_else(|| {
-            js_err(DrConvError::Config("no layer loaded: call load_weights first".into()))
+            js_err(DrConvError::Config(
+                "no layer loaded: call load_weights first".into(),
+            ))
         })?;
         frame(
             &self.ctx,
@@ -203,7 +205,12 @@ impl Playground {
 
     /// A fresh `DrConv2d(3, 3, k=3, region_num = regions, padding=1)` (the native demo's model),
     /// PyTorch's init from `seed`, and Adam with learning rate `lr`.
-    pub async fn start_training(&mut self, regions: u32, lr: f32, seed: u32) -> Result<(), JsError> {
+    pub async fn start_training(
+        &mut self,
+        regions: u32,
+        lr: f32,
+        seed: u32,
+    ) -> Result<(), JsError> {
         self.trainer = None; // frees the previous run's buffers first
         let config = DrConvConfig::new(3, 3, 3, regions as usize)
             .and_then(|c| c.with_padding(1))
@@ -219,10 +226,14 @@ impl Playground {
     /// `steps` training steps (one submission each); only the last one reads the loss back.
     pub async fn train(&mut self, steps: u32) -> Result<TrainProgress, JsError> {
         let trainer = self.trainer.as_mut().ok_or_else(|| {
-            js_err(DrConvError::Config("no training run: call start_training first".into()))
+            js_err(DrConvError::Config(
+                "no training run: call start_training first".into(),
+            ))
         })?;
         if steps == 0 {
-            return Err(js_err(DrConvError::Config("steps is 0; it must be at least 1".into())));
+            return Err(js_err(DrConvError::Config(
+                "steps is 0; it must be at least 1".into(),
+            )));
         }
         let start = now_ms();
         let mut loss = None;
@@ -250,7 +261,9 @@ impl Playground {
     /// The layer being trained, run on the image (inference path).
     pub async fn trained_frame(&mut self, repeats: u32) -> Result<Frame, JsError> {
         let trainer = self.trainer.as_mut().ok_or_else(|| {
-            js_err(DrConvError::Config("no training run: call start_training first".into()))
+            js_err(DrConvError::Config(
+                "no training run: call start_training first".into(),
+            ))
         })?;
         frame(
             &self.ctx,
@@ -267,7 +280,9 @@ impl Playground {
     /// The trained parameters as safetensors bytes (loadable by `load_weights` and PyTorch).
     pub async fn trained_weights(&self) -> Result<Vec<u8>, JsError> {
         let trainer = self.trainer.as_ref().ok_or_else(|| {
-            js_err(DrConvError::Config("no training run: call start_training first".into()))
+            js_err(DrConvError::Config(
+                "no training run: call start_training first".into(),
+            ))
         })?;
         let params = trainer.params().await.map_err(js_err)?;
         weights::save_safetensors_bytes(&params).map_err(js_err)

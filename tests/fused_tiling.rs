@@ -1,0 +1,154 @@
+//! The fused path (per-region pixel lists, one GEMM per region) against the all-regions path at
+//! shapes that pick every tiling of `shaders/correlation.wgsl` (1, 2, 4 and 8 row groups per
+//! workgroup) and both guide kernels (r <= 4 and r > 4, with a partial chunk of regions):
+//! bitwise-equal outputs, guides and region maps (both paths sum each output in the same order),
+//! the CPU reference within tolerance, and region lists that are a stable partition of the
+//! pixels. Small shapes: CI runs on lavapipe.
+
+use std::collections::BTreeSet;
+
+use drconv::gpu::forward::CorrTiling;
+use drconv::rng::Rng;
+use drconv::tensor::{compare, Tensor};
+use drconv::verify::FORWARD_TOL;
+use drconv::{DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode};
+
+/// (in, out, k, r, stride, padding, dilation, input shape)
+type Case = (usize, usize, usize, usize, usize, usize, usize, [usize; 4]);
+
+const CASES: [Case; 6] = [
+    (3, 8, 3, 1, 1, 1, 1, [1, 3, 24, 24]),
+    (4, 16, 3, 2, 1, 1, 1, [2, 4, 16, 16]),
+    (5, 32, 3, 4, 2, 1, 1, [1, 5, 30, 30]),
+    (3, 64, 3, 8, 1, 2, 2, [1, 3, 14, 14]),
+    (6, 5, 3, 12, 1, 1, 1, [3, 6, 10, 9]),
+    (8, 40, 1, 5, 1, 0, 1, [2, 8, 9, 7]),
+];
+
+fn config(c: &Case) -> DrConvConfig {
+    let cfg = DrConvConfig {
+        in_channels: c.0,
+        out_channels: c.1,
+        kernel_size: c.2,
+        region_num: c.3,
+        stride: c.4,
+        padding: c.5,
+        dilation: c.6,
+    };
+    cfg.validate().unwrap();
+    cfg
+}
+
+/// The tilings the planner picks for a case: (all-regions, fused), as `ForwardPlan::build` does.
+fn tilings(c: &Case) -> (u64, u64) {
+    let cfg = config(c);
+    let s = cfg.forward_shape(&c.7).unwrap();
+    let (hw, r, o) = ((s.out_height * s.out_width) as u64, c.3 as u64, c.1 as u64);
+    (
+        CorrTiling::choose(r * o, 1, hw).groups,
+        CorrTiling::choose(o, r, hw.div_ceil(r)).groups,
+    )
+}
+
+#[test]
+fn cases_cover_every_tiling_and_guide_kernel() {
+    let (dense, fused): (BTreeSet<u64>, BTreeSet<u64>) = CASES.iter().map(tilings).unzip();
+    let all: BTreeSet<u64> = [1, 2, 4, 8].into();
+    assert_eq!(dense.union(&fused).copied().collect::<BTreeSet<_>>(), all);
+    assert!(fused.len() >= 3, "fused tilings covered: {fused:?}");
+    assert!(CASES.iter().any(|c| c.3 <= 4) && CASES.iter().any(|c| c.3 > 4 && c.3 % 8 != 0));
+}
+
+/// Smallest gap between a pixel's two largest guide values (near-ties may legitimately flip
+/// between f32 summation orders).
+fn min_guide_gap(guide: &[f32], batch: usize, r: usize, hw: usize) -> f32 {
+    let mut gap = f32::INFINITY;
+    for b in 0..batch {
+        for p in 0..hw {
+            let mut v: Vec<f32> = (0..r).map(|g| guide[(b * r + g) * hw + p]).collect();
+            v.sort_by(|a, b| b.total_cmp(a));
+            if r > 1 {
+                gap = gap.min(v[0] - v[1]);
+            }
+        }
+    }
+    gap
+}
+
+#[test]
+fn fused_matches_all_regions_bitwise_and_the_cpu() {
+    pollster::block_on(async {
+        let ctx = GpuContext::new()
+            .await
+            .expect("a GPU adapter (lavapipe on CI)");
+        for (n, case) in CASES.iter().enumerate() {
+            let cfg = config(case);
+            let params = DrConvParams::init(cfg, 40 + n as u64).unwrap();
+            let shape = case.7;
+            let x = Tensor::new(
+                &shape,
+                Rng::new(n as u64).normal_vec(shape.iter().product()),
+            )
+            .unwrap();
+            let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
+            let xg = layer.upload(&x).unwrap();
+            layer.plan(&xg, Mode::Training).await.unwrap().poison(&ctx);
+            layer.plan(&xg, Mode::Inference).await.unwrap().poison(&ctx);
+            let full = layer.forward_trace(&xg, Mode::Training).await.unwrap();
+            let fused = layer.forward_trace(&xg, Mode::Inference).await.unwrap();
+            let what = format!("case {n} {case:?}, tilings {:?}", tilings(case));
+            assert_eq!(fused.output.data, full.output.data, "{what}: outputs");
+            assert_eq!(fused.guide.data, full.guide.data, "{what}: guides");
+            assert_eq!(fused.region_index, full.region_index, "{what}: regions");
+
+            let cpu = drconv::cpu::forward(&params, &x).unwrap();
+            let (err, ok) = compare(
+                &full.output.data,
+                &cpu.output.data,
+                FORWARD_TOL.0,
+                FORWARD_TOL.1,
+            );
+            assert!(ok, "{what}: output vs CPU, max abs err {err:e}");
+            let s = cfg.forward_shape(&shape).unwrap();
+            let hw = s.out_height * s.out_width;
+            if min_guide_gap(&cpu.guide.data, s.batch, cfg.region_num, hw) >= 1e-4 {
+                assert_eq!(
+                    full.region_index, cpu.region_index,
+                    "{what}: regions vs CPU"
+                );
+            }
+
+            // The lists: per sample, region g's pixels ascending, every pixel exactly once.
+            let plan = layer.plan(&xg, Mode::Inference).await.unwrap();
+            let lists = plan
+                .lists
+                .as_ref()
+                .expect("the fused plan has region lists");
+            let order = lists.order.read_i32(&ctx).await.unwrap();
+            let starts = lists.starts.read_i32(&ctx).await.unwrap();
+            let r = cfg.region_num;
+            for b in 0..s.batch {
+                let st = &starts[b * (r + 1)..(b + 1) * (r + 1)];
+                assert_eq!(
+                    (st[0], st[r]),
+                    (0, hw as i32),
+                    "{what}: sample {b} starts {st:?}"
+                );
+                let mut seen = vec![false; hw];
+                for g in 0..r {
+                    let run = &order[b * hw + st[g] as usize..b * hw + st[g + 1] as usize];
+                    assert!(
+                        run.windows(2).all(|w| w[0] < w[1]),
+                        "{what}: region {g} order"
+                    );
+                    for &p in run {
+                        assert_eq!(fused.region_index[b * hw + p as usize], g as i32);
+                        assert!(!seen[p as usize], "{what}: pixel {p} listed twice");
+                        seen[p as usize] = true;
+                    }
+                }
+                assert!(seen.iter().all(|&v| v), "{what}: a pixel is missing");
+            }
+        }
+    });
+}
