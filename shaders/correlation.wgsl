@@ -14,6 +14,9 @@
 // KC inner indices are staged in workgroup memory; the invocations of a row group read the same
 // address (a broadcast). x values are read from memory by the invocation that uses them.
 // Tiles are numbered by `group_index` (src/gpu/tiles.rs).
+// The `_direct` entries skip the staging and read each weight from memory in the inner loop, for
+// CPU adapters (lavapipe): there workgroup memory is ordinary memory, every per-invocation load is
+// a per-lane gather either way, and the staging pass and barriers are pure overhead.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> kern: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -39,7 +42,7 @@ fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 // Rows row0 + 8*cg .. +8 (those below row_end) of sample b times the pixels `pix` (>= H'W'
 // means none); acc[q * 2 + h] holds rows 4h .. 4h+3 of pixel q.
-fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: array<u32, PB>) -> array<vec4<f32>, 8> {
+fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: array<u32, PB>, staged: bool) -> array<vec4<f32>, 8> {
     let groups = d.aux0;
     let rows4 = 2u * groups;
     let kk = d.k * d.k;
@@ -65,17 +68,25 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: array<u32, 
     }
     let kb = b * d.r * d.cout;
     let kc = li % KC;
+    // Direct: this invocation's 8 weight rows (rows past row_end repeat the last one; their
+    // results are never stored).
+    var rb: array<u32, 8>;
+    for (var m = 0u; m < 8u; m++) {
+        rb[m] = (kb + min(row0 + 8u * cg + m, row_end - 1u)) * kd;
+    }
     var acc: array<vec4<f32>, 8>;
     for (var k0 = 0u; k0 < kd; k0 += KC) {
-        // Stage the tile's 8*CG rows x KC columns: invocation li loads column kc = li % KC of
-        // every (64/KC)-th row, so consecutive invocations read along a row.
-        let col = k0 + kc;
-        for (var rr = li / KC; rr < 4u * rows4; rr += 64u / KC) {
-            let row = row0 + rr;
-            let ok = row < row_end && col < kd;
-            wsh[kc * rows4 + rr / 4u][rr % 4u] = select(0.0, kern[select(0u, (kb + row) * kd + col, ok)], ok);
+        if (staged) {
+            // Stage the tile's 8*CG rows x KC columns: invocation li loads column kc = li % KC of
+            // every (64/KC)-th row, so consecutive invocations read along a row.
+            let col = k0 + kc;
+            for (var rr = li / KC; rr < 4u * rows4; rr += 64u / KC) {
+                let row = row0 + rr;
+                let ok = row < row_end && col < kd;
+                wsh[kc * rows4 + rr / 4u][rr % 4u] = select(0.0, kern[select(0u, (kb + row) * kd + col, ok)], ok);
+            }
+            workgroupBarrier();
         }
-        workgroupBarrier();
         let kend = min(KC, kd - k0);
         // (i, u, v) of column k0, then stepped along: no division in the loop.
         var i = k0 / kk;
@@ -85,8 +96,16 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: array<u32, 
             let dy = i32(u * d.dil);
             let dx = i32(v * d.dil);
             let off = i * plane + u * d.dil * d.w + v * d.dil;
-            let w0 = wsh[c * rows4 + 2u * cg];
-            let w1 = wsh[c * rows4 + 2u * cg + 1u];
+            var w0: vec4<f32>;
+            var w1: vec4<f32>;
+            if (staged) {
+                w0 = wsh[c * rows4 + 2u * cg];
+                w1 = wsh[c * rows4 + 2u * cg + 1u];
+            } else {
+                let col = k0 + c;
+                w0 = vec4(kern[rb[0] + col], kern[rb[1] + col], kern[rb[2] + col], kern[rb[3] + col]);
+                w1 = vec4(kern[rb[4] + col], kern[rb[5] + col], kern[rb[6] + col], kern[rb[7] + col]);
+            }
             for (var q = 0u; q < PB; q++) {
                 // Unsigned compares: a negative coordinate is huge, so one test per axis.
                 let ok = u32(iy0[q] + dy) < d.h && u32(ix0[q] + dx) < d.w;
@@ -104,16 +123,16 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: array<u32, 
                 }
             }
         }
-        workgroupBarrier();
+        if (staged) {
+            workgroupBarrier();
+        }
     }
     return acc;
 }
 
 // Tile t = ((b * row tiles) + row tile) * pixel tiles + pixel tile, pixel tiles fastest so
 // neighbouring workgroups share their weights in cache.
-@compute @workgroup_size(64)
-fn all_regions(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) li: u32) {
+fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, staged: bool) {
     let t = group_index(wid, nwg);
     if (t == NONE) { return; }
     let groups = d.aux0;
@@ -133,7 +152,7 @@ fn all_regions(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     for (var q = 0u; q < PB; q++) {
         pix[q] = nt * tile_px + pl + lanes * q;
     }
-    let acc = gemm_tile(li, cg, b, row0, rows, pix);
+    let acc = gemm_tile(li, cg, b, row0, rows, pix, staged);
     for (var q = 0u; q < PB; q++) {
         if (pix[q] >= hw) { continue; }
         for (var m = 0u; m < RB; m++) {
@@ -147,9 +166,7 @@ fn all_regions(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 
 // Tile t = ((b * row tiles) + row tile) * max pixel tiles + pixel tile, where the pixel tiles of
 // a sample are region 0's, then region 1's, ...: at most ceil(H'W'/tile) + r - 1 of them.
-@compute @workgroup_size(64)
-fn selected(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) li: u32) {
+fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, staged: bool) {
     let t = group_index(wid, nwg);
     if (t == NONE) { return; }
     let groups = d.aux0;
@@ -190,7 +207,7 @@ fn selected(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             pix[q] = order[b * hw + first + j];
         }
     }
-    let acc = gemm_tile(li, cg, b, g * d.cout + o0, (g + 1u) * d.cout - 1u, pix);
+    let acc = gemm_tile(li, cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix, staged);
     for (var q = 0u; q < PB; q++) {
         if (pix[q] >= hw) { continue; }
         for (var m = 0u; m < RB; m++) {
@@ -200,4 +217,28 @@ fn selected(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
             }
         }
     }
+}
+
+@compute @workgroup_size(64)
+fn all_regions(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    all_regions_tile(wid, nwg, li, true);
+}
+
+@compute @workgroup_size(64)
+fn all_regions_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
+    all_regions_tile(wid, nwg, li, false);
+}
+
+@compute @workgroup_size(64)
+fn selected(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) li: u32) {
+    selected_tile(wid, nwg, li, true);
+}
+
+@compute @workgroup_size(64)
+fn selected_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    selected_tile(wid, nwg, li, false);
 }

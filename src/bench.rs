@@ -120,6 +120,8 @@ pub struct BenchReport {
     pub device_type: String,
     /// `"gpu-timestamps"` or `"wall"`.
     pub timer: &'static str,
+    /// The correlation's weights: `"staged"` in workgroup memory or read `"direct"`ly.
+    pub corr_variant: &'static str,
     /// The best GEMM variant: the device's attainable rate.
     pub matmul_gflops: f64,
     pub matmul: Vec<MatmulResult>,
@@ -167,6 +169,11 @@ pub async fn run(
         backend: summary.backend,
         device_type: summary.device_type,
         timer: timer.kind(),
+        corr_variant: if crate::gpu::tiles::corr_staged(&ctx.info) {
+            "staged"
+        } else {
+            "direct"
+        },
         matmul_gflops: matmul.iter().map(|m| m.gflops).fold(0.0, f64::max),
         matmul,
         rows,
@@ -350,11 +357,12 @@ async fn agreement(
 /// The report as a fixed-width table: both paths per shape and their forward-time ratio.
 pub fn table(r: &BenchReport) -> String {
     let mut s = format!(
-        "adapter: {} ({}, {}), timer: {}\nmatmul: {}\n",
+        "adapter: {} ({}, {}), timer: {}, correlation weights {}\nmatmul: {}\n",
         r.adapter,
         r.backend,
         r.device_type,
         r.timer,
+        r.corr_variant,
         r.matmul
             .iter()
             .map(|m| format!("{} {}^3 {:.2} GFLOP/s", m.variant, m.n, m.gflops))

@@ -3,11 +3,14 @@
 //! workgroup) and both guide kernels (r <= 4 and r > 4, with a partial chunk of regions):
 //! bitwise-equal outputs, guides and region maps (both paths sum each output in the same order),
 //! the CPU reference within tolerance, and region lists that are a stable partition of the
-//! pixels. Small shapes: CI runs on lavapipe.
+//! pixels. Both correlation variants run (weights staged in workgroup memory, the GPU default,
+//! and read directly, the CPU-adapter default), whatever the adapter. Small shapes: CI runs on
+//! lavapipe.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use drconv::gpu::forward::CorrTiling;
+use drconv::gpu::tiles::CorrTiling;
 use drconv::rng::Rng;
 use drconv::tensor::{compare, Tensor};
 use drconv::verify::FORWARD_TOL;
@@ -45,8 +48,8 @@ fn tilings(c: &Case) -> (u64, u64) {
     let s = cfg.forward_shape(&c.7).unwrap();
     let (hw, r, o) = ((s.out_height * s.out_width) as u64, c.3 as u64, c.1 as u64);
     (
-        CorrTiling::choose(r * o, 1, hw).groups,
-        CorrTiling::choose(o, r, hw.div_ceil(r)).groups,
+        CorrTiling::dense(r * o, hw).groups,
+        CorrTiling::per_region(o, hw, r).groups,
     )
 }
 
@@ -75,80 +78,117 @@ fn min_guide_gap(guide: &[f32], batch: usize, r: usize, hw: usize) -> f32 {
     gap
 }
 
+/// Asserts bitwise equality, naming the number of differing elements and the first one.
+fn bitwise(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let bad: Vec<usize> = (0..a.len())
+        .filter(|&i| a[i].to_bits() != b[i].to_bits())
+        .collect();
+    if let Some(&i) = bad.first() {
+        panic!(
+            "{what}: {} of {} differ, first at {i}: {} vs {}",
+            bad.len(),
+            a.len(),
+            a[i],
+            b[i]
+        );
+    }
+}
+
 #[test]
 fn fused_matches_all_regions_bitwise_and_the_cpu() {
     pollster::block_on(async {
         let ctx = GpuContext::new()
             .await
             .expect("a GPU adapter (lavapipe on CI)");
-        for (n, case) in CASES.iter().enumerate() {
-            let cfg = config(case);
-            let params = DrConvParams::init(cfg, 40 + n as u64).unwrap();
-            let shape = case.7;
-            let x = Tensor::new(
-                &shape,
-                Rng::new(n as u64).normal_vec(shape.iter().product()),
-            )
-            .unwrap();
-            let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
-            let xg = layer.upload(&x).unwrap();
-            layer.plan(&xg, Mode::Training).await.unwrap().poison(&ctx);
-            layer.plan(&xg, Mode::Inference).await.unwrap().poison(&ctx);
-            let full = layer.forward_trace(&xg, Mode::Training).await.unwrap();
-            let fused = layer.forward_trace(&xg, Mode::Inference).await.unwrap();
-            let what = format!("case {n} {case:?}, tilings {:?}", tilings(case));
-            assert_eq!(fused.output.data, full.output.data, "{what}: outputs");
-            assert_eq!(fused.guide.data, full.guide.data, "{what}: guides");
-            assert_eq!(fused.region_index, full.region_index, "{what}: regions");
-
-            let cpu = drconv::cpu::forward(&params, &x).unwrap();
-            let (err, ok) = compare(
-                &full.output.data,
-                &cpu.output.data,
-                FORWARD_TOL.0,
-                FORWARD_TOL.1,
-            );
-            assert!(ok, "{what}: output vs CPU, max abs err {err:e}");
-            let s = cfg.forward_shape(&shape).unwrap();
-            let hw = s.out_height * s.out_width;
-            if min_guide_gap(&cpu.guide.data, s.batch, cfg.region_num, hw) >= 1e-4 {
-                assert_eq!(
-                    full.region_index, cpu.region_index,
-                    "{what}: regions vs CPU"
-                );
-            }
-
-            // The lists: per sample, region g's pixels ascending, every pixel exactly once.
-            let plan = layer.plan(&xg, Mode::Inference).await.unwrap();
-            let lists = plan
-                .lists
-                .as_ref()
-                .expect("the fused plan has region lists");
-            let order = lists.order.read_i32(&ctx).await.unwrap();
-            let starts = lists.starts.read_i32(&ctx).await.unwrap();
-            let r = cfg.region_num;
-            for b in 0..s.batch {
-                let st = &starts[b * (r + 1)..(b + 1) * (r + 1)];
-                assert_eq!(
-                    (st[0], st[r]),
-                    (0, hw as i32),
-                    "{what}: sample {b} starts {st:?}"
-                );
-                let mut seen = vec![false; hw];
-                for g in 0..r {
-                    let run = &order[b * hw + st[g] as usize..b * hw + st[g + 1] as usize];
-                    assert!(
-                        run.windows(2).all(|w| w[0] < w[1]),
-                        "{what}: region {g} order"
-                    );
-                    for &p in run {
-                        assert_eq!(fused.region_index[b * hw + p as usize], g as i32);
-                        assert!(!seen[p as usize], "{what}: pixel {p} listed twice");
-                        seen[p as usize] = true;
-                    }
-                }
-                assert!(seen.iter().all(|&v| v), "{what}: a pixel is missing");
-            }
+        // The only test in this binary that builds plans, so the variable is not raced.
+        for variant in ["staged", "direct"] {
+            std::env::set_var("DRCONV_CORR", variant);
+            check_cases(&ctx, variant).await;
         }
+        std::env::remove_var("DRCONV_CORR");
     });
+}
+
+async fn check_cases(ctx: &Arc<GpuContext>, variant: &str) {
+    for (n, case) in CASES.iter().enumerate() {
+        let cfg = config(case);
+        let params = DrConvParams::init(cfg, 40 + n as u64).unwrap();
+        let shape = case.7;
+        let x = Tensor::new(
+            &shape,
+            Rng::new(n as u64).normal_vec(shape.iter().product()),
+        )
+        .unwrap();
+        let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
+        let xg = layer.upload(&x).unwrap();
+        layer.plan(&xg, Mode::Training).await.unwrap().poison(ctx);
+        layer.plan(&xg, Mode::Inference).await.unwrap().poison(ctx);
+        let full = layer.forward_trace(&xg, Mode::Training).await.unwrap();
+        let fused = layer.forward_trace(&xg, Mode::Inference).await.unwrap();
+        let what = format!("{variant} case {n} {case:?}, tilings {:?}", tilings(case));
+        bitwise(
+            &fused.output.data,
+            &full.output.data,
+            &format!("{what}: outputs"),
+        );
+        bitwise(
+            &fused.guide.data,
+            &full.guide.data,
+            &format!("{what}: guides"),
+        );
+        assert!(
+            fused.region_index == full.region_index,
+            "{what}: region maps differ"
+        );
+
+        let cpu = drconv::cpu::forward(&params, &x).unwrap();
+        let (err, ok) = compare(
+            &full.output.data,
+            &cpu.output.data,
+            FORWARD_TOL.0,
+            FORWARD_TOL.1,
+        );
+        assert!(ok, "{what}: output vs CPU, max abs err {err:e}");
+        let s = cfg.forward_shape(&shape).unwrap();
+        let hw = s.out_height * s.out_width;
+        if min_guide_gap(&cpu.guide.data, s.batch, cfg.region_num, hw) >= 1e-4 {
+            assert_eq!(
+                full.region_index, cpu.region_index,
+                "{what}: regions vs CPU"
+            );
+        }
+
+        // The lists: per sample, region g's pixels ascending, every pixel exactly once.
+        let plan = layer.plan(&xg, Mode::Inference).await.unwrap();
+        let lists = plan
+            .lists
+            .as_ref()
+            .expect("the fused plan has region lists");
+        let order = lists.order.read_i32(ctx).await.unwrap();
+        let starts = lists.starts.read_i32(ctx).await.unwrap();
+        let r = cfg.region_num;
+        for b in 0..s.batch {
+            let st = &starts[b * (r + 1)..(b + 1) * (r + 1)];
+            assert_eq!(
+                (st[0], st[r]),
+                (0, hw as i32),
+                "{what}: sample {b} starts {st:?}"
+            );
+            let mut seen = vec![false; hw];
+            for g in 0..r {
+                let run = &order[b * hw + st[g] as usize..b * hw + st[g + 1] as usize];
+                assert!(
+                    run.windows(2).all(|w| w[0] < w[1]),
+                    "{what}: region {g} order"
+                );
+                for &p in run {
+                    assert_eq!(fused.region_index[b * hw + p as usize], g as i32);
+                    assert!(!seen[p as usize], "{what}: pixel {p} listed twice");
+                    seen[p as usize] = true;
+                }
+            }
+            assert!(seen.iter().all(|&v| v), "{what}: a pixel is missing");
+        }
+    }
 }

@@ -354,9 +354,9 @@ fn training_target_mismatch_is_refused() {
 //
 // Values are never checked: NaN and Inf propagate through every sum that touches them, and the
 // region is torch.argmax's: the first maximal guide channel, a NaN counting as the maximum (so
-// the first NaN channel wins). These cases use padding 0: where a non-finite generated-kernel tap
-// lies over the zero padding, IEEE gives 0 * NaN = NaN (the float64 spec pads with np.pad), but
-// the CPU reference skips padded taps, so the border there differs by design of that reference.
+// the first NaN channel wins). Padding is literal zeros: a non-finite generated-kernel tap over the
+// padding gives 0 * NaN = NaN, as in the float64 spec (np.pad) and PyTorch's ungrouped conv2d;
+// the CPU reference and the shaders both multiply padded taps rather than skip them.
 
 /// Within the forward tolerance where finite; the same NaN / +Inf / -Inf elsewhere.
 fn same_non_finite(got: &[f32], want: &[f32], what: &str) {
@@ -414,6 +414,20 @@ fn nan_in_the_input_follows_the_cpu_reference() {
     // Every guide channel over the NaN is NaN, so argmax takes the first: region 0 at output
     // (0, 0) of sample 1 (4 x 4 outputs, the window covers input pixel (1, 1)).
     assert_eq!(region[16], 0);
+}
+
+#[test]
+fn nan_in_the_input_with_padding_follows_the_cpu_reference() {
+    // With padding 1 the NaN's pooled bin makes some generated-kernel taps NaN, and at border
+    // pixels those taps lie over the padding: 0 * NaN = NaN on both implementations.
+    let config = DrConvConfig::new(2, 3, 3, 3)
+        .unwrap()
+        .with_padding(1)
+        .unwrap();
+    let params = DrConvParams::init(config, 17).unwrap();
+    let mut x = random(&[1, 2, 6, 6], 18);
+    x.data[7] = f32::NAN;
+    gpu_matches_cpu(&params, &x);
 }
 
 #[test]

@@ -73,6 +73,29 @@ pub(crate) fn input_pos(c: &DrConvConfig, out: usize, tap: usize, n: usize) -> O
     (p < n).then_some(p)
 }
 
+/// `xpad[b, i, y*s + u*d, xo*s + v*d]`: the input with literal zero padding. Padded taps are
+/// multiplied, not skipped, so a NaN/Inf weight on a padded tap gives NaN as in the float64 spec
+/// (`np.pad`) and PyTorch's ungrouped conv2d; the GPU shaders do the same.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn xpad(
+    c: &DrConvConfig,
+    s: &ForwardShape,
+    x: &Tensor,
+    b: usize,
+    i: usize,
+    y: usize,
+    xo: usize,
+    u: usize,
+    v: usize,
+) -> f64 {
+    match (input_pos(c, y, u, s.height), input_pos(c, xo, v, s.width)) {
+        (Some(iy), Some(ix)) => {
+            x.data[((b * c.in_channels + i) * s.height + iy) * s.width + ix] as f64
+        }
+        _ => 0.0,
+    }
+}
+
 /// The logistic function, computed in f64.
 pub(crate) fn sigmoid(l: f32) -> f32 {
     (1.0 / (1.0 + (-(l as f64)).exp())) as f32
@@ -161,7 +184,7 @@ pub(crate) fn generate_kernel(params: &DrConvParams, s: &ForwardShape, sig: &Ten
 /// `corr[b,g,o,y,x] = sum_{i,u,v} K[b, g*I*O + o*I + i, u, v] xpad[b, i, y*s + u*d, x*s + v*d]`.
 pub fn correlation(c: &DrConvConfig, s: &ForwardShape, x: &Tensor, kernel: &Tensor) -> Tensor {
     let (r, i_n, o_n, k) = (c.region_num, c.in_channels, c.out_channels, c.kernel_size);
-    let (h, w, ho, wo) = (s.height, s.width, s.out_height, s.out_width);
+    let (ho, wo) = (s.out_height, s.out_width);
     let mut out = Tensor::zeros(&s.corr(c));
     for b in 0..s.batch {
         for g in 0..r {
@@ -173,15 +196,9 @@ pub fn correlation(c: &DrConvConfig, s: &ForwardShape, x: &Tensor, kernel: &Tens
                         let mut acc = 0.0f64;
                         for i in 0..i_n {
                             for u in 0..k {
-                                let Some(iy) = input_pos(c, y, u, h) else {
-                                    continue;
-                                };
                                 for v in 0..k {
-                                    let Some(ix) = input_pos(c, xo, v, w) else {
-                                        continue;
-                                    };
                                     acc += kw[(i * k + u) * k + v] as f64
-                                        * x.data[((b * i_n + i) * h + iy) * w + ix] as f64;
+                                        * xpad(c, s, x, b, i, y, xo, u, v);
                                 }
                             }
                         }
@@ -198,7 +215,7 @@ pub fn correlation(c: &DrConvConfig, s: &ForwardShape, x: &Tensor, kernel: &Tens
 pub(crate) fn guide(params: &DrConvParams, s: &ForwardShape, x: &Tensor) -> Tensor {
     let c = &params.config;
     let (r, i_n, k) = (c.region_num, c.in_channels, c.kernel_size);
-    let (h, w, ho, wo) = (s.height, s.width, s.out_height, s.out_width);
+    let (ho, wo) = (s.out_height, s.out_width);
     let (wg, bg) = (params.get(ParamId::GuideW), params.get(ParamId::GuideB));
     let mut out = Tensor::zeros(&s.guide(c));
     for b in 0..s.batch {
@@ -209,15 +226,9 @@ pub(crate) fn guide(params: &DrConvParams, s: &ForwardShape, x: &Tensor) -> Tens
                     let mut acc = 0.0f64;
                     for i in 0..i_n {
                         for u in 0..k {
-                            let Some(iy) = input_pos(c, y, u, h) else {
-                                continue;
-                            };
                             for v in 0..k {
-                                let Some(ix) = input_pos(c, xo, v, w) else {
-                                    continue;
-                                };
                                 acc += gw[(i * k + u) * k + v] as f64
-                                    * x.data[((b * i_n + i) * h + iy) * w + ix] as f64;
+                                    * xpad(c, s, x, b, i, y, xo, u, v);
                             }
                         }
                     }

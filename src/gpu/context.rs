@@ -102,13 +102,20 @@ impl GpuContext {
             })
             .await
             .map_err(|e| {
+                let backends = opts
+                    .backends
+                    .map(|b| format!("{b:?}"))
+                    .or_else(|| std::env::var("WGPU_BACKEND").ok())
+                    .unwrap_or_else(|| "all".into());
+                let hint = if backends.to_lowercase().contains("gl") {
+                    "Mesa's llvmpipe through EGL: apt-get install libegl1 libegl-mesa0 \
+                     libgl1-mesa-dri"
+                } else {
+                    "a Vulkan driver such as Mesa's lavapipe: apt-get install \
+                     mesa-vulkan-drivers libvulkan1 (or scripts/setup.sh)"
+                };
                 DrConvError::NoAdapter(format!(
-                    "{e} (backends: {:?}; on Linux install a Vulkan driver such as Mesa's \
-                     lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)",
-                    opts.backends
-                        .map(|b| format!("{b:?}"))
-                        .or_else(|| std::env::var("WGPU_BACKEND").ok())
-                        .unwrap_or_else(|| "all".into())
+                    "{e} (backends: {backends}; on Linux install {hint})"
                 ))
             })?;
         Self::from_adapter(adapter, opts.limits).await

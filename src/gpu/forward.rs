@@ -8,6 +8,7 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Dims, Program};
 use crate::gpu::shaders;
+use crate::gpu::tiles::{corr_entries, CorrTiling, CORR_WORKGROUP_BYTES};
 use crate::params::ParamId;
 
 /// Which forward to run.
@@ -18,40 +19,6 @@ pub enum Mode {
     Inference,
     /// Every region's correlation (kept for the backward's guide gradient and for inspection).
     Training,
-}
-
-/// Workgroup memory of the correlation (the staged weights, `wsh` in
-/// `shaders/correlation.wgsl`), checked against the device.
-pub const CORR_WORKGROUP_BYTES: u32 = 8192;
-
-/// A correlation tiling: `groups` row groups of 8 rows per workgroup, so tiles of
-/// `8 * groups` rows by `256 / groups` pixels (`d.aux0` of `shaders/correlation.wgsl`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CorrTiling {
-    pub groups: u64,
-}
-
-impl CorrTiling {
-    pub fn rows(self) -> u64 {
-        8 * self.groups
-    }
-
-    pub fn pixels(self) -> u64 {
-        256 / self.groups
-    }
-
-    /// The tiling with the least padded work for `runs` runs of `run` pixels, each times `rows`
-    /// rows (ties go to the squarer tile, earlier in the list).
-    pub fn choose(rows: u64, runs: u64, run: u64) -> Self {
-        let padded = |t: CorrTiling| {
-            rows.div_ceil(t.rows()) * t.rows() * runs * run.div_ceil(t.pixels()) * t.pixels()
-        };
-        [4, 8, 2, 1]
-            .map(|groups| CorrTiling { groups })
-            .into_iter()
-            .min_by_key(|&t| padded(t))
-            .unwrap_or(CorrTiling { groups: 4 })
-    }
 }
 
 /// Per-region pixel lists of the fused path (see `shaders/region_select.wgsl` `lists`).
@@ -195,7 +162,7 @@ impl ForwardPlan {
             (region.numel() as u64).div_ceil(64 * guide_px) * 64,
         )?);
         if let Some(corr) = &corr {
-            let t = CorrTiling::choose(r * o, 1, hw);
+            let t = CorrTiling::dense(r * o, hw);
             let tiled = Dims {
                 aux0: t.groups as u32,
                 ..dims
@@ -203,7 +170,7 @@ impl ForwardPlan {
             add(ctx.group_steps(
                 "corr_all_regions",
                 &shaders::CORRELATION,
-                "all_regions",
+                corr_entries(&ctx.info).0,
                 tiled,
                 &[(1, &input.buffer), (2, &kernel.buffer), (3, &corr.buffer)],
                 batch * (r * o).div_ceil(t.rows()) * hw.div_ceil(t.pixels()),
@@ -229,10 +196,9 @@ impl ForwardPlan {
                 ],
                 batch,
             )?);
-            // Tiled for regions of H'W'/r pixels each (the real sizes are known only on the
-            // device). Region g needs ceil(n_g / tile) pixel tiles; over all regions that is at
-            // most ceil(H'W' / tile) + r - 1. Tiles past a sample's real count exit at once.
-            let t = CorrTiling::choose(o, r, hw.div_ceil(r));
+            // Region g needs ceil(n_g / tile) pixel tiles; over all regions that is at most
+            // ceil(H'W' / tile) + r - 1. Tiles past a sample's real count exit at once.
+            let t = CorrTiling::per_region(o, hw, r);
             let tiled = Dims {
                 aux0: t.groups as u32,
                 ..dims
@@ -240,7 +206,7 @@ impl ForwardPlan {
             add(ctx.group_steps(
                 "corr_selected",
                 &shaders::CORRELATION,
-                "selected",
+                corr_entries(&ctx.info).1,
                 tiled,
                 &[
                     (1, &input.buffer),

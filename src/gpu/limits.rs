@@ -155,7 +155,7 @@ pub fn check_workgroups(limits: &wgpu::Limits) -> Result<()> {
     }
     // The largest workgroup memory of any shader: the correlation's staged weights (the
     // matmul's tiles are the same 8 KiB).
-    let needed = crate::gpu::forward::CORR_WORKGROUP_BYTES;
+    let needed = crate::gpu::tiles::CORR_WORKGROUP_BYTES;
     if limits.max_compute_workgroup_storage_size < needed {
         return Err(DrConvError::TooLarge {
             what: "workgroup memory of the shaders vs the device's \

@@ -25,7 +25,16 @@ shader!(ADAPTIVE_POOL, "adaptive_pool", ["main"]);
 shader!(KERNEL_LOGITS, "kernel_logits", ["main"]);
 shader!(KERNEL_GEN, "kernel_gen", ["main"]);
 shader!(GUIDE_CONV, "guide_conv", ["guide_argmax4", "guide_argmax8"]);
-shader!(CORRELATION, "correlation", ["all_regions", "selected"]);
+shader!(
+    CORRELATION,
+    "correlation",
+    [
+        "all_regions",
+        "all_regions_direct",
+        "selected",
+        "selected_direct"
+    ]
+);
 shader!(REGION_SELECT, "region_select", ["gather", "lists"]);
 shader!(MATMUL, "matmul", ["tiled", "blocked"]);
 shader!(

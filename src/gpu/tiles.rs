@@ -1,5 +1,5 @@
-//! Dispatches counted in workgroups rather than invocations, for the tiled shaders (one
-//! workgroup per output tile, whatever its size).
+//! Tiled shaders: dispatches counted in workgroups rather than invocations (one workgroup per
+//! output tile, whatever its size), and the correlation's tile shapes.
 //!
 //! `GpuContext::steps` counts items in lanes of `WG`; asking it for `groups * WG` items gives
 //! exactly `groups` workgroups, folded into y and split over dispatches at the per-dimension
@@ -31,5 +31,75 @@ impl GpuContext {
             limit: u32::MAX as u64 / WG as u64,
         })?;
         self.steps(label, shader, entry, dims, buffers, items.max(WG as u64))
+    }
+}
+
+/// Workgroup memory of the correlation (the staged weights, `wsh` in
+/// `shaders/correlation.wgsl`), checked against the device.
+pub const CORR_WORKGROUP_BYTES: u32 = 8192;
+
+/// Whether the correlation stages its weights in workgroup memory: on GPUs, not on CPU adapters
+/// (lavapipe), where it measured slower. `DRCONV_CORR=staged|direct` overrides the choice (to
+/// test or time both variants on one adapter).
+pub fn corr_staged(info: &wgpu::AdapterInfo) -> bool {
+    match std::env::var("DRCONV_CORR").as_deref() {
+        Ok("staged") => true,
+        Ok("direct") => false,
+        _ => info.device_type != wgpu::DeviceType::Cpu,
+    }
+}
+
+/// The correlation's entry points: (all regions, selected region).
+pub fn corr_entries(info: &wgpu::AdapterInfo) -> (&'static str, &'static str) {
+    if corr_staged(info) {
+        ("all_regions", "selected")
+    } else {
+        ("all_regions_direct", "selected_direct")
+    }
+}
+
+/// A correlation tiling: `groups` row groups of 8 rows per workgroup, so tiles of
+/// `8 * groups` rows by `256 / groups` pixels (`d.aux0` of `shaders/correlation.wgsl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CorrTiling {
+    pub groups: u64,
+}
+
+impl CorrTiling {
+    pub fn rows(self) -> u64 {
+        8 * self.groups
+    }
+
+    pub fn pixels(self) -> u64 {
+        256 / self.groups
+    }
+
+    /// The tiling of the all-regions GEMM (`rows` = r*O rows by `pixels` = H'W' columns per
+    /// sample) with the least padded work; ties go to the squarer tile.
+    pub fn dense(rows: u64, pixels: u64) -> Self {
+        Self::least(|t| {
+            t.padded_rows(rows) * pixels.div_ceil(t.pixels()) as u128 * t.pixels() as u128
+        })
+    }
+
+    /// The tiling of the per-region GEMMs (`rows` = O rows, a sample's `pixels` split over
+    /// `regions` lists of sizes known only on the device): each list wastes half a tile on
+    /// average, so small regions favour narrow tiles.
+    pub fn per_region(rows: u64, pixels: u64, regions: u64) -> Self {
+        Self::least(|t| {
+            t.padded_rows(rows) * (2 * pixels as u128 + regions as u128 * t.pixels() as u128)
+        })
+    }
+
+    fn padded_rows(self, rows: u64) -> u128 {
+        rows.div_ceil(self.rows()) as u128 * self.rows() as u128
+    }
+
+    fn least(cost: impl Fn(CorrTiling) -> u128) -> Self {
+        [4, 8, 2, 1]
+            .map(|groups| CorrTiling { groups })
+            .into_iter()
+            .min_by_key(|&t| cost(t))
+            .unwrap_or(CorrTiling { groups: 4 })
     }
 }
