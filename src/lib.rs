@@ -31,3 +31,8 @@ pub use params::{DrConvParams, ParamId};
 pub use tensor::Tensor;
 pub use trace::{ForwardTrace, Gradients};
 pub use train::Trainer;
+
+/// The README's Rust examples compile and run as doc tests (on whatever adapter is present).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

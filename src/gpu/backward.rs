@@ -20,6 +20,10 @@ use crate::trace::Gradients;
 /// Output positions per partial sum of the guide conv's weight gradient (first reduction stage).
 pub const GUIDE_CHUNK: usize = 256;
 
+/// Input channels per invocation of the correlation's kernel and input gradients (`KG_CH` and
+/// `IG_CH` in shaders/correlation_bwd.wgsl).
+const CORR_CHANNELS: usize = 4;
+
 /// The gradients of one backward, on the device. They alias the plan's buffers: the next
 /// backward of the same layer overwrites them (the parameter gradients are shared by all plans).
 #[derive(Debug, Clone)]
@@ -155,7 +159,9 @@ impl BackwardPlan {
                 (4, &fwd.region.buffer),
                 (5, &g.kernel.buffer),
             ],
-            g.kernel.numel() as u64,
+            // One invocation per (b, o, block of CORR_CHANNELS input channels, u, v): it fills
+            // every region's copy of those taps.
+            (s.batch * c.out_channels * c.in_channels.div_ceil(CORR_CHANNELS) * kk) as u64,
         )?);
         add(ctx.steps(
             "corr_input_grad",
@@ -168,7 +174,8 @@ impl BackwardPlan {
                 (4, &fwd.region.buffer),
                 (6, &g.x.buffer),
             ],
-            g.x.numel() as u64,
+            // One invocation per (b, block of CORR_CHANNELS channels, y, x).
+            (s.batch * c.in_channels.div_ceil(CORR_CHANNELS) * s.height * s.width) as u64,
         )?);
         // Guide conv: dx's second path, then weight and bias in two fixed-order stages.
         add(ctx.steps(
