@@ -24,6 +24,10 @@ pub const GUIDE_CHUNK: usize = 256;
 /// `IG_CH` in shaders/correlation_bwd.wgsl).
 const CORR_CHANNELS: usize = 4;
 
+/// Input channels per invocation of the guide conv's input gradient and weight partial sums
+/// (`GC_CH` in shaders/guide_conv_bwd.wgsl).
+const GUIDE_CHANNELS: usize = 4;
+
 /// The gradients of one backward, on the device. They alias the plan's buffers: the next
 /// backward of the same layer overwrites them (the parameter gradients are shared by all plans).
 #[derive(Debug, Clone)]
@@ -188,7 +192,8 @@ impl BackwardPlan {
                 (3, &g.guide.buffer),
                 (4, &g.x.buffer),
             ],
-            g.x.numel() as u64,
+            // One invocation per (b, block of GUIDE_CHANNELS channels, y, x).
+            (s.batch * c.in_channels.div_ceil(GUIDE_CHANNELS) * s.height * s.width) as u64,
         )?);
         add(ctx.steps(
             "guide_weight_partial",
@@ -200,7 +205,9 @@ impl BackwardPlan {
                 (3, &g.guide.buffer),
                 (5, &guide_partial.buffer),
             ],
-            guide_partial.numel() as u64,
+            // Per chunk: one invocation per (g, block of GUIDE_CHANNELS channels, u, v), then
+            // one per bias.
+            (chunks * c.region_num * (c.in_channels.div_ceil(GUIDE_CHANNELS) * kk + 1)) as u64,
         )?);
         add(ctx.steps(
             "guide_weight_reduce",
