@@ -236,6 +236,14 @@ impl GoldenCase {
     }
 }
 
+/// Every case under `root` (see [`list_cases`]), loaded.
+pub fn load_cases(root: impl AsRef<Path>) -> Result<Vec<GoldenCase>> {
+    list_cases(root)?
+        .into_iter()
+        .map(GoldenCase::load)
+        .collect()
+}
+
 /// Case directories under `root`: the order of `root/index.json` → `cases` when that file
 /// exists, otherwise every subdirectory holding a `case.json`, sorted by name.
 pub fn list_cases(root: impl AsRef<Path>) -> Result<Vec<PathBuf>> {

@@ -35,6 +35,14 @@ impl Tensor {
     pub fn numel(&self) -> usize {
         self.data.len()
     }
+
+    /// Standard-normal values from the crate's seeded PRNG (reproducible test and demo inputs).
+    pub fn randn(shape: &[usize], seed: u64) -> Self {
+        Tensor {
+            shape: shape.to_vec(),
+            data: crate::rng::Rng::new(seed).normal_vec(numel(shape)),
+        }
+    }
 }
 
 /// Number of elements of a shape (1 for a scalar shape `[]`).

@@ -1,17 +1,12 @@
 //! Every golden case on the GPU (whatever adapter wgpu picks; `WGPU_BACKEND=gl` for GL), both the
 //! training path (all regions) and the fused inference path, outputs poisoned with NaN first.
 
-use drconv::golden::{list_cases, GoldenCase};
+use drconv::golden::{load_cases, GoldenCase};
 use drconv::verify::{compare_case, FORWARD_TOL};
 use drconv::{DrConv2d, GpuContext, Mode};
 
 fn cases() -> Vec<GoldenCase> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
-    list_cases(root)
-        .unwrap()
-        .into_iter()
-        .map(|d| GoldenCase::load(d).unwrap())
-        .collect()
+    load_cases(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden")).unwrap()
 }
 
 #[test]

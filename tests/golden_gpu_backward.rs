@@ -2,17 +2,12 @@
 //! every intermediate, dcorr included) against the PyTorch files, tie cases included, with every
 //! forward and gradient buffer poisoned with NaN first.
 
-use drconv::golden::{list_cases, GoldenCase};
+use drconv::golden::{load_cases, GoldenCase};
 use drconv::verify::compare_case;
 use drconv::{DrConv2d, GpuContext, Mode};
 
 fn cases() -> Vec<GoldenCase> {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
-    list_cases(root)
-        .unwrap()
-        .into_iter()
-        .map(|d| GoldenCase::load(d).unwrap())
-        .collect()
+    load_cases(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden")).unwrap()
 }
 
 #[test]

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use drconv::gpu::limits;
-use drconv::rng::Rng;
 use drconv::tensor::compare;
 use drconv::verify::{BACKWARD_TOL, FORWARD_TOL};
 use drconv::{
@@ -42,8 +41,7 @@ fn config() -> DrConvConfig {
 }
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
-    let n = shape.iter().product();
-    Tensor::new(shape, Rng::new(seed).normal_vec(n)).unwrap()
+    Tensor::randn(shape, seed)
 }
 
 fn close(what: &str, got: &[f32], want: &[f32], tol: (f64, f64)) {

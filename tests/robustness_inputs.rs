@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use drconv::gpu::limits;
-use drconv::rng::Rng;
 use drconv::tensor::compare;
 use drconv::weights::load_safetensors_bytes;
 use drconv::{
@@ -31,8 +30,7 @@ fn config() -> DrConvConfig {
 }
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
-    let n = shape.iter().product();
-    Tensor::new(shape, Rng::new(seed).normal_vec(n)).unwrap()
+    Tensor::randn(shape, seed)
 }
 
 /// The error's message, after checking its variant with `want`.

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use drconv::rng::Rng;
 use drconv::{
     DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode, OptimizerConfig, Tensor, Trainer,
 };
@@ -66,8 +65,7 @@ fn config() -> DrConvConfig {
 }
 
 fn random(shape: &[usize], seed: u64) -> Tensor {
-    let n = shape.iter().product();
-    Tensor::new(shape, Rng::new(seed).normal_vec(n)).unwrap()
+    Tensor::randn(shape, seed)
 }
 
 /// One round of everything the soak repeats: forwards in both modes with readbacks, a
