@@ -26,3 +26,14 @@ fn item_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 fn in_coord(o: u32, t: u32) -> i32 {
     return i32(o * d.stride + t * d.dil) - i32(d.pad);
 }
+
+// The inverse of `in_coord`: the output position that reads input coordinate `i` at tap `t` along
+// an axis with `n_out` outputs, or -1 when none does (i + pad - t*dil negative, not a multiple of
+// the stride, or past the end). The backward's gather form of the transposed conv uses it.
+fn out_coord(i: u32, t: u32, n_out: u32) -> i32 {
+    let q = i32(i + d.pad) - i32(t * d.dil);
+    if (q < 0 || u32(q) % d.stride != 0u) { return -1; }
+    let o = u32(q) / d.stride;
+    if (o >= n_out) { return -1; }
+    return i32(o);
+}

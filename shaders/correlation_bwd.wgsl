@@ -67,16 +67,6 @@ fn kernel_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     }
 }
 
-// Output position that reads input coordinate `i` at tap `t` along an axis with `n_out` outputs,
-// or -1 when none does (i + pad - t*dil negative, not a multiple of the stride, or past the end).
-fn out_coord(i: u32, t: u32, n_out: u32) -> i32 {
-    let q = i32(i + d.pad) - i32(t * d.dil);
-    if (q < 0 || u32(q) % d.stride != 0u) { return -1; }
-    let o = u32(q) / d.stride;
-    if (o >= n_out) { return -1; }
-    return i32(o);
-}
-
 // Input channels per `input_grad` invocation: each gy load feeds this many kernel taps.
 const IG_CH: u32 = 4u;
 

@@ -11,15 +11,6 @@
 @group(0) @binding(6) var<storage, read_write> dwg: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dbg: array<f32>;
 
-// See correlation_bwd.wgsl: the output position reading input coordinate `i` at tap `t`, or -1.
-fn out_coord(i: u32, t: u32, n_out: u32) -> i32 {
-    let q = i32(i + d.pad) - i32(t * d.dil);
-    if (q < 0 || u32(q) % d.stride != 0u) { return -1; }
-    let o = u32(q) / d.stride;
-    if (o >= n_out) { return -1; }
-    return i32(o);
-}
-
 // Input channels per invocation of `input_grad` and `weight_partial` (GUIDE_CHANNELS in
 // src/gpu/backward.rs): each dguide load then feeds GC_CH multiply-adds. Channels past the end
 // of the last block re-read its first channel and are not stored.

@@ -208,11 +208,7 @@ impl OptimizerState {
                     let (m, v) = (&mut self.m[k], &mut self.v[k]);
                     m.resize(p.len(), 0.0);
                     v.resize(p.len(), 0.0);
-                    // Scalars in f64 like PyTorch's Python floats, then used in f32.
-                    let bc1 = 1.0 - (beta1 as f64).powi(t);
-                    let bc2_sqrt = (1.0 - (beta2 as f64).powi(t)).sqrt();
-                    let step_size = (lr as f64 / bc1) as f32;
-                    let bc2_sqrt = bc2_sqrt as f32;
+                    let (step_size, bc2_sqrt) = adam_step_scalars(lr, beta1, beta2, t);
                     for j in 0..p.len() {
                         let mut d = g[j];
                         if weight_decay != 0.0 {
@@ -228,4 +224,13 @@ impl OptimizerState {
         }
         Ok(())
     }
+}
+
+/// Adam's step-dependent scalars for step `t` (1-based): `lr / (1 - beta1^t)` and
+/// `sqrt(1 - beta2^t)`, computed in f64 like PyTorch's Python floats, then used in f32. Shared
+/// by the CPU optimizer and the GPU one so both round identically.
+pub fn adam_step_scalars(lr: f32, beta1: f32, beta2: f32, t: i32) -> (f32, f32) {
+    let bc1 = 1.0 - (beta1 as f64).powi(t);
+    let bc2_sqrt = (1.0 - (beta2 as f64).powi(t)).sqrt();
+    ((lr as f64 / bc1) as f32, bc2_sqrt as f32)
 }

@@ -111,18 +111,15 @@ impl GpuOptimizer {
                 eps,
                 weight_decay,
             } => {
-                // f64 like PyTorch's Python floats, then used in f32 (as `OptimizerState`).
                 let t = t.min(i32::MAX as u64) as i32;
-                let bc1 = 1.0 - (beta1 as f64).powi(t);
-                let bc2_sqrt = (1.0 - (beta2 as f64).powi(t)).sqrt();
-                let step_size = (lr as f64 / bc1) as f32;
+                let (step_size, bc2_sqrt) = crate::optim::adam_step_scalars(lr, beta1, beta2, t);
                 [
                     beta1,
                     beta2,
                     eps,
                     weight_decay,
                     step_size,
-                    bc2_sqrt as f32,
+                    bc2_sqrt,
                     0.0,
                     0.0,
                 ]
