@@ -24,12 +24,18 @@
 @group(0) @binding(4) var<storage, read> order: array<u32>;
 // B x (r+1): region g's pixels are order[b*H'W' + starts[g] .. b*H'W' + starts[g+1]].
 @group(0) @binding(5) var<storage, read> starts: array<u32>;
+// The kernel again, as vec4s along the inner index (the `_direct4` entries, I*k*k % 4 == 0).
+@group(0) @binding(6) var<storage, read> kern4: array<vec4<f32>>;
 
 const RB: u32 = 8u; // rows per invocation (two vec4s)
 const PB: u32 = 4u; // pixels per invocation
 const KC: u32 = 32u; // inner indices staged per chunk
 const ROWS4_MAX: u32 = 16u; // (8 * CG) / 4 for CG = 8
 const NONE: u32 = 0xffffffffu;
+// Weight sources: staged through workgroup memory, read directly, read directly as vec4s.
+const STAGED: u32 = 0u;
+const DIRECT: u32 = 1u;
+const VEC4: u32 = 2u;
 var<workgroup> wsh: array<vec4<f32>, KC * ROWS4_MAX>; // [kc][row4]: 8 KiB
 
 fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
@@ -42,7 +48,9 @@ fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 // Rows row0 + 8*cg .. +8 (those below row_end) of sample b times the pixels `pix` (>= H'W'
 // means none); acc[q * 2 + h] holds rows 4h .. 4h+3 of pixel q.
-fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: array<u32, PB>, staged: bool) -> array<vec4<f32>, 8> {
+// Per-pixel state and accumulators are vectors and named registers, not arrays indexed in a
+// loop: llvmpipe keeps a dynamically indexed private array in memory.
+fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>, staged: bool) -> array<vec4<f32>, 8> {
     let groups = d.aux0;
     let rows4 = 2u * groups;
     let kk = d.k * d.k;
@@ -50,31 +58,24 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: array<u32, 
     let hw = d.ho * d.wo;
     let plane = d.h * d.w;
     // Per pixel: its window's top-left corner, and its x offset (u32 arithmetic wraps, so the
-    // offset of a valid tap comes out right even when the corner is in the padding).
-    var iy0: array<i32, PB>;
-    var ix0: array<i32, PB>;
-    var xo: array<u32, PB>;
-    let xb = b * d.cin * plane;
-    for (var q = 0u; q < PB; q++) {
-        if (pix[q] < hw) {
-            iy0[q] = i32((pix[q] / d.wo) * d.stride) - i32(d.pad);
-            ix0[q] = i32((pix[q] % d.wo) * d.stride) - i32(d.pad);
-        } else {
-            // Far above the image: every tap reads as padding.
-            iy0[q] = -0x40000000;
-            ix0[q] = 0;
-        }
-        xo[q] = xb + bitcast<u32>(iy0[q] * i32(d.w) + ix0[q]);
-    }
+    // offset of a valid tap comes out right even when the corner is in the padding). Pixels
+    // past the end get a corner far above the image: every tap reads as padding.
+    let live = pix < vec4(hw);
+    let iy0 = select(vec4(-0x40000000), vec4<i32>((pix / d.wo) * d.stride) - i32(d.pad), live);
+    let ix0 = select(vec4(0), vec4<i32>((pix % d.wo) * d.stride) - i32(d.pad), live);
+    let xo = vec4(b * d.cin * plane) + bitcast<vec4<u32>>(iy0 * i32(d.w) + ix0);
     let kb = b * d.r * d.cout;
     let kc = li % KC;
     // Direct: this invocation's 8 weight rows (rows past row_end repeat the last one; their
     // results are never stored).
-    var rb: array<u32, 8>;
-    for (var m = 0u; m < 8u; m++) {
-        rb[m] = (kb + min(row0 + 8u * cg + m, row_end - 1u)) * kd;
-    }
-    var acc: array<vec4<f32>, 8>;
+    let rl = row_end - 1u;
+    let rr0 = row0 + 8u * cg;
+    let rba = (vec4(kb) + min(vec4(rr0) + vec4(0u, 1u, 2u, 3u), vec4(rl))) * kd;
+    let rbb = (vec4(kb) + min(vec4(rr0) + vec4(4u, 5u, 6u, 7u), vec4(rl))) * kd;
+    var p0a = vec4(0.0); var p0b = vec4(0.0);
+    var p1a = vec4(0.0); var p1b = vec4(0.0);
+    var p2a = vec4(0.0); var p2b = vec4(0.0);
+    var p3a = vec4(0.0); var p3b = vec4(0.0);
     for (var k0 = 0u; k0 < kd; k0 += KC) {
         if (staged) {
             // Stage the tile's 8*CG rows x KC columns: invocation li loads column kc = li % KC of
@@ -103,16 +104,17 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: array<u32, 
                 w1 = wsh[c * rows4 + 2u * cg + 1u];
             } else {
                 let col = k0 + c;
-                w0 = vec4(kern[rb[0] + col], kern[rb[1] + col], kern[rb[2] + col], kern[rb[3] + col]);
-                w1 = vec4(kern[rb[4] + col], kern[rb[5] + col], kern[rb[6] + col], kern[rb[7] + col]);
+                w0 = vec4(kern[rba.x + col], kern[rba.y + col], kern[rba.z + col], kern[rba.w + col]);
+                w1 = vec4(kern[rbb.x + col], kern[rbb.y + col], kern[rbb.z + col], kern[rbb.w + col]);
             }
-            for (var q = 0u; q < PB; q++) {
-                // Unsigned compares: a negative coordinate is huge, so one test per axis.
-                let ok = u32(iy0[q] + dy) < d.h && u32(ix0[q] + dx) < d.w;
-                let xv = select(0.0, x[select(0u, xo[q] + off, ok)], ok);
-                acc[q * 2u] += w0 * xv;
-                acc[q * 2u + 1u] += w1 * xv;
-            }
+            // Unsigned compares: a negative coordinate is huge, so one test per axis.
+            let ok = vec4<u32>(iy0 + dy) < vec4(d.h) & vec4<u32>(ix0 + dx) < vec4(d.w);
+            let at = select(vec4(0u), xo + off, ok);
+            let xv = select(vec4(0.0), vec4(x[at.x], x[at.y], x[at.z], x[at.w]), ok);
+            p0a += w0 * xv.x; p0b += w1 * xv.x;
+            p1a += w0 * xv.y; p1b += w1 * xv.y;
+            p2a += w0 * xv.z; p2b += w1 * xv.z;
+            p3a += w0 * xv.w; p3b += w1 * xv.w;
             v++;
             if (v == d.k) {
                 v = 0u;
@@ -127,12 +129,73 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: array<u32, 
             workgroupBarrier();
         }
     }
-    return acc;
+    return array<vec4<f32>, 8>(p0a, p0b, p1a, p1b, p2a, p2b, p3a, p3b);
+}
+
+// `gemm_tile` without staging for CPU adapters, reading each weight row as vec4s along the inner
+// index: per 4 inner steps 8 vec4 weight loads and 16 x loads feed 128 multiply-adds (llvmpipe
+// runs a per-lane loop per load instruction, so a vec4 costs little more than a scalar). The
+// multiply-adds happen in the same order as in `gemm_tile`, so results are bitwise equal.
+fn gemm_tile4(cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array<vec4<f32>, 8> {
+    let kk = d.k * d.k;
+    let kd4 = d.cin * kk / 4u;
+    let hw = d.ho * d.wo;
+    let plane = d.h * d.w;
+    let live = pix < vec4(hw);
+    let iy0 = select(vec4(-0x40000000), vec4<i32>((pix / d.wo) * d.stride) - i32(d.pad), live);
+    let ix0 = select(vec4(0), vec4<i32>((pix % d.wo) * d.stride) - i32(d.pad), live);
+    let xo = vec4(b * d.cin * plane) + bitcast<vec4<u32>>(iy0 * i32(d.w) + ix0);
+    let kb = b * d.r * d.cout;
+    let rl = row_end - 1u;
+    let rr0 = row0 + 8u * cg;
+    let rba = (vec4(kb) + min(vec4(rr0) + vec4(0u, 1u, 2u, 3u), vec4(rl))) * kd4;
+    let rbb = (vec4(kb) + min(vec4(rr0) + vec4(4u, 5u, 6u, 7u), vec4(rl))) * kd4;
+    var p0a = vec4(0.0); var p0b = vec4(0.0);
+    var p1a = vec4(0.0); var p1b = vec4(0.0);
+    var p2a = vec4(0.0); var p2b = vec4(0.0);
+    var p3a = vec4(0.0); var p3b = vec4(0.0);
+    var i = 0u;
+    var u = 0u;
+    var v = 0u;
+    for (var c4 = 0u; c4 < kd4; c4++) {
+        let r0 = kern4[rba.x + c4];
+        let r1 = kern4[rba.y + c4];
+        let r2 = kern4[rba.z + c4];
+        let r3 = kern4[rba.w + c4];
+        let r4 = kern4[rbb.x + c4];
+        let r5 = kern4[rbb.y + c4];
+        let r6 = kern4[rbb.z + c4];
+        let r7 = kern4[rbb.w + c4];
+        for (var e = 0u; e < 4u; e++) {
+            let w0 = vec4(r0[e], r1[e], r2[e], r3[e]);
+            let w1 = vec4(r4[e], r5[e], r6[e], r7[e]);
+            let dy = i32(u * d.dil);
+            let dx = i32(v * d.dil);
+            let off = i * plane + u * d.dil * d.w + v * d.dil;
+            let ok = vec4<u32>(iy0 + dy) < vec4(d.h) & vec4<u32>(ix0 + dx) < vec4(d.w);
+            let at = select(vec4(0u), xo + off, ok);
+            let xv = select(vec4(0.0), vec4(x[at.x], x[at.y], x[at.z], x[at.w]), ok);
+            p0a += w0 * xv.x; p0b += w1 * xv.x;
+            p1a += w0 * xv.y; p1b += w1 * xv.y;
+            p2a += w0 * xv.z; p2b += w1 * xv.z;
+            p3a += w0 * xv.w; p3b += w1 * xv.w;
+            v++;
+            if (v == d.k) {
+                v = 0u;
+                u++;
+                if (u == d.k) {
+                    u = 0u;
+                    i++;
+                }
+            }
+        }
+    }
+    return array<vec4<f32>, 8>(p0a, p0b, p1a, p1b, p2a, p2b, p3a, p3b);
 }
 
 // Tile t = ((b * row tiles) + row tile) * pixel tiles + pixel tile, pixel tiles fastest so
 // neighbouring workgroups share their weights in cache.
-fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, staged: bool) {
+fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     let t = group_index(wid, nwg);
     if (t == NONE) { return; }
     let groups = d.aux0;
@@ -148,11 +211,13 @@ fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, staged: bool) {
     let nt = t % ntiles;
     let row0 = ((t / ntiles) % mtiles) * tile_rows;
     let b = t / (ntiles * mtiles);
-    var pix: array<u32, PB>;
-    for (var q = 0u; q < PB; q++) {
-        pix[q] = nt * tile_px + pl + lanes * q;
+    let pix = vec4(nt * tile_px + pl) + vec4(0u, 1u, 2u, 3u) * lanes;
+    var acc: array<vec4<f32>, 8>;
+    if (mode == VEC4) {
+        acc = gemm_tile4(cg, b, row0, rows, pix);
+    } else {
+        acc = gemm_tile(li, cg, b, row0, rows, pix, mode == STAGED);
     }
-    let acc = gemm_tile(li, cg, b, row0, rows, pix, staged);
     for (var q = 0u; q < PB; q++) {
         if (pix[q] >= hw) { continue; }
         for (var m = 0u; m < RB; m++) {
@@ -166,7 +231,7 @@ fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, staged: bool) {
 
 // Tile t = ((b * row tiles) + row tile) * max pixel tiles + pixel tile, where the pixel tiles of
 // a sample are region 0's, then region 1's, ...: at most ceil(H'W'/tile) + r - 1 of them.
-fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, staged: bool) {
+fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     let t = group_index(wid, nwg);
     if (t == NONE) { return; }
     let groups = d.aux0;
@@ -199,15 +264,16 @@ fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, staged: bool) {
         rest -= tiles;
     }
     if (g == d.r) { return; }
-    var pix: array<u32, PB>;
-    for (var q = 0u; q < PB; q++) {
-        let j = pl + lanes * q;
-        pix[q] = hw;
-        if (j < count) {
-            pix[q] = order[b * hw + first + j];
-        }
+    let j = vec4(pl) + vec4(0u, 1u, 2u, 3u) * lanes;
+    let has = j < vec4(count);
+    let at = select(vec4(0u), vec4(b * hw + first) + j, has);
+    let pix = select(vec4(hw), vec4(order[at.x], order[at.y], order[at.z], order[at.w]), has);
+    var acc: array<vec4<f32>, 8>;
+    if (mode == VEC4) {
+        acc = gemm_tile4(cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix);
+    } else {
+        acc = gemm_tile(li, cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix, mode == STAGED);
     }
-    let acc = gemm_tile(li, cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix, staged);
     for (var q = 0u; q < PB; q++) {
         if (pix[q] >= hw) { continue; }
         for (var m = 0u; m < RB; m++) {
@@ -222,23 +288,35 @@ fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, staged: bool) {
 @compute @workgroup_size(64)
 fn all_regions(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
-    all_regions_tile(wid, nwg, li, true);
+    all_regions_tile(wid, nwg, li, STAGED);
 }
 
 @compute @workgroup_size(64)
 fn all_regions_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) li: u32) {
-    all_regions_tile(wid, nwg, li, false);
+    all_regions_tile(wid, nwg, li, DIRECT);
 }
 
 @compute @workgroup_size(64)
 fn selected(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
-    selected_tile(wid, nwg, li, true);
+    selected_tile(wid, nwg, li, STAGED);
 }
 
 @compute @workgroup_size(64)
 fn selected_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
-    selected_tile(wid, nwg, li, false);
+    selected_tile(wid, nwg, li, DIRECT);
+}
+
+@compute @workgroup_size(64)
+fn all_regions_direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) li: u32) {
+    all_regions_tile(wid, nwg, li, VEC4);
+}
+
+@compute @workgroup_size(64)
+fn selected_direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) li: u32) {
+    selected_tile(wid, nwg, li, VEC4);
 }

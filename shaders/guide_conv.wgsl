@@ -40,33 +40,6 @@ fn w4(rows: vec4<u32>, live: vec4<bool>, t: u32) -> vec4<f32> {
     return select(vec4(0.0), vec4(wg[rows.x + t], wg[rows.y + t], wg[rows.z + t], wg[rows.w + t]), live);
 }
 
-// Where pixel n of the flattened B x H'W' reads x: its window's top-left corner and x offset
-// (u32 arithmetic wraps, so a valid tap's offset comes out right even when the corner is in the
-// padding). Pixels past the end get a corner far above the image: every tap reads as padding.
-struct Corner {
-    iy0: i32,
-    ix0: i32,
-    xo: u32,
-}
-
-fn corner(n: u32) -> Corner {
-    let hw = d.ho * d.wo;
-    if (n >= d.batch * hw) {
-        return Corner(-0x40000000, 0, 0u);
-    }
-    let p = n % hw;
-    let iy0 = i32((p / d.wo) * d.stride) - i32(d.pad);
-    let ix0 = i32((p % d.wo) * d.stride) - i32(d.pad);
-    return Corner(iy0, ix0, (n / hw) * d.cin * d.h * d.w + bitcast<u32>(iy0 * i32(d.w) + ix0));
-}
-
-// x at tap offset (dy, dx) and flat offset `off` from the corner, 0 in the padding. Unsigned
-// compares: a negative coordinate is huge, so one test per axis.
-fn tap(c: Corner, dy: i32, dx: i32, off: u32) -> f32 {
-    let ok = u32(c.iy0 + dy) < d.h && u32(c.ix0 + dx) < d.w;
-    return select(0.0, x[select(0u, c.xo + off, ok)], ok);
-}
-
 // A pixel's running argmax: the largest guide value so far and its region.
 struct Best {
     val: f32,
@@ -92,7 +65,36 @@ fn emit4(n: u32, g0: u32, vals: vec4<f32>, best_in: Best) -> Best {
     return best;
 }
 
-// Invocation idx owns pixels (idx / 64) * 512 + idx % 64 + 64 q, q < 8.
+// Where 4 pixels (flattened over B x H'W') read x: their windows' top-left corners and x
+// offsets (u32 arithmetic wraps, so a valid tap's offset comes out right even when the corner is
+// in the padding). Pixels past the end get a corner far above the image: every tap is padding.
+struct Corners {
+    iy0: vec4<i32>,
+    ix0: vec4<i32>,
+    xo: vec4<u32>,
+}
+
+fn corners(pix: vec4<u32>) -> Corners {
+    let hw = d.ho * d.wo;
+    let live = pix < vec4(d.batch * hw);
+    let p = pix % vec4(hw);
+    let iy0 = select(vec4(-0x40000000), vec4<i32>((p / d.wo) * d.stride) - i32(d.pad), live);
+    let ix0 = select(vec4(0), vec4<i32>((p % d.wo) * d.stride) - i32(d.pad), live);
+    let xo = (pix / vec4(hw)) * (d.cin * d.h * d.w) + bitcast<vec4<u32>>(iy0 * i32(d.w) + ix0);
+    return Corners(iy0, ix0, xo);
+}
+
+// x of the 4 pixels at tap offset (dy, dx) and flat offset `off` from their corners, 0 in the
+// padding. Unsigned compares: a negative coordinate is huge, so one test per axis.
+fn taps(c: Corners, dy: i32, dx: i32, off: u32) -> vec4<f32> {
+    let ok = vec4<u32>(c.iy0 + dy) < vec4(d.h) & vec4<u32>(c.ix0 + dx) < vec4(d.w);
+    let at = select(vec4(0u), c.xo + off, ok);
+    return select(vec4(0.0), vec4(x[at.x], x[at.y], x[at.z], x[at.w]), ok);
+}
+
+// Invocation idx owns pixels (idx / 64) * 512 + idx % 64 + 64 q, q < 8. Per-pixel state and
+// accumulators are vectors and named registers: llvmpipe keeps dynamically indexed private
+// arrays in memory.
 @compute @workgroup_size(WG)
 fn guide_argmax4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
@@ -101,20 +103,16 @@ fn guide_argmax4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let plane = d.h * d.w;
     let kk = d.k * d.k;
     let ikk = d.cin * kk;
-    var pix: array<u32, 8>;
-    var cs: array<Corner, 8>;
-    for (var q = 0u; q < 8u; q++) {
-        pix[q] = (idx / 64u) * 512u + idx % 64u + 64u * q;
-        cs[q] = corner(pix[q]);
-    }
+    let pa = vec4((idx / 64u) * 512u + idx % 64u) + vec4(0u, 64u, 128u, 192u);
+    let pb = pa + vec4(256u);
+    let ca = corners(pa);
+    let cb = corners(pb);
     var best: array<Best, 8>;
     for (var g0 = 0u; g0 < d.r; g0 += 4u) {
         let rows = rows4(g0, ikk);
         let live = live4(g0);
-        var acc: array<vec4<f32>, 8>;
-        for (var q = 0u; q < 8u; q++) {
-            acc[q] = b4(g0);
-        }
+        var a0 = b4(g0); var a1 = a0; var a2 = a0; var a3 = a0;
+        var e0 = a0; var e1 = a0; var e2 = a0; var e3 = a0;
         for (var i = 0u; i < d.cin; i++) {
             for (var u = 0u; u < d.k; u++) {
                 let dy = i32(u * d.dil);
@@ -122,26 +120,32 @@ fn guide_argmax4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
                     let dx = i32(v * d.dil);
                     let off = i * plane + u * d.dil * d.w + v * d.dil;
                     let w = w4(rows, live, i * kk + u * d.k + v);
-                    for (var q = 0u; q < 8u; q++) {
-                        acc[q] += w * tap(cs[q], dy, dx, off);
-                    }
+                    let xa = taps(ca, dy, dx, off);
+                    let xb = taps(cb, dy, dx, off);
+                    a0 += w * xa.x; a1 += w * xa.y; a2 += w * xa.z; a3 += w * xa.w;
+                    e0 += w * xb.x; e1 += w * xb.y; e2 += w * xb.z; e3 += w * xb.w;
                 }
             }
         }
+        let acc = array<vec4<f32>, 8>(a0, a1, a2, a3, e0, e1, e2, e3);
         for (var q = 0u; q < 8u; q++) {
-            if (pix[q] < total) {
-                best[q] = emit4(pix[q], g0, acc[q], best[q]);
+            let n = select(pa[q % 4u], pb[q % 4u], q >= 4u);
+            if (n < total) {
+                best[q] = emit4(n, g0, acc[q], best[q]);
             }
         }
     }
     for (var q = 0u; q < 8u; q++) {
-        if (pix[q] < total) {
-            region[pix[q]] = i32(best[q].g);
+        let n = select(pa[q % 4u], pb[q % 4u], q >= 4u);
+        if (n < total) {
+            region[n] = i32(best[q].g);
         }
     }
 }
 
-// Invocation idx owns pixels (idx / 64) * 256 + idx % 64 + 64 q, q < 4.
+// Invocation idx owns pixels (idx / 64) * 256 + idx % 64 + 64 q, q < 4. Per-pixel state and
+// accumulators are vectors and named registers: llvmpipe keeps dynamically indexed private
+// arrays in memory.
 @compute @workgroup_size(WG)
 fn guide_argmax8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
@@ -150,23 +154,16 @@ fn guide_argmax8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let plane = d.h * d.w;
     let kk = d.k * d.k;
     let ikk = d.cin * kk;
-    var pix: array<u32, 4>;
-    var cs: array<Corner, 4>;
-    for (var q = 0u; q < 4u; q++) {
-        pix[q] = (idx / 64u) * 256u + idx % 64u + 64u * q;
-        cs[q] = corner(pix[q]);
-    }
+    let pix = vec4((idx / 64u) * 256u + idx % 64u) + vec4(0u, 64u, 128u, 192u);
+    let cs = corners(pix);
     var best: array<Best, 4>;
     for (var g0 = 0u; g0 < d.r; g0 += 8u) {
         let rows_a = rows4(g0, ikk);
         let rows_b = rows4(g0 + 4u, ikk);
         let live_a = live4(g0);
         let live_b = live4(g0 + 4u);
-        var acc: array<vec4<f32>, 8>;
-        for (var q = 0u; q < 4u; q++) {
-            acc[2u * q] = b4(g0);
-            acc[2u * q + 1u] = b4(g0 + 4u);
-        }
+        var a0 = b4(g0); var a1 = a0; var a2 = a0; var a3 = a0;
+        var c0 = b4(g0 + 4u); var c1 = c0; var c2 = c0; var c3 = c0;
         for (var i = 0u; i < d.cin; i++) {
             for (var u = 0u; u < d.k; u++) {
                 let dy = i32(u * d.dil);
@@ -176,14 +173,15 @@ fn guide_argmax8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
                     let t = i * kk + u * d.k + v;
                     let wa = w4(rows_a, live_a, t);
                     let wb = w4(rows_b, live_b, t);
-                    for (var q = 0u; q < 4u; q++) {
-                        let xv = tap(cs[q], dy, dx, off);
-                        acc[2u * q] += wa * xv;
-                        acc[2u * q + 1u] += wb * xv;
-                    }
+                    let xv = taps(cs, dy, dx, off);
+                    a0 += wa * xv.x; c0 += wb * xv.x;
+                    a1 += wa * xv.y; c1 += wb * xv.y;
+                    a2 += wa * xv.z; c2 += wb * xv.z;
+                    a3 += wa * xv.w; c3 += wb * xv.w;
                 }
             }
         }
+        let acc = array<vec4<f32>, 8>(a0, c0, a1, c1, a2, c2, a3, c3);
         for (var q = 0u; q < 4u; q++) {
             if (pix[q] < total) {
                 best[q] = emit4(pix[q], g0, acc[2u * q], best[q]);

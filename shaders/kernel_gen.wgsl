@@ -35,27 +35,39 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let cb = chans(c0, 1u, c_last);
     let sig_base = (b * d.r + g) * d.r * kk;
     let ts = vec4(uv0, min(uv0 + 1u, kk - 1u), min(uv0 + 2u, kk - 1u), min(uv0 + 3u, kk - 1u));
-    // acc[2t + h]: tap uv0 + t of channels c0 + 4h .. +3.
+    // a0..a3 / b0..b3: tap uv0 + t of channels c0 .. c0+3 / c0+4 .. c0+7. Named registers, not
+    // an array: llvmpipe lowers a dynamically indexed private array to memory.
     let bias_a = vec4(b3[ca.x], b3[ca.y], b3[ca.z], b3[ca.w]);
     let bias_b = vec4(b3[cb.x], b3[cb.y], b3[cb.z], b3[cb.w]);
-    var acc = array<vec4<f32>, 8>(bias_a, bias_b, bias_a, bias_b, bias_a, bias_b, bias_a, bias_b);
+    var a0 = bias_a; var a1 = bias_a; var a2 = bias_a; var a3 = bias_a;
+    var b0 = bias_b; var b1 = bias_b; var b2 = bias_b; var b3v = bias_b;
     for (var j = 0u; j < d.r; j++) {
         let wa = vec4(w3[ca.x * d.r + j], w3[ca.y * d.r + j], w3[ca.z * d.r + j], w3[ca.w * d.r + j]);
         let wb = vec4(w3[cb.x * d.r + j], w3[cb.y * d.r + j], w3[cb.z * d.r + j], w3[cb.w * d.r + j]);
         let sj = sig_base + j * kk;
         let s = vec4(sig[sj + ts.x], sig[sj + ts.y], sig[sj + ts.z], sig[sj + ts.w]);
-        for (var t = 0u; t < 4u; t++) {
-            acc[2u * t] += wa * s[t];
-            acc[2u * t + 1u] += wb * s[t];
-        }
+        a0 += wa * s.x; a1 += wa * s.y; a2 += wa * s.z; a3 += wa * s.w;
+        b0 += wb * s.x; b1 += wb * s.y; b2 += wb * s.z; b3v += wb * s.w;
     }
-    let out_base = b * d.r * io;
-    for (var q = 0u; q < 8u; q++) {
-        if (cl0 + q >= io) { break; }
-        let ob = (out_base + c0 + q) * kk;
-        for (var t = 0u; t < 4u; t++) {
-            if (uv0 + t >= kk) { break; }
-            kern[ob + uv0 + t] = acc[2u * t + q / 4u][q % 4u];
-        }
-    }
+    let ob = (b * d.r * io + c0) * kk + uv0;
+    let nq = min(8u, io - cl0);
+    let nt = min(4u, kk - uv0);
+    store4(ob, 0u, nq, nt, vec4(a0.x, a1.x, a2.x, a3.x));
+    store4(ob, 1u, nq, nt, vec4(a0.y, a1.y, a2.y, a3.y));
+    store4(ob, 2u, nq, nt, vec4(a0.z, a1.z, a2.z, a3.z));
+    store4(ob, 3u, nq, nt, vec4(a0.w, a1.w, a2.w, a3.w));
+    store4(ob, 4u, nq, nt, vec4(b0.x, b1.x, b2.x, b3v.x));
+    store4(ob, 5u, nq, nt, vec4(b0.y, b1.y, b2.y, b3v.y));
+    store4(ob, 6u, nq, nt, vec4(b0.z, b1.z, b2.z, b3v.z));
+    store4(ob, 7u, nq, nt, vec4(b0.w, b1.w, b2.w, b3v.w));
+}
+
+// Taps uv0 .. uv0 + nt - 1 of channel c0 + q (if q < nq), at kern[ob + q * kk ..].
+fn store4(ob: u32, q: u32, nq: u32, nt: u32, v: vec4<f32>) {
+    if (q >= nq) { return; }
+    let o = ob + q * d.k * d.k;
+    kern[o] = v.x;
+    if (nt > 1u) { kern[o + 1u] = v.y; }
+    if (nt > 2u) { kern[o + 2u] = v.z; }
+    if (nt > 3u) { kern[o + 3u] = v.w; }
 }

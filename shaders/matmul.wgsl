@@ -124,3 +124,63 @@ fn blocked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         }
     }
 }
+
+// `direct4`: the register blocking of the correlation's CPU-adapter entries
+// (`gemm_tile4` in shaders/correlation.wgsl) on a plain GEMM: the same 8 x 4 block per
+// invocation and 32 x 64 tile as `blocked`, with A read straight from memory as vec4s along K
+// (K % 4 == 0): per 4 inner steps 8 vec4 A loads and 16 B loads feed 128 multiply-adds.
+@group(0) @binding(4) var<storage, read> a4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) li: u32) {
+    let tile = group_index(wid, nwg);
+    if (tile == 0xffffffffu) { return; }
+    let m = d.aux0;
+    let n = d.aux1;
+    let kd4 = d.cin / 4u;
+    let tiles_n = (n + 63u) / 64u;
+    let m0 = (tile / tiles_n) * 32u;
+    let n0 = (tile % tiles_n) * 64u;
+    let cg = li / 16u;
+    let pl = li % 16u;
+    let rl = m - 1u;
+    let r0 = m0 + 8u * cg;
+    let rba = min(vec4(r0) + vec4(0u, 1u, 2u, 3u), vec4(rl)) * kd4;
+    let rbb = min(vec4(r0) + vec4(4u, 5u, 6u, 7u), vec4(rl)) * kd4;
+    let col = vec4(n0 + pl) + vec4(0u, 16u, 32u, 48u);
+    let ok = col < vec4(n);
+    let cc = select(vec4(0u), col, ok);
+    var p0a = vec4(0.0); var p0b = vec4(0.0);
+    var p1a = vec4(0.0); var p1b = vec4(0.0);
+    var p2a = vec4(0.0); var p2b = vec4(0.0);
+    var p3a = vec4(0.0); var p3b = vec4(0.0);
+    for (var k4 = 0u; k4 < kd4; k4++) {
+        let q0 = a4[rba.x + k4];
+        let q1 = a4[rba.y + k4];
+        let q2 = a4[rba.z + k4];
+        let q3 = a4[rba.w + k4];
+        let q4 = a4[rbb.x + k4];
+        let q5 = a4[rbb.y + k4];
+        let q6 = a4[rbb.z + k4];
+        let q7 = a4[rbb.w + k4];
+        for (var e = 0u; e < 4u; e++) {
+            let w0 = vec4(q0[e], q1[e], q2[e], q3[e]);
+            let w1 = vec4(q4[e], q5[e], q6[e], q7[e]);
+            let brow = (4u * k4 + e) * n;
+            let bv = select(vec4(0.0), vec4(bm[brow + cc.x], bm[brow + cc.y], bm[brow + cc.z], bm[brow + cc.w]), ok);
+            p0a += w0 * bv.x; p0b += w1 * bv.x;
+            p1a += w0 * bv.y; p1b += w1 * bv.y;
+            p2a += w0 * bv.z; p2b += w1 * bv.z;
+            p3a += w0 * bv.w; p3b += w1 * bv.w;
+        }
+    }
+    let acc = array<vec4<f32>, 8>(p0a, p0b, p1a, p1b, p2a, p2b, p3a, p3b);
+    for (var q = 0u; q < 4u; q++) {
+        if (!ok[q]) { continue; }
+        for (var i = 0u; i < 8u; i++) {
+            let row = r0 + i;
+            if (row < m) { c[row * n + col[q]] = acc[2u * q + i / 4u][i % 4u]; }
+        }
+    }
+}

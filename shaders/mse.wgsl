@@ -1,12 +1,15 @@
 // MSE loss mean((y - t)^2) over d.aux0 elements and its gradient 2 (y - t) / N. The loss reduces
 // in two fixed-order stages: chunks of d.aux1 elements, then the chunk sums in order.
+// Outputs larger than one storage binding are bound window by window (buffer ranges of y, tgt
+// and gy): d.cin is the window's element count and d.cout the index of its first chunk. Windows
+// start at multiples of d.aux1 elements, so the chunks (and the loss) are those of one window.
 @group(0) @binding(1) var<storage, read> y: array<f32>;
 @group(0) @binding(2) var<storage, read> tgt: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(5) var<storage, read_write> loss: array<f32>;
 
-// One invocation per element.
+// One invocation per element of the window.
 @compute @workgroup_size(WG)
 fn grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
@@ -14,18 +17,18 @@ fn grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     gy[idx] = 2.0 * (y[idx] - tgt[idx]) / f32(d.aux0);
 }
 
-// One invocation per chunk.
+// One invocation per chunk of the window.
 @compute @workgroup_size(WG)
 fn loss_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = item_index(gid, nwg);
     if (c == 0xffffffffu) { return; }
-    let e1 = min((c + 1u) * d.aux1, d.aux0);
+    let e1 = min((c + 1u) * d.aux1, d.cin);
     var s = 0.0;
     for (var e = c * d.aux1; e < e1; e++) {
         let diff = y[e] - tgt[e];
         s += diff * diff;
     }
-    partial[c] = s;
+    partial[d.cout + c] = s;
 }
 
 // A single invocation.

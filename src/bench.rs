@@ -27,10 +27,12 @@ pub use shapes::{BenchShape, SHAPES};
 pub use timer::{median, median_of, Stats, Timer};
 
 /// How long to measure.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct BenchOptions {
     /// Short budgets and a smaller GEMM: a smoke run, not numbers to quote.
     pub quick: bool,
+    /// 1-based indices into [`SHAPES`] to run; empty runs them all.
+    pub shapes: Vec<usize>,
 }
 
 impl BenchOptions {
@@ -159,7 +161,10 @@ pub async fn run(
     }
     let mut rows = Vec::new();
     let mut agreement = Vec::new();
-    for shape in SHAPES {
+    for (i, shape) in SHAPES.into_iter().enumerate() {
+        if !opts.shapes.is_empty() && !opts.shapes.contains(&(i + 1)) {
+            continue;
+        }
         let (pair, agree) = bench_shape(ctx, &timer, opts, &shape, progress).await?;
         rows.extend(pair);
         agreement.push(agree);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::config::DrConvConfig;
 use crate::error::{DrConvError, Result};
-use crate::gpu::backward::{param_grad_buffers, BackwardPlan, GpuGradients};
+use crate::gpu::backward::{BackwardPlan, GpuGradients};
 use crate::gpu::forward::{ForwardPlan, Mode};
 use crate::gpu::params::GpuParams;
 use crate::gpu::{GpuContext, GpuTensor};
@@ -134,7 +134,10 @@ impl DrConv2d {
         Ok(out)
     }
 
-    /// Runs the forward and reads back every tensor it produced.
+    /// Runs the forward and reads back every tensor it produced. On a plan split to fit the
+    /// device (`crate::gpu::split`) the output, guide and region map are whole, but the other
+    /// intermediates (pooled, kernel logits, sigmoid, kernel, corr) are the last chunk's, with
+    /// that chunk's shape (fewer samples or output channels than `shape` says).
     pub async fn forward_trace(&mut self, x: &GpuTensor, mode: Mode) -> Result<ForwardTrace> {
         self.forward(x, mode).await?;
         let ctx = self.ctx.clone();
@@ -152,7 +155,12 @@ impl DrConv2d {
     /// backward of this layer.
     pub fn param_grads(&mut self) -> Result<[GpuTensor; 6]> {
         if self.param_grads.is_none() {
-            self.param_grads = Some(param_grad_buffers(&self.ctx, &self.config)?);
+            // Stored, not bound whole: conv_kernel.3's may exceed one binding (split plans copy
+            // it in row slices, the optimizer binds it in windows).
+            self.param_grads = Some(crate::gpu::split::layer_param_grad_buffers(
+                &self.ctx,
+                &self.config,
+            )?);
         }
         Ok(self.param_grads.clone().expect("just made"))
     }

@@ -3,8 +3,9 @@
 //! workgroup) and both guide kernels (r <= 4 and r > 4, with a partial chunk of regions):
 //! bitwise-equal outputs, guides and region maps (both paths sum each output in the same order),
 //! the CPU reference within tolerance, and region lists that are a stable partition of the
-//! pixels. Both correlation variants run (weights staged in workgroup memory, the GPU default,
-//! and read directly, the CPU-adapter default), whatever the adapter. Small shapes: CI runs on
+//! pixels. Every correlation variant runs (weights staged in workgroup memory, the GPU default;
+//! read directly; read directly as vec4s, the CPU-adapter default where I*k*k % 4 == 0),
+//! whatever the adapter. Small shapes: CI runs on
 //! lavapipe.
 
 use std::collections::BTreeSet;
@@ -19,13 +20,16 @@ use drconv::{DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode};
 /// (in, out, k, r, stride, padding, dilation, input shape)
 type Case = (usize, usize, usize, usize, usize, usize, usize, [usize; 4]);
 
-const CASES: [Case; 6] = [
+const CASES: [Case; 8] = [
     (3, 8, 3, 1, 1, 1, 1, [1, 3, 24, 24]),
     (4, 16, 3, 2, 1, 1, 1, [2, 4, 16, 16]),
     (5, 32, 3, 4, 2, 1, 1, [1, 5, 30, 30]),
     (3, 64, 3, 8, 1, 2, 2, [1, 3, 14, 14]),
     (6, 5, 3, 12, 1, 1, 1, [3, 6, 10, 9]),
     (8, 40, 1, 5, 1, 0, 1, [2, 8, 9, 7]),
+    // I*k*k % 4 == 0: the vec4 weight rows of the `direct4` entries, at two more tilings.
+    (4, 64, 3, 8, 1, 2, 2, [1, 4, 14, 14]),
+    (8, 32, 3, 4, 2, 1, 1, [1, 8, 30, 30]),
 ];
 
 fn config(c: &Case) -> DrConvConfig {
@@ -102,7 +106,7 @@ fn fused_matches_all_regions_bitwise_and_the_cpu() {
             .await
             .expect("a GPU adapter (lavapipe on CI)");
         // The only test in this binary that builds plans, so the variable is not raced.
-        for variant in ["staged", "direct"] {
+        for variant in ["staged", "direct", "direct4"] {
             std::env::set_var("DRCONV_CORR", variant);
             check_cases(&ctx, variant).await;
         }

@@ -17,12 +17,18 @@ pub struct Args {
     /// Short time budgets: a smoke run, not numbers to quote.
     #[arg(long)]
     quick: bool,
+    /// Run only this shape (1-4, as listed in PERF.md); repeat for several.
+    #[arg(long = "shape", value_name = "N", value_parser = clap::value_parser!(u8).range(1..=4))]
+    shapes: Vec<u8>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
     pollster::block_on(async {
         let ctx = GpuContext::new().await?;
-        let opts = BenchOptions { quick: args.quick };
+        let opts = BenchOptions {
+            quick: args.quick,
+            shapes: args.shapes.iter().map(|&n| n as usize).collect(),
+        };
         let report = bench::run(&ctx, &opts, &mut |line| eprintln!("drconv: {line}")).await?;
         print!("{}", bench::table(&report));
         if let Some(path) = &args.json {

@@ -55,7 +55,8 @@ impl GpuContext {
         let bytes = spec.bytes();
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: bytes,
+            // At least one vec4: shaders may also view a tensor as array<vec4<f32>>.
+            size: bytes.max(16),
             usage: TENSOR_USAGE,
             mapped_at_creation: false,
         });
@@ -72,7 +73,7 @@ impl GpuContext {
         limits::check_stored(&self.limits, &spec)?;
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: spec.bytes(),
+            size: spec.bytes().max(16),
             usage: TENSOR_USAGE,
             mapped_at_creation: false,
         });

@@ -170,9 +170,14 @@ impl ForwardPlan {
             add(ctx.group_steps(
                 "corr_all_regions",
                 &shaders::CORRELATION,
-                corr_entries(&ctx.info).0,
+                corr_entries(&ctx.info, c).0,
                 tiled,
-                &[(1, &input.buffer), (2, &kernel.buffer), (3, &corr.buffer)],
+                &[
+                    (1, &input.buffer),
+                    (2, &kernel.buffer),
+                    (3, &corr.buffer),
+                    (6, &kernel.buffer),
+                ],
                 batch * (r * o).div_ceil(t.rows()) * hw.div_ceil(t.pixels()),
             )?);
             add(ctx.steps(
@@ -206,11 +211,12 @@ impl ForwardPlan {
             add(ctx.group_steps(
                 "corr_selected",
                 &shaders::CORRELATION,
-                corr_entries(&ctx.info).1,
+                corr_entries(&ctx.info, c).1,
                 tiled,
                 &[
                     (1, &input.buffer),
                     (2, &kernel.buffer),
+                    (6, &kernel.buffer),
                     (3, &output.buffer),
                     (4, &lists.order.buffer),
                     (5, &lists.starts.buffer),

@@ -132,7 +132,8 @@ fn too_large(t: &TensorSpec, limit_name: &str, limit: u64) -> DrConvError {
     }
 }
 
-/// The shaders' 1-D workgroups of [`WG`] lanes must fit the device's workgroup limits.
+/// The shaders' 1-D workgroups of [`WG`] lanes must fit the device's workgroup limits, and their
+/// entry points' storage bindings its per-stage limit.
 pub fn check_workgroups(limits: &wgpu::Limits) -> Result<()> {
     let checks = [
         (
@@ -165,6 +166,7 @@ pub fn check_workgroups(limits: &wgpu::Limits) -> Result<()> {
             limit: limits.max_compute_workgroup_storage_size as u64,
         });
     }
+    check_storage_bindings(limits)?;
     if limits.max_compute_workgroups_per_dimension == 0 {
         return Err(DrConvError::TooLarge {
             what: "compute dispatch (the device reports max_compute_workgroups_per_dimension = 0: \
@@ -267,19 +269,41 @@ pub fn check_backward(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape)
     Ok(())
 }
 
-/// Samples per sub-plan of a forward of `shape`: the whole batch when every tensor fits the
-/// device, else the most samples whose tensors all fit (`crate::gpu::split` runs the batch in
-/// chunks of that size). Refuses, naming the tensor and the limit, when even one sample does not
-/// fit, or when a full-batch tensor the split plan keeps (input, output, region map, guide)
-/// exceeds `max_buffer_size`.
-pub fn forward_chunk(
+/// How a plan is split to fit the device: samples and output channels per sub-plan (see
+/// `crate::gpu::split`). `batch == shape.batch` and `channels == out_channels` is no split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    pub batch: usize,
+    pub channels: usize,
+}
+
+impl Split {
+    /// Whether the plan runs as sub-plans at all.
+    pub fn splits(&self, c: &DrConvConfig, s: &ForwardShape) -> bool {
+        self.batch < s.batch || self.channels < c.out_channels
+    }
+}
+
+/// The layer restricted to `out_channels` outputs: an output-channel chunk's sub-layer (same
+/// pool, kernel logits and guide; its rows of conv_kernel.3).
+pub fn with_out_channels(c: &DrConvConfig, out_channels: usize) -> DrConvConfig {
+    DrConvConfig { out_channels, ..*c }
+}
+
+/// The split of a forward of `shape`: the whole batch and every channel when every tensor fits
+/// the device; else the most samples per sub-plan whose tensors all fit; else, when one sample
+/// is already too large, one sample and the most output channels that fit (then the most samples
+/// with those channels). Refuses, naming the tensor and the limit, when even one sample and one
+/// output channel do not fit, or when a full tensor the split plan keeps (input, output, region
+/// map, guide) exceeds `max_buffer_size`.
+pub fn forward_split(
     limits: &wgpu::Limits,
     c: &DrConvConfig,
     s: &ForwardShape,
     mode: Mode,
-) -> Result<usize> {
-    let chunk = largest_chunk(s, |sub| check_forward(limits, c, sub, mode))?;
-    if chunk < s.batch {
+) -> Result<Split> {
+    let split = largest_split(c, s, |c, sub| check_forward(limits, c, sub, mode))?;
+    if split.splits(c, s) {
         for t in [
             TensorSpec::new("input", &s.input(c)),
             TensorSpec::new("output", &s.output(c)),
@@ -289,15 +313,15 @@ pub fn forward_chunk(
             check_stored(limits, &t)?;
         }
     }
-    Ok(chunk)
+    Ok(split)
 }
 
-/// Samples per sub-plan of a backward (with its training forward) of `shape`, as
-/// [`forward_chunk`]; a split backward keeps full-batch `grad_output` and `grad.x`.
-pub fn backward_chunk(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape) -> Result<usize> {
-    let chunk = largest_chunk(s, |sub| check_backward(limits, c, sub))?;
-    if chunk < s.batch {
-        forward_chunk(limits, c, s, Mode::Training)?;
+/// The split of a backward (with its training forward) of `shape`, as [`forward_split`]; a split
+/// backward keeps full `grad_output` and `grad.x`.
+pub fn backward_split(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape) -> Result<Split> {
+    let split = largest_split(c, s, |c, sub| check_backward(limits, c, sub))?;
+    if split.splits(c, s) {
+        forward_split(limits, c, s, Mode::Training)?;
         for t in [
             TensorSpec::new("grad_output", &s.output(c)),
             TensorSpec::new("grad.x", &s.input(c)),
@@ -305,35 +329,149 @@ pub fn backward_chunk(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape)
             check_stored(limits, &t)?;
         }
     }
-    Ok(chunk)
+    Ok(split)
 }
 
-/// The largest batch in `1..=s.batch` that `check` accepts (every size checked scales with the
-/// batch, so acceptance is monotone); an error when even one sample is refused.
-fn largest_chunk(s: &ForwardShape, check: impl Fn(&ForwardShape) -> Result<()>) -> Result<usize> {
+/// Samples per sub-plan of a forward of `shape` ([`forward_split`]'s batch).
+pub fn forward_chunk(
+    limits: &wgpu::Limits,
+    c: &DrConvConfig,
+    s: &ForwardShape,
+    mode: Mode,
+) -> Result<usize> {
+    Ok(forward_split(limits, c, s, mode)?.batch)
+}
+
+/// Samples per sub-plan of a backward of `shape` ([`backward_split`]'s batch).
+pub fn backward_chunk(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape) -> Result<usize> {
+    Ok(backward_split(limits, c, s)?.batch)
+}
+
+/// The split `check` accepts with the most work per sub-plan: over the batch while one sample
+/// fits, else over output channels with one sample, then the most samples at those channels.
+/// Every size checked grows with the batch and with the output channels (or does not depend on
+/// them), so acceptance is monotone in both and a binary search finds the largest.
+fn largest_split(
+    c: &DrConvConfig,
+    s: &ForwardShape,
+    check: impl Fn(&DrConvConfig, &ForwardShape) -> Result<()>,
+) -> Result<Split> {
     let with = |batch: usize| ForwardShape { batch, ..*s };
-    if s.batch == 0 || check(&with(s.batch)).is_ok() {
-        return Ok(s.batch);
+    let one = with(1);
+    if s.batch == 0 || check(c, &one).is_ok() {
+        let batch = largest(s.batch, |b| check(c, &with(b)).is_ok());
+        return Ok(Split {
+            batch,
+            channels: c.out_channels,
+        });
     }
-    check(&with(1)).map_err(|e| match e {
+    let sub = |o: usize| with_out_channels(c, o);
+    check(&sub(1), &one).map_err(|e| match e {
         DrConvError::TooLarge { what, size, limit } => DrConvError::TooLarge {
             what: format!(
-                "{what}, even with one sample per sub-plan (plans split work over the batch \
-                 only, not over channels or rows)"
+                "{what}, even with one sample and one output channel per sub-plan (plans split \
+                 work over the batch and the output channels, not over input channels or rows)"
             ),
             size,
             limit,
         },
         other => other,
     })?;
-    let (mut lo, mut hi) = (1, s.batch - 1);
+    let channels = largest(c.out_channels - 1, |o| check(&sub(o), &one).is_ok());
+    let batch = largest(s.batch, |b| check(&sub(channels), &with(b)).is_ok());
+    Ok(Split { batch, channels })
+}
+
+/// The largest n in `1..=max` with `ok(n)`, given `ok(1)` and `ok` monotone (`max` when 0).
+fn largest(max: usize, ok: impl Fn(usize) -> bool) -> usize {
+    if max <= 1 || ok(max) {
+        return max;
+    }
+    let (mut lo, mut hi) = (1, max - 1);
     while lo < hi {
         let mid = lo + (hi - lo).div_ceil(2);
-        if check(&with(mid)).is_ok() {
+        if ok(mid) {
             lo = mid;
         } else {
             hi = mid - 1;
         }
     }
-    Ok(lo)
+    lo
+}
+
+/// Element windows `(start, len)` covering a tensor of `numel` f32 that elementwise shaders bind
+/// window by window (buffer ranges, `GpuContext::steps_ranged`) when it exceeds one storage
+/// binding: each window fits `max_storage_buffer_binding_size` and the u32 item count of one job,
+/// and starts at a multiple of `min_storage_buffer_offset_alignment` bytes and of `multiple`
+/// elements. One window `(0, numel)` when the tensor fits whole.
+pub fn windows(
+    limits: &wgpu::Limits,
+    what: &str,
+    numel: usize,
+    multiple: usize,
+) -> Result<Vec<(usize, usize)>> {
+    let fit = (limits.max_storage_buffer_binding_size / 4).min(MAX_ITEMS);
+    if numel as u64 <= fit {
+        return Ok(vec![(0, numel)]);
+    }
+    let align = (limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+    let step_unit = lcm(align, multiple.max(1));
+    let step = (fit / step_unit as u64) as usize * step_unit;
+    if step == 0 {
+        return Err(DrConvError::TooLarge {
+            what: format!(
+                "one window of `{what}` ({step_unit} f32: min_storage_buffer_offset_alignment \
+                 {} bytes and {multiple}-element blocks) vs the device's \
+                 max_storage_buffer_binding_size",
+                limits.min_storage_buffer_offset_alignment
+            ),
+            size: step_unit as u64 * 4,
+            limit: limits.max_storage_buffer_binding_size,
+        });
+    }
+    Ok((0..numel)
+        .step_by(step)
+        .map(|start| (start, step.min(numel - start)))
+        .collect())
+}
+
+/// The binding of window `(start, len)` (elements) of `t`, from [`windows`].
+pub fn window_binding(t: &GpuTensor, (start, len): (usize, usize)) -> wgpu::BufferBinding<'_> {
+    wgpu::BufferBinding {
+        buffer: &t.buffer,
+        offset: start as u64 * 4,
+        size: std::num::NonZeroU64::new(len as u64 * 4),
+    }
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    a / gcd(a, b) * b
+}
+
+/// Storage buffers bound by the entry point that binds the most (with one such entry): the
+/// device must allow that many per shader stage. `tests/limits_split.rs` checks it against every
+/// entry point with naga.
+pub const MOST_STORAGE_BINDINGS: (&str, u32) = ("correlation::selected", 6);
+
+/// The shaders' storage bindings per entry point against `max_storage_buffers_per_shader_stage`.
+pub fn check_storage_bindings(limits: &wgpu::Limits) -> Result<()> {
+    let (entry, needed) = MOST_STORAGE_BINDINGS;
+    let limit = limits.max_storage_buffers_per_shader_stage;
+    if needed > limit {
+        return Err(DrConvError::TooLarge {
+            what: format!(
+                "storage buffers bound by one entry point of the shaders (e.g. {entry}) vs the \
+                 device's max_storage_buffers_per_shader_stage"
+            ),
+            size: needed as u64,
+            limit: limit as u64,
+        });
+    }
+    Ok(())
 }

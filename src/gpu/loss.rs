@@ -35,11 +35,19 @@ impl MsePlan {
                 )));
             }
         }
-        // The loss binds the whole output (a plan split over the batch does not split it).
-        let spec =
-            crate::gpu::limits::TensorSpec::new("output, bound whole by the MSE loss", &y.shape);
-        crate::gpu::limits::check_bound(&ctx.limits, &spec)?;
+        crate::gpu::limits::check_storage_bindings(&ctx.limits)?;
+        for (what, t) in [("output", y), ("target", target), ("gradient", grad)] {
+            crate::gpu::limits::check_holds(what, t)?;
+        }
         let n = y.numel();
+        // u32 element counts in the shader.
+        if n as u64 > crate::gpu::limits::MAX_ITEMS {
+            return Err(DrConvError::TooLarge {
+                what: format!("MSE loss over the output of shape {:?}: elements", y.shape),
+                size: n as u64,
+                limit: crate::gpu::limits::MAX_ITEMS,
+            });
+        }
         let chunks = n.div_ceil(LOSS_CHUNK);
         let loss = ctx.empty("loss", &[1])?;
         let partial = ctx.empty("loss_partial", &[chunks])?;
@@ -48,33 +56,47 @@ impl MsePlan {
             aux1: LOSS_CHUNK as u32,
             ..Default::default()
         };
+        // Outputs larger than one storage binding (a plan split over the batch or channels keeps
+        // them whole) are bound in windows of whole chunks.
+        let windows = crate::gpu::limits::windows(&ctx.limits, "MSE loss output", n, LOSS_CHUNK)?;
         let mut program = Program::default();
-        for (entry, bindings, items) in [
-            (
-                "grad",
-                vec![(1, &y.buffer), (2, &target.buffer), (3, &grad.buffer)],
-                n,
-            ),
-            (
-                "loss_partial",
-                vec![(1, &y.buffer), (2, &target.buffer), (4, &partial.buffer)],
-                chunks,
-            ),
-            (
-                "loss_reduce",
-                vec![(4, &partial.buffer), (5, &loss.buffer)],
-                1,
-            ),
-        ] {
-            program.steps.extend(ctx.steps(
-                entry,
+        for (start, len) in windows {
+            let range = |t| crate::gpu::limits::window_binding(t, (start, len));
+            let win = Dims {
+                cin: len as u32,
+                cout: (start / LOSS_CHUNK) as u32,
+                ..dims
+            };
+            let whole = wgpu::BufferBinding {
+                buffer: &partial.buffer,
+                offset: 0,
+                size: None,
+            };
+            program.steps.extend(ctx.steps_ranged(
+                "mse grad",
                 &shaders::MSE,
-                entry,
-                dims,
-                &bindings,
-                items as u64,
+                "grad",
+                win,
+                &[(1, range(y)), (2, range(target)), (3, range(grad))],
+                len as u64,
+            )?);
+            program.steps.extend(ctx.steps_ranged(
+                "mse loss_partial",
+                &shaders::MSE,
+                "loss_partial",
+                win,
+                &[(1, range(y)), (2, range(target)), (4, whole)],
+                len.div_ceil(LOSS_CHUNK) as u64,
             )?);
         }
+        program.steps.extend(ctx.steps(
+            "mse loss_reduce",
+            &shaders::MSE,
+            "loss_reduce",
+            dims,
+            &[(4, &partial.buffer), (5, &loss.buffer)],
+            1,
+        )?);
         Ok(MsePlan {
             loss,
             partial,

@@ -1,10 +1,12 @@
 //! SGD (momentum, weight decay) and Adam on the GPU, with PyTorch's update rules (see
-//! `crate::optim`): state buffers allocated once, one dispatch per parameter, and the per-step
+//! `crate::optim`): state buffers allocated once, one dispatch per parameter (one per window of
+//! a parameter larger than one storage binding: the updates are elementwise), and the per-step
 //! scalars (first-step flag, Adam's bias corrections) written into a small buffer before each step.
 
-use crate::error::Result;
+use crate::error::{DrConvError, Result};
 use crate::gpu::buffers::{GpuTensor, TENSOR_USAGE};
 use crate::gpu::context::GpuContext;
+use crate::gpu::limits;
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Dims, Program};
 use crate::gpu::shaders;
@@ -34,14 +36,17 @@ impl GpuOptimizer {
         grads: &[GpuTensor; 6],
     ) -> Result<Self> {
         config.validate()?;
+        limits::check_storage_bindings(&ctx.limits)?;
         let hyper = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("optimizer hyper"),
             size: 8 * 4,
             usage: TENSOR_USAGE,
             mapped_at_creation: false,
         });
+        // Stored, not bound whole: tensors larger than one storage binding are updated in
+        // windows (the shaders are elementwise).
         let zeros = |label: &str, like: &GpuTensor| -> Result<GpuTensor> {
-            let t = ctx.empty(label, &like.shape)?;
+            let t = ctx.empty_stored(label, &like.shape)?;
             ctx.fill(&t, 0.0);
             Ok(t)
         };
@@ -49,34 +54,49 @@ impl GpuOptimizer {
         let mut program = Program::default();
         for id in ParamId::ALL {
             let (p, g) = (params.get(id), &grads[id.index()]);
-            let dims = Dims::default();
-            let n = p.numel() as u64;
-            let steps = match config {
+            if g.shape != p.shape {
+                return Err(DrConvError::Shape(format!(
+                    "gradient of {} has shape {:?} but the parameter has shape {:?}",
+                    id.name(),
+                    g.shape,
+                    p.shape
+                )));
+            }
+            limits::check_holds(id.name(), p)?;
+            limits::check_holds(id.name(), g)?;
+            // The entry point and its state buffers (bindings 4 and 5).
+            let (label, shader, entry, state) = match config {
                 OptimizerConfig::Sgd { momentum, .. } if momentum != 0.0 => {
                     m.push(zeros("sgd momentum", p)?);
-                    let buf = &m[m.len() - 1].buffer;
-                    let b = [(1, &hyper), (2, &p.buffer), (3, &g.buffer), (4, buf)];
-                    ctx.steps("sgd", &shaders::SGD, "momentum", dims, &b, n)?
+                    let state = vec![m[m.len() - 1].clone()];
+                    ("sgd", &shaders::SGD, "momentum", state)
                 }
-                OptimizerConfig::Sgd { .. } => {
-                    let b = [(1, &hyper), (2, &p.buffer), (3, &g.buffer)];
-                    ctx.steps("sgd", &shaders::SGD, "plain", dims, &b, n)?
-                }
+                OptimizerConfig::Sgd { .. } => ("sgd", &shaders::SGD, "plain", Vec::new()),
                 OptimizerConfig::Adam { .. } => {
                     m.push(zeros("adam m", p)?);
                     v.push(zeros("adam v", p)?);
-                    let (mb, vb) = (&m[m.len() - 1].buffer, &v[v.len() - 1].buffer);
-                    let b = [
-                        (1, &hyper),
-                        (2, &p.buffer),
-                        (3, &g.buffer),
-                        (4, mb),
-                        (5, vb),
-                    ];
-                    ctx.steps("adam", &shaders::ADAM, "main", dims, &b, n)?
+                    let state = vec![m[m.len() - 1].clone(), v[v.len() - 1].clone()];
+                    ("adam", &shaders::ADAM, "main", state)
                 }
             };
-            program.steps.extend(steps);
+            for window in limits::windows(&ctx.limits, id.name(), p.numel(), 1)? {
+                let range = |t| limits::window_binding(t, window);
+                let hyper = wgpu::BufferBinding {
+                    buffer: &hyper,
+                    offset: 0,
+                    size: None,
+                };
+                let mut bindings = vec![(1, hyper), (2, range(p)), (3, range(g))];
+                bindings.extend((4..).zip(state.iter().map(range)));
+                program.steps.extend(ctx.steps_ranged(
+                    label,
+                    shader,
+                    entry,
+                    Dims::default(),
+                    &bindings,
+                    window.1 as u64,
+                )?);
+            }
         }
         Ok(GpuOptimizer {
             config,

@@ -205,6 +205,45 @@ impl GpuContext {
         buffers: &[(u32, &wgpu::Buffer)],
         items: u64,
     ) -> Result<Vec<Step>> {
+        let whole: Vec<_> = buffers
+            .iter()
+            .map(|&(binding, buffer)| {
+                let range = wgpu::BufferBinding {
+                    buffer,
+                    offset: 0,
+                    size: None,
+                };
+                (binding, range)
+            })
+            .collect();
+        self.steps_ranged(label, shader, entry, dims, &whole, items)
+    }
+
+    /// [`GpuContext::steps`] with buffer ranges: each binding may be part of a buffer (offset a
+    /// multiple of `min_storage_buffer_offset_alignment`), so that elementwise jobs on tensors
+    /// larger than one storage binding run window by window (see `crate::gpu::limits::windows`).
+    pub fn steps_ranged(
+        &self,
+        label: &'static str,
+        shader: &Shader,
+        entry: &'static str,
+        dims: Dims,
+        buffers: &[(u32, wgpu::BufferBinding<'_>)],
+        items: u64,
+    ) -> Result<Vec<Step>> {
+        // Every binding but the uniform is a storage buffer: refused here, not by validation.
+        let storage_limit = self.limits.max_storage_buffers_per_shader_stage;
+        if buffers.len() as u64 > storage_limit as u64 {
+            return Err(DrConvError::TooLarge {
+                what: format!(
+                    "storage buffers bound by {}::{entry} vs the device's \
+                     max_storage_buffers_per_shader_stage",
+                    shader.name
+                ),
+                size: buffers.len() as u64,
+                limit: storage_limit as u64,
+            });
+        }
         // Flat u32 indices in the shaders; MAX_ITEMS leaves room for the grid's padding.
         if items > MAX_ITEMS {
             return Err(DrConvError::TooLarge {
@@ -248,7 +287,7 @@ impl GpuContext {
             for (binding, b) in buffers {
                 entries.push(wgpu::BindGroupEntry {
                     binding: *binding,
-                    resource: b.as_entire_binding(),
+                    resource: wgpu::BindingResource::Buffer(b.clone()),
                 });
             }
             let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -32,11 +32,13 @@ shader!(
         "all_regions",
         "all_regions_direct",
         "selected",
-        "selected_direct"
+        "selected_direct",
+        "all_regions_direct4",
+        "selected_direct4"
     ]
 );
 shader!(REGION_SELECT, "region_select", ["gather", "lists"]);
-shader!(MATMUL, "matmul", ["tiled", "blocked"]);
+shader!(MATMUL, "matmul", ["tiled", "blocked", "direct4"]);
 shader!(
     REGION_SELECT_BWD,
     "region_select_bwd",

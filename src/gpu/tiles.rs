@@ -6,6 +6,7 @@
 //! limit like every other step. The shader recovers its tile with `group_index` (in each tiled
 //! shader): `wid.x + wid.y * nwg.x` plus `d.base / WG`, and stops at `d.count / WG`.
 
+use crate::config::DrConvConfig;
 use crate::error::{DrConvError, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::program::{Dims, Step, WG};
@@ -44,15 +45,21 @@ pub const CORR_WORKGROUP_BYTES: u32 = 8192;
 pub fn corr_staged(info: &wgpu::AdapterInfo) -> bool {
     match std::env::var("DRCONV_CORR").as_deref() {
         Ok("staged") => true,
-        Ok("direct") => false,
+        Ok("direct" | "direct4") => false,
         _ => info.device_type != wgpu::DeviceType::Cpu,
     }
 }
 
-/// The correlation's entry points: (all regions, selected region).
-pub fn corr_entries(info: &wgpu::AdapterInfo) -> (&'static str, &'static str) {
+/// The correlation's entry points: (all regions, selected region). CPU adapters read the
+/// weights directly, as vec4s when a kernel row (I*k*k values) is a whole number of vec4s.
+/// `DRCONV_CORR=staged|direct|direct4` forces a variant (direct4 only where rows allow it).
+pub fn corr_entries(info: &wgpu::AdapterInfo, c: &DrConvConfig) -> (&'static str, &'static str) {
+    let vec4_rows = (c.in_channels * c.kernel_size * c.kernel_size).is_multiple_of(4);
+    let forced = std::env::var("DRCONV_CORR");
     if corr_staged(info) {
         ("all_regions", "selected")
+    } else if vec4_rows && forced.as_deref() != Ok("direct") {
+        ("all_regions_direct4", "selected_direct4")
     } else {
         ("all_regions_direct", "selected_direct")
     }
