@@ -7,7 +7,8 @@
 //   per-region pixel lists of `region_select.wgsl` `lists`, into B x O x H' x W' (inference).
 //
 // Tiling: a workgroup of 64 invocations computes an (8*CG rows) x (256/CG pixels) tile, CG in
-// {1, 2, 4, 8} chosen by the planner (d.aux0) to fit O and the pixels per region. Invocation li
+// {1, 2, 4, 8} (16 too without staging: 128 x 16 tiles for small regions) chosen by the planner
+// (d.aux0) to fit O and the pixels per region. Invocation li
 // is in row group li / (64/CG) and pixel lane li % (64/CG); it keeps an 8 x 4 block in registers
 // (8 rows, 4 pixels strided by 64/CG, so consecutive invocations read consecutive pixels): per
 // inner step 2 vec4 weight loads and 4 x loads feed 32 multiply-adds. The weights of a chunk of

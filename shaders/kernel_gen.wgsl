@@ -71,3 +71,62 @@ fn store4(ob: u32, q: u32, nq: u32, nt: u32, v: vec4<f32>) {
     if (nt > 2u) { kern[o + 2u] = v.z; }
     if (nt > 3u) { kern[o + 3u] = v.w; }
 }
+
+// r <= 8: one invocation per (b, g, 8 channels) for every tap. Its 8 x r weights are loaded once
+// into registers (8 vec4s per half: loops of constant trip count 8 unroll, so the arrays stay in
+// registers) and reused for every block of 4 taps; per block, 8 sigmoid vec4s and the weights
+// feed 256 multiply-adds. The same operations in the same order as `main`.
+// Item = (b * r + g) * ceil(I*O / 8) + channel block.
+@compute @workgroup_size(WG)
+fn main_r8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let kk = d.k * d.k;
+    let io = d.cin * d.cout;
+    let cblocks = (io + 7u) / 8u;
+    let cl0 = (idx % cblocks) * 8u;
+    let bg = idx / cblocks;
+    let g = bg % d.r;
+    let b = bg / d.r;
+    let c_last = g * io + io - 1u;
+    let c0 = g * io + cl0;
+    let ca = chans(c0, 0u, c_last);
+    let cb = chans(c0, 1u, c_last);
+    let sig_base = (b * d.r + g) * d.r * kk;
+    let r1 = d.r - 1u;
+    var wa: array<vec4<f32>, 8>;
+    var wb: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        let jj = min(j, r1);
+        wa[j] = vec4(w3[ca.x * d.r + jj], w3[ca.y * d.r + jj], w3[ca.z * d.r + jj], w3[ca.w * d.r + jj]);
+        wb[j] = vec4(w3[cb.x * d.r + jj], w3[cb.y * d.r + jj], w3[cb.z * d.r + jj], w3[cb.w * d.r + jj]);
+    }
+    let bias_a = vec4(b3[ca.x], b3[ca.y], b3[ca.z], b3[ca.w]);
+    let bias_b = vec4(b3[cb.x], b3[cb.y], b3[cb.z], b3[cb.w]);
+    let nq = min(8u, io - cl0);
+    for (var uv0 = 0u; uv0 < kk; uv0 += 4u) {
+        let ts = vec4(uv0, min(uv0 + 1u, kk - 1u), min(uv0 + 2u, kk - 1u), min(uv0 + 3u, kk - 1u));
+        var a0 = bias_a; var a1 = bias_a; var a2 = bias_a; var a3 = bias_a;
+        var b0 = bias_b; var b1 = bias_b; var b2 = bias_b; var b3v = bias_b;
+        for (var j = 0u; j < 8u; j++) {
+            if (j < d.r) {
+                let sj = sig_base + j * kk;
+                let s = vec4(sig[sj + ts.x], sig[sj + ts.y], sig[sj + ts.z], sig[sj + ts.w]);
+                let xa = wa[j];
+                let xb = wb[j];
+                a0 += xa * s.x; a1 += xa * s.y; a2 += xa * s.z; a3 += xa * s.w;
+                b0 += xb * s.x; b1 += xb * s.y; b2 += xb * s.z; b3v += xb * s.w;
+            }
+        }
+        let ob = (b * d.r * io + c0) * kk + uv0;
+        let nt = min(4u, kk - uv0);
+        store4(ob, 0u, nq, nt, vec4(a0.x, a1.x, a2.x, a3.x));
+        store4(ob, 1u, nq, nt, vec4(a0.y, a1.y, a2.y, a3.y));
+        store4(ob, 2u, nq, nt, vec4(a0.z, a1.z, a2.z, a3.z));
+        store4(ob, 3u, nq, nt, vec4(a0.w, a1.w, a2.w, a3.w));
+        store4(ob, 4u, nq, nt, vec4(b0.x, b1.x, b2.x, b3v.x));
+        store4(ob, 5u, nq, nt, vec4(b0.y, b1.y, b2.y, b3v.y));
+        store4(ob, 6u, nq, nt, vec4(b0.z, b1.z, b2.z, b3v.z));
+        store4(ob, 7u, nq, nt, vec4(b0.w, b1.w, b2.w, b3v.w));
+    }
+}

@@ -5,7 +5,8 @@
 //! the CPU reference within tolerance, and region lists that are a stable partition of the
 //! pixels. Every correlation variant runs (weights staged in workgroup memory, the GPU default;
 //! read directly; read directly as vec4s, the CPU-adapter default where I*k*k % 4 == 0),
-//! whatever the adapter. Small shapes: CI runs on
+//! whatever the adapter, each with one of the kernel generators (`main`, `main_r8`, and the
+//! unrolled k = 3 kernels). Small shapes: CI runs on
 //! lavapipe.
 
 use std::collections::BTreeSet;
@@ -20,7 +21,7 @@ use drconv::{DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode};
 /// (in, out, k, r, stride, padding, dilation, input shape)
 type Case = (usize, usize, usize, usize, usize, usize, usize, [usize; 4]);
 
-const CASES: [Case; 8] = [
+const CASES: [Case; 9] = [
     (3, 8, 3, 1, 1, 1, 1, [1, 3, 24, 24]),
     (4, 16, 3, 2, 1, 1, 1, [2, 4, 16, 16]),
     (5, 32, 3, 4, 2, 1, 1, [1, 5, 30, 30]),
@@ -30,6 +31,8 @@ const CASES: [Case; 8] = [
     // I*k*k % 4 == 0: the vec4 weight rows of the `direct4` entries, at two more tilings.
     (4, 64, 3, 8, 1, 2, 2, [1, 4, 14, 14]),
     (8, 32, 3, 4, 2, 1, 1, [1, 8, 30, 30]),
+    // Small regions and O = 128: 16 row groups (128 x 16 tiles) without staging.
+    (4, 128, 3, 8, 1, 1, 1, [1, 4, 10, 10]),
 ];
 
 fn config(c: &Case) -> DrConvConfig {
@@ -52,8 +55,8 @@ fn tilings(c: &Case) -> (u64, u64) {
     let s = cfg.forward_shape(&c.7).unwrap();
     let (hw, r, o) = ((s.out_height * s.out_width) as u64, c.3 as u64, c.1 as u64);
     (
-        CorrTiling::dense(r * o, hw).groups,
-        CorrTiling::per_region(o, hw, r).groups,
+        CorrTiling::dense(r * o, hw, true).groups,
+        CorrTiling::per_region(o, hw, r, true).groups,
     )
 }
 
@@ -63,6 +66,12 @@ fn cases_cover_every_tiling_and_guide_kernel() {
     let all: BTreeSet<u64> = [1, 2, 4, 8].into();
     assert_eq!(dense.union(&fused).copied().collect::<BTreeSet<_>>(), all);
     assert!(fused.len() >= 3, "fused tilings covered: {fused:?}");
+    // Without staging (CPU adapters) the planner may also pick 16 row groups.
+    assert!(CASES.iter().any(|c| {
+        let s = config(c).forward_shape(&c.7).unwrap();
+        let hw = (s.out_height * s.out_width) as u64;
+        CorrTiling::per_region(c.1 as u64, hw, c.3 as u64, false).groups == 16
+    }));
     assert!(CASES.iter().any(|c| c.3 <= 4) && CASES.iter().any(|c| c.3 > 4 && c.3 % 8 != 0));
 }
 
@@ -106,11 +115,14 @@ fn fused_matches_all_regions_bitwise_and_the_cpu() {
             .await
             .expect("a GPU adapter (lavapipe on CI)");
         // The only test in this binary that builds plans, so the variable is not raced.
-        for variant in ["staged", "direct", "direct4"] {
-            std::env::set_var("DRCONV_CORR", variant);
-            check_cases(&ctx, variant).await;
+        // Each correlation variant with one of the kernel generators (`kernel_gen_entry`).
+        for (corr, kernel_gen) in [("staged", "main"), ("direct", "r8"), ("direct4", "k3")] {
+            std::env::set_var("DRCONV_CORR", corr);
+            std::env::set_var("DRCONV_KERNEL_GEN", kernel_gen);
+            check_cases(&ctx, &format!("{corr}/{kernel_gen}")).await;
         }
         std::env::remove_var("DRCONV_CORR");
+        std::env::remove_var("DRCONV_KERNEL_GEN");
     });
 }
 

@@ -8,7 +8,7 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Dims, Program};
 use crate::gpu::shaders;
-use crate::gpu::tiles::{corr_entries, CorrTiling, CORR_WORKGROUP_BYTES};
+use crate::gpu::tiles::{corr_entries, corr_staged, CorrTiling, CORR_WORKGROUP_BYTES};
 use crate::params::ParamId;
 
 /// Which forward to run.
@@ -102,7 +102,6 @@ impl ForwardPlan {
         let p = |id: ParamId| &params.get(id).buffer;
         let (batch, hw) = (s.batch as u64, (s.out_height * s.out_width) as u64);
         let (r, o) = (c.region_num as u64, c.out_channels as u64);
-        let io = (c.in_channels * c.out_channels) as u64;
         let mut program = Program::default();
         let mut add = |steps: Vec<_>| program.steps.extend(steps);
         add(ctx.steps(
@@ -127,11 +126,11 @@ impl ForwardPlan {
             ],
             kernel_logits.numel() as u64,
         )?);
-        let kk = (c.kernel_size * c.kernel_size) as u64;
+        let (kg_shader, kg_entry, kg_items) = kernel_gen_entry(&ctx.info, c, batch);
         add(ctx.steps(
             "kernel_gen",
-            &shaders::KERNEL_GEN,
-            "main",
+            kg_shader,
+            kg_entry,
             dims,
             &[
                 (1, &sigmoid.buffer),
@@ -139,7 +138,7 @@ impl ForwardPlan {
                 (3, p(ParamId::KernelB3)),
                 (4, &kernel.buffer),
             ],
-            batch * r * io.div_ceil(8) * kk.div_ceil(4),
+            kg_items,
         )?);
         // 8 pixels x 4 regions per invocation up to r = 4, else 4 pixels x 8 regions.
         let (guide_entry, guide_px) = if r <= 4 {
@@ -162,7 +161,7 @@ impl ForwardPlan {
             (region.numel() as u64).div_ceil(64 * guide_px) * 64,
         )?);
         if let Some(corr) = &corr {
-            let t = CorrTiling::dense(r * o, hw);
+            let t = CorrTiling::dense(r * o, hw, corr_staged(&ctx.info));
             let tiled = Dims {
                 aux0: t.groups as u32,
                 ..dims
@@ -203,7 +202,7 @@ impl ForwardPlan {
             )?);
             // Region g needs ceil(n_g / tile) pixel tiles; over all regions that is at most
             // ceil(H'W' / tile) + r - 1. Tiles past a sample's real count exit at once.
-            let t = CorrTiling::per_region(o, hw, r);
+            let t = CorrTiling::per_region(o, hw, r, corr_staged(&ctx.info));
             let tiled = Dims {
                 aux0: t.groups as u32,
                 ..dims
@@ -273,4 +272,34 @@ impl ForwardPlan {
             ctx.fill(t, f32::NAN);
         }
     }
+}
+
+/// The kernel generator's shader, entry point and invocation count. CPU adapters with k = 3,
+/// r in {4, 8} and I*O % 8 == 0 take the fully unrolled vec4 kernels of
+/// `shaders/kernel_gen_k3.wgsl`; otherwise r <= 8 holds its weights in registers over every tap
+/// (`main_r8`) and larger r computes one block of taps per invocation (`main`).
+/// `DRCONV_KERNEL_GEN=main|r8|k3` forces one (k3 only where it applies), for tests.
+pub fn kernel_gen_entry(
+    info: &wgpu::AdapterInfo,
+    c: &DrConvConfig,
+    batch: u64,
+) -> (&'static shaders::Shader, &'static str, u64) {
+    let (r, io) = (c.region_num as u64, (c.in_channels * c.out_channels) as u64);
+    let kk = (c.kernel_size * c.kernel_size) as u64;
+    let forced = std::env::var("DRCONV_KERNEL_GEN");
+    let forced = forced.as_deref().ok();
+    let k3 = c.kernel_size == 3 && (r == 4 || r == 8) && io.is_multiple_of(8);
+    let cpu = !corr_staged(info);
+    if k3 && (forced == Some("k3") || (forced.is_none() && cpu)) {
+        let entry = if r == 8 { "main_r8" } else { "main_r4" };
+        return (&shaders::KERNEL_GEN_K3, entry, batch * r * io / 8);
+    }
+    if r <= 8 && forced != Some("main") {
+        return (&shaders::KERNEL_GEN, "main_r8", batch * r * io.div_ceil(8));
+    }
+    (
+        &shaders::KERNEL_GEN,
+        "main",
+        batch * r * io.div_ceil(8) * kk.div_ceil(4),
+    )
 }

@@ -23,7 +23,8 @@ macro_rules! shader {
 
 shader!(ADAPTIVE_POOL, "adaptive_pool", ["main"]);
 shader!(KERNEL_LOGITS, "kernel_logits", ["main"]);
-shader!(KERNEL_GEN, "kernel_gen", ["main"]);
+shader!(KERNEL_GEN, "kernel_gen", ["main", "main_r8"]);
+shader!(KERNEL_GEN_K3, "kernel_gen_k3", ["main_r8", "main_r4"]);
 shader!(GUIDE_CONV, "guide_conv", ["guide_argmax4", "guide_argmax8"]);
 shader!(
     CORRELATION,
@@ -75,6 +76,7 @@ pub const ALL: &[Shader] = &[
     ADAPTIVE_POOL,
     KERNEL_LOGITS,
     KERNEL_GEN,
+    KERNEL_GEN_K3,
     GUIDE_CONV,
     CORRELATION,
     REGION_SELECT,

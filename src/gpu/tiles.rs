@@ -82,9 +82,10 @@ impl CorrTiling {
     }
 
     /// The tiling of the all-regions GEMM (`rows` = r*O rows by `pixels` = H'W' columns per
-    /// sample) with the least padded work; ties go to the squarer tile.
-    pub fn dense(rows: u64, pixels: u64) -> Self {
-        Self::least(|t| {
+    /// sample) with the least padded work; ties go to the squarer tile. `staged`: the weights go
+    /// through workgroup memory, which holds at most 8 row groups.
+    pub fn dense(rows: u64, pixels: u64, staged: bool) -> Self {
+        Self::least(staged, |t| {
             t.padded_rows(rows) * pixels.div_ceil(t.pixels()) as u128 * t.pixels() as u128
         })
     }
@@ -92,8 +93,8 @@ impl CorrTiling {
     /// The tiling of the per-region GEMMs (`rows` = O rows, a sample's `pixels` split over
     /// `regions` lists of sizes known only on the device): each list wastes half a tile on
     /// average, so small regions favour narrow tiles.
-    pub fn per_region(rows: u64, pixels: u64, regions: u64) -> Self {
-        Self::least(|t| {
+    pub fn per_region(rows: u64, pixels: u64, regions: u64, staged: bool) -> Self {
+        Self::least(staged, |t| {
             t.padded_rows(rows) * (2 * pixels as u128 + regions as u128 * t.pixels() as u128)
         })
     }
@@ -102,10 +103,12 @@ impl CorrTiling {
         rows.div_ceil(self.rows()) as u128 * self.rows() as u128
     }
 
-    fn least(cost: impl Fn(CorrTiling) -> u128) -> Self {
-        [4, 8, 2, 1]
-            .map(|groups| CorrTiling { groups })
+    fn least(staged: bool, cost: impl Fn(CorrTiling) -> u128) -> Self {
+        let most = if staged { 8 } else { 16 };
+        [4, 8, 2, 1, 16]
             .into_iter()
+            .filter(|&g| g <= most)
+            .map(|groups| CorrTiling { groups })
             .min_by_key(|&t| cost(t))
             .unwrap_or(CorrTiling { groups: 4 })
     }
