@@ -1,5 +1,5 @@
-// dst += src, elementwise: sums the per-chunk parameter gradients of a plan split over the batch
-// (see src/gpu/split.rs), chunk by chunk in order, so the sum is deterministic.
+// dst += src, elementwise: sums the per-chunk gradients of a plan split over batch and output
+// channels (see src/gpu/split/), chunk by chunk in order, so the sum is deterministic.
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 

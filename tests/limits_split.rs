@@ -1,5 +1,5 @@
 //! Plans on devices with deliberately small limits: tiny storage bindings force the split over
-//! the batch and, when one sample is already too large, over output channels (src/gpu/split.rs),
+//! the batch and, when one sample is already too large, over output channels (src/gpu/split/),
 //! and the optimizer and loss to work in windows of their tensors; a tiny workgroup grid forces
 //! every job into many dispatches (`GpuContext::steps`). Results must still match the CPU reference: region maps exactly,
 //! outputs within the forward tolerance, gradients within the backward tolerance. The device

@@ -14,40 +14,83 @@ use super::timer::{median_of, Timer};
 pub const VARIANTS: [(&str, u64, u64); 3] =
     [("tiled", 32, 32), ("blocked", 32, 64), ("direct4", 32, 64)];
 
-/// GFLOP/s of one `n x n x n` GEMM per variant (median over `budget_s` seconds each).
+/// The `n x n x n` GEMM of every variant, bound once, its inputs kept for the check.
+pub struct Gemm {
+    pub n: usize,
+    /// (entry point, program) per variant.
+    pub variants: Vec<(&'static str, Program)>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: crate::gpu::GpuTensor,
+}
+
+impl Gemm {
+    pub fn new(ctx: &GpuContext, n: usize) -> Result<Self> {
+        let mut rng = Rng::new(7);
+        let (ha, hb) = (rng.normal_vec(n * n), rng.normal_vec(n * n));
+        let a = ctx.upload("matmul a", &Tensor::new(&[n, n], ha.clone())?)?;
+        let b = ctx.upload("matmul b", &Tensor::new(&[n, n], hb.clone())?)?;
+        let c = ctx.empty("matmul c", &[n, n])?;
+        let dims = Dims {
+            cin: n as u32,
+            aux0: n as u32,
+            aux1: n as u32,
+            ..Default::default()
+        };
+        let mut variants = Vec::new();
+        for (entry, tm, tn) in VARIANTS {
+            let groups = (n as u64).div_ceil(tm) * (n as u64).div_ceil(tn);
+            // `direct4` reads A through its vec4 view (binding 4) only.
+            let a_binding = if entry == "direct4" { 4 } else { 1 };
+            let bindings = [(a_binding, &a.buffer), (2, &b.buffer), (3, &c.buffer)];
+            let steps =
+                ctx.group_steps("matmul", &shaders::MATMUL, entry, dims, &bindings, groups)?;
+            variants.push((entry, Program { steps }));
+        }
+        Ok(Gemm {
+            n,
+            variants,
+            a: ha,
+            b: hb,
+            c,
+        })
+    }
+
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.n as f64).powi(3)
+    }
+
+    /// Runs variant `i` on a NaN-poisoned C and checks 64 sampled entries against f64.
+    pub async fn check(&self, ctx: &GpuContext, timer: &Timer, i: usize) -> Result<()> {
+        ctx.fill(&self.c, f32::NAN);
+        timer.time(ctx, &self.variants[i].1).await?;
+        let c = self.c.read(ctx).await?.data;
+        check(
+            &c,
+            &self.a,
+            &self.b,
+            self.n,
+            self.variants[i].0,
+            &mut Rng::new(8),
+        )
+    }
+}
+
+/// GFLOP/s of one `n x n x n` GEMM per variant (median over `budget_s` seconds each), each
+/// checked for a correct product.
 pub async fn matmul_gflops(
     ctx: &GpuContext,
     timer: &Timer,
-    n: usize,
+    gemm: &Gemm,
     budget_s: f64,
 ) -> Result<Vec<(&'static str, f64)>> {
-    let mut rng = Rng::new(7);
-    let (ha, hb) = (rng.normal_vec(n * n), rng.normal_vec(n * n));
-    let a = ctx.upload("matmul a", &Tensor::new(&[n, n], ha.clone())?)?;
-    let b = ctx.upload("matmul b", &Tensor::new(&[n, n], hb.clone())?)?;
-    let c = ctx.empty("matmul c", &[n, n])?;
-    let dims = Dims {
-        cin: n as u32,
-        aux0: n as u32,
-        aux1: n as u32,
-        ..Default::default()
-    };
-    let flops = 2.0 * (n as f64).powi(3);
     let mut out = Vec::new();
-    for (entry, tm, tn) in VARIANTS {
-        let groups = (n as u64).div_ceil(tm) * (n as u64).div_ceil(tn);
-        // `direct4` reads A through its vec4 view (binding 4) only.
-        let a_binding = if entry == "direct4" { 4 } else { 1 };
-        let bindings = [(a_binding, &a.buffer), (2, &b.buffer), (3, &c.buffer)];
-        let program = Program {
-            steps: ctx.group_steps("matmul", &shaders::MATMUL, entry, dims, &bindings, groups)?,
-        };
-        ctx.fill(&c, f32::NAN);
-        let ms = median_of(1, 3, 50, budget_s, || timer.time(ctx, &program))
+    for (i, (entry, program)) in gemm.variants.iter().enumerate() {
+        let ms = median_of(1, 3, 50, budget_s, || timer.time(ctx, program))
             .await?
             .median;
-        check(&c.read(ctx).await?.data, &ha, &hb, n, entry, &mut rng)?;
-        out.push((entry, flops / (ms * 1e-3) / 1e9));
+        gemm.check(ctx, timer, i).await?;
+        out.push((*entry, gemm.flops() / (ms * 1e-3) / 1e9));
     }
     Ok(out)
 }

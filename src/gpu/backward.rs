@@ -46,9 +46,17 @@ pub struct GpuGradients {
 /// One buffer per parameter for its gradient, shared by every backward plan of a layer (they do
 /// not depend on the input shape), so an optimizer binds them once.
 pub fn param_grad_buffers(ctx: &GpuContext, config: &DrConvConfig) -> Result<[GpuTensor; 6]> {
+    grad_buffers_with(config, |name, shape| ctx.empty(name, shape))
+}
+
+/// One gradient buffer per parameter, in `ParamId::ALL` order, made by `alloc(name, shape)`.
+pub fn grad_buffers_with(
+    config: &DrConvConfig,
+    mut alloc: impl FnMut(&'static str, &[usize]) -> Result<GpuTensor>,
+) -> Result<[GpuTensor; 6]> {
     let mut out = Vec::with_capacity(6);
     for id in ParamId::ALL {
-        out.push(ctx.empty(id.name(), &config.param_shape(id))?);
+        out.push(alloc(id.name(), &config.param_shape(id))?);
     }
     Ok(out.try_into().expect("six parameters"))
 }
@@ -91,8 +99,8 @@ impl BackwardPlan {
                 ))
             }
         };
-        // Beyond the device's binding limits: sub-plans over batch chunks (src/gpu/split.rs),
-        // the full-batch gradients theirs, the other intermediates the last chunk's.
+        // Beyond the device's binding limits: sub-plans over batch and output-channel chunks
+        // (src/gpu/split/), the full gradients theirs, the other intermediates the last chunk's.
         if let Some(split) = crate::gpu::split::backward(ctx, config, params, fwd, param_grads)? {
             let last = split.last;
             return Ok(BackwardPlan {

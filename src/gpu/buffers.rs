@@ -67,7 +67,8 @@ impl GpuContext {
     }
 
     /// A device tensor that is only copied to and from (never bound whole by a shader), so only
-    /// `max_buffer_size` limits it: the full-batch tensors of a plan split over the batch.
+    /// `max_buffer_size` limits it: the full tensors of a plan split over batch and output
+    /// channels.
     pub fn empty_stored(&self, label: &str, shape: &[usize]) -> Result<GpuTensor> {
         let spec = TensorSpec::new(label, shape);
         limits::check_stored(&self.limits, &spec)?;

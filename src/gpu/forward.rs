@@ -60,7 +60,8 @@ impl ForwardPlan {
         mode: Mode,
     ) -> Result<Self> {
         let shape = config.forward_shape(&input.shape)?;
-        // Beyond the device's binding limits: sub-plans over batch chunks (src/gpu/split.rs).
+        // Beyond the device's binding limits: sub-plans over batch and output-channel chunks
+        // (src/gpu/split/).
         if let Some(plan) = crate::gpu::split::forward(ctx, config, params, input, mode)? {
             return Ok(plan);
         }
