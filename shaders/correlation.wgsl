@@ -109,7 +109,7 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>, 
                 w1 = vec4(kern[rbb.x + col], kern[rbb.y + col], kern[rbb.z + col], kern[rbb.w + col]);
             }
             // Unsigned compares: a negative coordinate is huge, so one test per axis.
-            let ok = vec4<u32>(iy0 + dy) < vec4(d.h) & vec4<u32>(ix0 + dx) < vec4(d.w);
+            let ok = (vec4<u32>(iy0 + dy) < vec4(d.h)) & (vec4<u32>(ix0 + dx) < vec4(d.w));
             let at = select(vec4(0u), xo + off, ok);
             let xv = select(vec4(0.0), vec4(x[at.x], x[at.y], x[at.z], x[at.w]), ok);
             p0a += w0 * xv.x; p0b += w1 * xv.x;
@@ -173,7 +173,7 @@ fn gemm_tile4(cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array
             let dy = i32(u * d.dil);
             let dx = i32(v * d.dil);
             let off = i * plane + u * d.dil * d.w + v * d.dil;
-            let ok = vec4<u32>(iy0 + dy) < vec4(d.h) & vec4<u32>(ix0 + dx) < vec4(d.w);
+            let ok = (vec4<u32>(iy0 + dy) < vec4(d.h)) & (vec4<u32>(ix0 + dx) < vec4(d.w));
             let at = select(vec4(0u), xo + off, ok);
             let xv = select(vec4(0.0), vec4(x[at.x], x[at.y], x[at.z], x[at.w]), ok);
             p0a += w0 * xv.x; p0b += w1 * xv.x;

@@ -87,7 +87,7 @@ fn corners(pix: vec4<u32>) -> Corners {
 // x of the 4 pixels at tap offset (dy, dx) and flat offset `off` from their corners, 0 in the
 // padding. Unsigned compares: a negative coordinate is huge, so one test per axis.
 fn taps(c: Corners, dy: i32, dx: i32, off: u32) -> vec4<f32> {
-    let ok = vec4<u32>(c.iy0 + dy) < vec4(d.h) & vec4<u32>(c.ix0 + dx) < vec4(d.w);
+    let ok = (vec4<u32>(c.iy0 + dy) < vec4(d.h)) & (vec4<u32>(c.ix0 + dx) < vec4(d.w));
     let at = select(vec4(0u), c.xo + off, ok);
     return select(vec4(0.0), vec4(x[at.x], x[at.y], x[at.z], x[at.w]), ok);
 }

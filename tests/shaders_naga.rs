@@ -286,3 +286,70 @@ fn glsl() {
         errors
     });
 }
+
+/// WGSL (and so Chrome's Tint) rejects a bitwise `&`, `|` or `^` mixed with another binary
+/// operator without parentheses ("mixing '<' and '&' requires parenthesis"); naga accepts it, so
+/// the browser would be the first to fail. Checks every shader line at each parenthesis depth
+/// (binary operators are written with spaces around them in this crate's shaders).
+#[test]
+fn bitwise_operators_are_parenthesised_for_tint() {
+    let mut errors = Vec::new();
+    for shader in drconv::gpu::shaders::ALL {
+        for (n, line) in shader.source().lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if let Some(e) = mixed_bitwise(code) {
+                errors.push(format!(
+                    "{} line {}: {e}: {}",
+                    shader.name,
+                    n + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+/// The first operator mixed with a bitwise one at the same depth of one expression, if any.
+fn mixed_bitwise(code: &str) -> Option<String> {
+    const OTHER: [&str; 16] = [
+        "+", "-", "*", "/", "%", "<", ">", "<=", ">=", "==", "!=", "<<", ">>", "&&", "||", "=",
+    ];
+    // Per open parenthesis depth: (saw a bitwise operator, first other operator seen).
+    let mut stack: Vec<(bool, Option<String>)> = vec![(false, None)];
+    let tokens: Vec<&str> = code
+        .split_inclusive(['(', ')', ',', ';', '{', '}', '[', ']'])
+        .collect();
+    for chunk in tokens {
+        let (body, delim) = match chunk.chars().last() {
+            Some(c @ ('(' | ')' | ',' | ';' | '{' | '}' | '[' | ']')) => {
+                (&chunk[..chunk.len() - 1], Some(c))
+            }
+            _ => (chunk, None),
+        };
+        for word in body.split_whitespace() {
+            let top = stack.last_mut().expect("depth 0 stays");
+            if matches!(word, "&" | "|" | "^") {
+                top.0 = true;
+            } else if OTHER.contains(&word) && word != "=" {
+                top.1.get_or_insert_with(|| word.to_string());
+            } else if word == "=" {
+                *top = (false, None);
+            }
+            if let (true, Some(other)) = (top.0, &top.1) {
+                return Some(format!("bitwise operator beside `{other}`"));
+            }
+        }
+        match delim {
+            Some('(' | '[') => stack.push((false, None)),
+            Some(')' | ']') if stack.len() > 1 => {
+                stack.pop();
+            }
+            Some(',' | ';' | '{' | '}') => {
+                *stack.last_mut().expect("depth 0 stays") = (false, None)
+            }
+            _ => {}
+        }
+    }
+    None
+}
