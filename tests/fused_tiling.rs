@@ -21,7 +21,7 @@ use drconv::{DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode};
 /// (in, out, k, r, stride, padding, dilation, input shape)
 type Case = (usize, usize, usize, usize, usize, usize, usize, [usize; 4]);
 
-const CASES: [Case; 9] = [
+const CASES: [Case; 11] = [
     (3, 8, 3, 1, 1, 1, 1, [1, 3, 24, 24]),
     (4, 16, 3, 2, 1, 1, 1, [2, 4, 16, 16]),
     (5, 32, 3, 4, 2, 1, 1, [1, 5, 30, 30]),
@@ -33,6 +33,9 @@ const CASES: [Case; 9] = [
     (8, 32, 3, 4, 2, 1, 1, [1, 8, 30, 30]),
     // Small regions and O = 128: 16 row groups (128 x 16 tiles) without staging.
     (4, 128, 3, 8, 1, 1, 1, [1, 4, 10, 10]),
+    // Batches through the unrolled k = 3 kernel generators (r = 4 and r = 8, I*O % 8 == 0).
+    (8, 16, 3, 4, 1, 1, 1, [3, 8, 10, 10]),
+    (4, 16, 3, 8, 1, 1, 1, [2, 4, 9, 9]),
 ];
 
 fn config(c: &Case) -> DrConvConfig {
