@@ -8,8 +8,8 @@
 //
 // Tiling: a workgroup of 64 invocations computes an (8*CG rows) x (256/CG pixels) tile, CG in
 // {1, 2, 4, 8} (16 too without staging: 128 x 16 tiles for small regions) chosen by the planner
-// (d.aux0) to fit O and the pixels per region. Invocation li
-// is in row group li / (64/CG) and pixel lane li % (64/CG); it keeps an 8 x 4 block in registers
+// (d.aux0) to fit O and the pixels per region. Invocation li is in row group li / (64/CG) and
+// pixel lane li % (64/CG); it keeps an 8 x 4 block in registers
 // (8 rows, 4 pixels strided by 64/CG, so consecutive invocations read consecutive pixels): per
 // inner step 2 vec4 weight loads and 4 x loads feed 32 multiply-adds. The weights of a chunk of
 // KC inner indices are staged in workgroup memory; the invocations of a row group read the same
@@ -17,7 +17,8 @@
 // Tiles are numbered by `group_index` (src/gpu/tiles.rs).
 // The `_direct` entries skip the staging and read each weight from memory in the inner loop, for
 // CPU adapters (lavapipe): there workgroup memory is ordinary memory, every per-invocation load is
-// a per-lane gather either way, and the staging pass and barriers are pure overhead.
+// a per-lane gather either way, and the staging pass and barriers are pure overhead. The
+// `_direct4` entries (`gemm_tile4`) read the weight rows as vec4s, where I*k*k % 4 == 0.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> kern: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;

@@ -1,8 +1,10 @@
 // conv_kernel.3: grouped 1x1 conv (groups = r) from the r*r sigmoid maps to the r*I*O kernel
 // channels. Group g reads sigmoid channels g*r..g*r+r-1 and writes channels g*I*O..(g+1)*I*O-1:
 // per (b, g) a small GEMM, kernel[c, uv] = b3[c] + sum_j w3[c, j] * sig[j, uv], with only r
-// terms per output. One invocation per (b, g, 8 channels, 4 taps): per j, 8 weight and 4 sigmoid
-// loads feed 32 multiply-adds, instead of 2 loads per multiply-add.
+// terms per output. `main` (any r): one invocation per (b, g, 8 channels, 4 taps); per j, 8 weight
+// and 4 sigmoid loads feed 32 multiply-adds. `main_r8` (r <= 8): one invocation per (b, g, 8
+// channels) for every tap, its weights kept in registers. CPU adapters with k = 3 and r in {4, 8}
+// use kernel_gen_k3.wgsl instead (`kernel_gen_entry` in src/gpu/forward.rs picks).
 @group(0) @binding(1) var<storage, read> sig: array<f32>;
 @group(0) @binding(2) var<storage, read> w3: array<f32>;
 @group(0) @binding(3) var<storage, read> b3: array<f32>;
