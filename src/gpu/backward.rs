@@ -28,6 +28,43 @@ const CORR_CHANNELS: usize = 4;
 /// (`GC_CH` in shaders/guide_conv_bwd.wgsl).
 const GUIDE_CHANNELS: usize = 4;
 
+/// The correlation backward's buffers on CPU adapters (see [`cpu_corr_entry`]).
+#[derive(Debug)]
+struct CpuCorr {
+    /// `kernel_grad_lists8` or `kernel_grad_lists4`.
+    entry: &'static str,
+    /// Per-region pixel lists (`region_select.wgsl` `lists`), B x H'W' and B x (r+1), u32.
+    order: GpuTensor,
+    starts: GpuTensor,
+    /// x as B x H x W x I, grad_output as B x H' x W' x O, the kernel as B x r x k*k x O x I.
+    x_t: GpuTensor,
+    gy_t: GpuTensor,
+    kernel_t: GpuTensor,
+}
+
+/// The kernel gradient's entry on CPU adapters (llvmpipe runs a per-lane loop for every load,
+/// and keeps a dynamically indexed private array in memory), or `None` for the gather entries
+/// (GPUs, I or O not a multiple of 4, or `DRCONV_BWD=gather`). The CPU entries run per-region
+/// GEMMs over pixel lists and read channel-last copies of x, grad_output and the kernel as
+/// vec4s; 8 output channels per invocation unless that leaves fewer than 8 workgroups.
+fn cpu_corr_entry(ctx: &GpuContext, c: &DrConvConfig, s: &ForwardShape) -> Option<&'static str> {
+    let forced = std::env::var("DRCONV_BWD");
+    if crate::gpu::tiles::corr_staged(&ctx.info)
+        || forced.as_deref() == Ok("gather")
+        || !c.in_channels.is_multiple_of(4)
+        || !c.out_channels.is_multiple_of(4)
+    {
+        return None;
+    }
+    let kk = c.kernel_size * c.kernel_size;
+    let items8 = s.batch * c.out_channels.div_ceil(8) * (c.in_channels / 4) * kk;
+    Some(if items8 >= 8 * crate::gpu::program::WG as usize {
+        "kernel_grad_lists8"
+    } else {
+        "kernel_grad_lists4"
+    })
+}
+
 /// The gradients of one backward, on the device. They alias the plan's buffers: the next
 /// backward of the same layer overwrites them (the parameter gradients are shared by all plans).
 #[derive(Debug, Clone)]
@@ -71,6 +108,8 @@ pub struct BackwardPlan {
     pub grads: GpuGradients,
     /// Guide weight/bias partial sums, chunks x (r*I*k*k + r).
     guide_partial: GpuTensor,
+    /// CPU adapters: the correlation backward's pixel lists and channel-last copies.
+    cpu_corr: Option<CpuCorr>,
     /// dcorr = grad_output masked to the selected region, B x r x O x H' x W'; only made (and
     /// written, by `inspect`) once asked for, since nothing else needs it.
     pub corr: Option<GpuTensor>,
@@ -134,7 +173,17 @@ impl BackwardPlan {
         let guide_elems = c.region_num * c.in_channels * kk + c.region_num;
         let chunks = (s.batch * s.out_height * s.out_width).div_ceil(GUIDE_CHUNK);
         let guide_partial = ctx.empty("grad.guide_partial", &[chunks, guide_elems])?;
-
+        let cpu_corr = match cpu_corr_entry(ctx, c, s) {
+            Some(entry) => Some(CpuCorr {
+                entry,
+                order: ctx.empty("grad.region_order", &s.region())?,
+                starts: ctx.empty("grad.region_starts", &[s.batch, c.region_num + 1])?,
+                x_t: ctx.empty("grad.x_t", &s.input(c))?,
+                gy_t: ctx.empty("grad.gy_t", &s.output(c))?,
+                kernel_t: ctx.empty("grad.kernel_t", &s.kernel(c))?,
+            }),
+            None => None,
+        };
         let mut dims = Dims::new(c, s);
         dims.aux0 = GUIDE_CHUNK as u32;
         dims.aux1 = chunks as u32;
@@ -160,35 +209,115 @@ impl BackwardPlan {
             g.guide.numel() as u64,
         )?);
         // Correlation: generated kernels, then dx's first path (assigns dx).
-        add(ctx.steps(
-            "corr_kernel_grad",
-            &CORRELATION_BWD,
-            "kernel_grad",
-            dims,
-            &[
-                (1, &fwd.input.buffer),
-                (3, gy),
-                (4, &fwd.region.buffer),
-                (5, &g.kernel.buffer),
-            ],
-            // One invocation per (b, o, block of CORR_CHANNELS input channels, u, v): it fills
-            // every region's copy of those taps.
-            (s.batch * c.out_channels * c.in_channels.div_ceil(CORR_CHANNELS) * kk) as u64,
-        )?);
-        add(ctx.steps(
-            "corr_input_grad",
-            &CORRELATION_BWD,
-            "input_grad",
-            dims,
-            &[
-                (2, &fwd.kernel.buffer),
-                (3, gy),
-                (4, &fwd.region.buffer),
-                (6, &g.x.buffer),
-            ],
-            // One invocation per (b, block of CORR_CHANNELS channels, y, x).
-            (s.batch * c.in_channels.div_ceil(CORR_CHANNELS) * s.height * s.width) as u64,
-        )?);
+        if let Some(t) = &cpu_corr {
+            add(ctx.group_steps(
+                "region_lists",
+                &REGION_SELECT,
+                "lists",
+                dims,
+                &[
+                    (2, &fwd.region.buffer),
+                    (5, &t.order.buffer),
+                    (6, &t.starts.buffer),
+                ],
+                s.batch as u64,
+            )?);
+            let (hw_in, hw_out) = (s.height * s.width, s.out_height * s.out_width);
+            for (label, src, dst, ch, sp) in [
+                ("corr_x_t", &fwd.input, &t.x_t, c.in_channels, hw_in),
+                ("corr_gy_t", &grad_output, &t.gy_t, c.out_channels, hw_out),
+            ] {
+                let tdims = Dims {
+                    aux0: ch as u32,
+                    aux1: sp as u32,
+                    ..dims
+                };
+                add(ctx.steps(
+                    label,
+                    &CORRELATION_BWD,
+                    "transpose",
+                    tdims,
+                    &[(11, &src.buffer), (12, &dst.buffer)],
+                    (src.numel() / 4) as u64,
+                )?);
+            }
+            let ob = if t.entry == "kernel_grad_lists8" {
+                8
+            } else {
+                4
+            };
+            add(ctx.steps(
+                "corr_kernel_grad",
+                &CORRELATION_BWD,
+                t.entry,
+                dims,
+                &[
+                    (5, &g.kernel.buffer),
+                    (7, &t.order.buffer),
+                    (8, &t.starts.buffer),
+                    (13, &t.x_t.buffer),
+                    (14, &t.gy_t.buffer),
+                ],
+                // One invocation per (b, block of `ob` output and 4 input channels, u, v).
+                (s.batch * c.out_channels.div_ceil(ob) * (c.in_channels / 4) * kk) as u64,
+            )?);
+            let k3 = c.kernel_size == 3;
+            add(ctx.steps(
+                "corr_kernel_t",
+                &CORRELATION_BWD,
+                if k3 { "kernel_t3" } else { "kernel_t" },
+                dims,
+                &[
+                    (if k3 { 15 } else { 2 }, &fwd.kernel.buffer),
+                    (9, &t.kernel_t.buffer),
+                ],
+                (fwd.kernel.numel() / 4) as u64,
+            )?);
+            add(ctx.steps(
+                "corr_input_grad",
+                &CORRELATION_BWD,
+                "input_grad_t",
+                dims,
+                &[
+                    (4, &fwd.region.buffer),
+                    (6, &g.x.buffer),
+                    (10, &t.kernel_t.buffer),
+                    (14, &t.gy_t.buffer),
+                ],
+                // One invocation per (b, block of 8 channels, y, x).
+                (s.batch * c.in_channels.div_ceil(8) * s.height * s.width) as u64,
+            )?);
+        } else {
+            add(ctx.steps(
+                "corr_kernel_grad",
+                &CORRELATION_BWD,
+                "kernel_grad",
+                dims,
+                &[
+                    (1, &fwd.input.buffer),
+                    (3, gy),
+                    (4, &fwd.region.buffer),
+                    (5, &g.kernel.buffer),
+                ],
+                // One invocation per (b, o, block of CORR_CHANNELS input channels, u, v): it
+                // fills every region's copy of those taps.
+                (s.batch * c.out_channels * c.in_channels.div_ceil(CORR_CHANNELS) * kk) as u64,
+            )?);
+            add(ctx.steps(
+                "corr_input_grad",
+                &CORRELATION_BWD,
+                "input_grad",
+                dims,
+                &[
+                    (2, &fwd.kernel.buffer),
+                    (3, gy),
+                    (4, &fwd.region.buffer),
+                    (6, &g.x.buffer),
+                ],
+                // One invocation per (b, block of CORR_CHANNELS channels, y, x).
+                (s.batch * c.in_channels.div_ceil(CORR_CHANNELS) * s.height * s.width) as u64,
+            )?);
+        }
         // Guide conv: dx's second path, then weight and bias in two fixed-order stages.
         add(ctx.steps(
             "guide_input_grad",
@@ -307,6 +436,7 @@ impl BackwardPlan {
             grad_output,
             grads,
             guide_partial,
+            cpu_corr,
             corr: None,
             inspect: Program::default(),
             program,
@@ -361,6 +491,9 @@ impl BackwardPlan {
             &g.guide,
             &self.guide_partial,
         ];
+        if let Some(t) = &self.cpu_corr {
+            v.extend([&t.order, &t.starts, &t.x_t, &t.gy_t, &t.kernel_t]);
+        }
         v.extend(g.params.iter());
         v.extend(self.corr.as_ref());
         v

@@ -48,7 +48,16 @@ shader!(
 shader!(
     CORRELATION_BWD,
     "correlation_bwd",
-    ["kernel_grad", "input_grad"]
+    [
+        "kernel_grad",
+        "input_grad",
+        "kernel_grad_lists8",
+        "kernel_grad_lists4",
+        "kernel_t",
+        "input_grad_t",
+        "transpose",
+        "kernel_t3"
+    ]
 );
 shader!(
     GUIDE_CONV_BWD,

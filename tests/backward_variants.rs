@@ -1,0 +1,79 @@
+//! The backward's CPU-adapter correlation entries (per-region GEMMs over the pixel lists,
+//! channel-last copies, the transposed kernel; `cpu_corr_entry` in src/gpu/backward.rs) against
+//! the gather entries every other adapter uses (`DRCONV_BWD=gather`): both sum every gradient
+//! element in the same order, so all gradients must agree bit for bit. On a GPU adapter both runs
+//! take the gather entries and the test is trivially true.
+
+use drconv::rng::Rng;
+use drconv::tensor::Tensor;
+use drconv::{DrConv2d, DrConvConfig, DrConvParams, GpuContext, Gradients, Mode};
+
+/// (in, out, k, r, stride, padding, dilation, input shape)
+type Case = (usize, usize, usize, usize, usize, usize, usize, [usize; 4]);
+
+fn bits(g: &Gradients) -> Vec<(String, Vec<u32>)> {
+    g.named()
+        .into_iter()
+        .map(|(n, t)| (n, t.data.iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+#[test]
+fn cpu_correlation_backward_matches_gather_bitwise() {
+    pollster::block_on(async {
+        let ctx = GpuContext::new().await.expect("a GPU adapter");
+        // I and O multiples of 4 (the CPU entries), both kernel transposes (k = 3 and the
+        // generic k), r > 4 and r <= 4.
+        let cases: [Case; 4] = [
+            (8, 8, 3, 4, 1, 1, 1, [2, 8, 9, 9]),
+            (4, 12, 3, 8, 2, 1, 1, [1, 4, 11, 10]),
+            (8, 4, 1, 3, 1, 0, 1, [3, 8, 6, 7]),
+            (4, 8, 5, 2, 1, 2, 2, [1, 4, 12, 12]),
+        ];
+        // The only test in this binary, so the variable is not raced.
+        for (n, c) in cases.iter().enumerate() {
+            let config = DrConvConfig {
+                in_channels: c.0,
+                out_channels: c.1,
+                kernel_size: c.2,
+                region_num: c.3,
+                stride: c.4,
+                padding: c.5,
+                dilation: c.6,
+            };
+            config.validate().unwrap();
+            let params = DrConvParams::init(config, 60 + n as u64).unwrap();
+            let x = Tensor::new(&c.7, Rng::new(n as u64).normal_vec(c.7.iter().product())).unwrap();
+            let s = config.forward_shape(&c.7).unwrap();
+            let gy = Tensor::randn(&s.output(&config), 90 + n as u64);
+            let mut runs = Vec::new();
+            for variant in [Some("gather"), None] {
+                match variant {
+                    Some(v) => std::env::set_var("DRCONV_BWD", v),
+                    None => std::env::remove_var("DRCONV_BWD"),
+                }
+                // A fresh layer: plans are built (and their entries chosen) on first use.
+                let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
+                let xg = layer.upload(&x).unwrap();
+                let gyg = ctx.upload("gy", &gy).unwrap();
+                layer.plan(&xg, Mode::Training).await.unwrap().poison(&ctx);
+                layer.forward(&xg, Mode::Training).await.unwrap();
+                layer.backward_plan(&xg).await.unwrap().poison(&ctx);
+                runs.push(bits(&layer.backward_trace(&xg, &gyg).await.unwrap()));
+            }
+            std::env::remove_var("DRCONV_BWD");
+            assert!(runs[0].iter().all(|(_, v)| !v.is_empty()));
+            for ((name, a), (_, b)) in runs[0].iter().zip(&runs[1]) {
+                let nan = a.iter().any(|v| f32::from_bits(*v).is_nan());
+                assert!(
+                    !nan,
+                    "case {n} {c:?}: {name} has NaN (a poisoned element never written)"
+                );
+                assert!(
+                    a == b,
+                    "case {n} {c:?}: {name} differs between the gather and CPU entries"
+                );
+            }
+        }
+    });
+}
