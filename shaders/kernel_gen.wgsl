@@ -54,6 +54,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let ob = (b * d.r * io + c0) * kk + uv0;
     let nq = min(8u, io - cl0);
     let nt = min(4u, kk - uv0);
+    store8(ob, nq, nt, a0, a1, a2, a3, b0, b1, b2, b3v);
+}
+
+// A block of 8 channels x 4 taps: a_t / b_t hold tap t of channels 0..3 / 4..7; only the first
+// nq channels and nt taps exist.
+fn store8(ob: u32, nq: u32, nt: u32, a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
+          b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3v: vec4<f32>) {
     store4(ob, 0u, nq, nt, vec4(a0.x, a1.x, a2.x, a3.x));
     store4(ob, 1u, nq, nt, vec4(a0.y, a1.y, a2.y, a3.y));
     store4(ob, 2u, nq, nt, vec4(a0.z, a1.z, a2.z, a3.z));
@@ -122,13 +129,6 @@ fn main_r8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         }
         let ob = (b * d.r * io + c0) * kk + uv0;
         let nt = min(4u, kk - uv0);
-        store4(ob, 0u, nq, nt, vec4(a0.x, a1.x, a2.x, a3.x));
-        store4(ob, 1u, nq, nt, vec4(a0.y, a1.y, a2.y, a3.y));
-        store4(ob, 2u, nq, nt, vec4(a0.z, a1.z, a2.z, a3.z));
-        store4(ob, 3u, nq, nt, vec4(a0.w, a1.w, a2.w, a3.w));
-        store4(ob, 4u, nq, nt, vec4(b0.x, b1.x, b2.x, b3v.x));
-        store4(ob, 5u, nq, nt, vec4(b0.y, b1.y, b2.y, b3v.y));
-        store4(ob, 6u, nq, nt, vec4(b0.z, b1.z, b2.z, b3v.z));
-        store4(ob, 7u, nq, nt, vec4(b0.w, b1.w, b2.w, b3v.w));
+        store8(ob, nq, nt, a0, a1, a2, a3, b0, b1, b2, b3v);
     }
 }

@@ -193,13 +193,7 @@ fn batch_split_of_one_sample_chunks_and_inference() {
             1
         );
         let seen = check_default(ctx.clone(), 5, true).await;
-        println!("{seen:#?}");
-        assert!(
-            seen.iter()
-                .all(|s| s.ends_with("true") || s.ends_with("match")),
-            "{seen:?}"
-        );
-        ctx.check("end").unwrap();
+        assert_all_checked(&ctx, "", &seen);
     });
 }
 
@@ -363,13 +357,7 @@ async fn check_channel_split(
     }
     assert_eq!(limits::backward_split(&ctx.limits, &c, &s).unwrap(), want);
     let seen = check_against_cpu(ctx.clone(), c, shape, train).await;
-    println!("{shape:?}: {seen:#?}");
-    assert!(
-        seen.iter()
-            .all(|s| s.ends_with("true") || s.ends_with("match")),
-        "{seen:?}"
-    );
-    ctx.check("end").unwrap();
+    assert_all_checked(ctx, &format!("{shape:?}"), &seen);
 }
 
 #[test]
@@ -554,12 +542,18 @@ fn channel_split_with_several_samples_per_chunk_and_remainders() {
             (OptimizerConfig::sgd(0.05).with_momentum(0.9), 2),
         ];
         let seen = check_against_cpu(ctx.clone(), c, shape, &train).await;
-        println!("{seen:#?}");
-        assert!(
-            seen.iter()
-                .all(|s| s.ends_with("true") || s.ends_with("match")),
-            "{seen:?}"
-        );
-        ctx.check("end").unwrap();
+        assert_all_checked(&ctx, "", &seen);
     });
+}
+
+/// Every plan `check_*` reported split as expected ("true") or matched the CPU ("match"), and the
+/// device recorded no error.
+fn assert_all_checked(ctx: &GpuContext, what: &str, seen: &[String]) {
+    println!("{what} {seen:#?}");
+    assert!(
+        seen.iter()
+            .all(|s| s.ends_with("true") || s.ends_with("match")),
+        "{what} {seen:?}"
+    );
+    ctx.check("end").unwrap();
 }
