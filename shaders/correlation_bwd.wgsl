@@ -238,6 +238,9 @@ fn kernel_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let blk = idx % i4;
     let o = (idx / i4) % d.cout;
     let bg = idx / (i4 * d.cout);
+    // Past the last (b, g): on WebGPU an out-of-range store is clamped onto the last element,
+    // not dropped as on Vulkan, so guard the tensor end explicitly.
+    if (bg >= d.batch * d.r) { return; }
     let src = ((bg * d.cout + o) * d.cin + blk * 4u) * kk;
     for (var t = 0u; t < kk; t++) {
         let a = src + t;
@@ -259,6 +262,9 @@ fn kernel_t3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let blk = idx % i4;
     let o = (idx / i4) % d.cout;
     let bg = idx / (i4 * d.cout);
+    // Past the last (b, g): on WebGPU an out-of-range store is clamped onto the last element,
+    // not dropped as on Vulkan, so guard the tensor end explicitly.
+    if (bg >= d.batch * d.r) { return; }
     let src4 = ((bg * d.cout + o) * d.cin + blk * 4u) * 9u / 4u;
     let ob = (bg * 9u * d.cout + o) * i4 + blk;
     let st = d.cout * i4;

@@ -271,7 +271,8 @@ impl BackwardPlan {
                     (if k3 { 15 } else { 2 }, &fwd.kernel.buffer),
                     (9, &t.kernel_t.buffer),
                 ],
-                (fwd.kernel.numel() / 4) as u64,
+                // One invocation per (b, g, o, block of 4 input channels): all k*k taps.
+                (fwd.kernel.numel() / (4 * kk)) as u64,
             )?);
             add(ctx.steps(
                 "corr_input_grad",
