@@ -32,6 +32,13 @@ impl GpuTensor {
     }
 }
 
+/// The guard sentinel at word `i` of a buffer: a NaN whose payload depends on the position, so a
+/// stray store of another tensor's guard word (a shader copying out of range) still shows, and
+/// so does any arithmetic on one (which canonicalises the payload).
+fn guard_word(i: u64) -> u32 {
+    0x7fc0_0000 | ((i as u32).wrapping_mul(0x9e37_79b1) >> 10) | 1
+}
+
 /// The usages every tensor buffer gets: bound as storage, copied in and out.
 pub const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
@@ -52,18 +59,36 @@ impl GpuContext {
         // Also refuses empty shapes; checked in u128, so no overflow before the refusal.
         let spec = TensorSpec::new(label, shape);
         limits::check_bound(&self.limits, &spec)?;
-        let bytes = spec.bytes();
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            // At least one vec4: shaders may also view a tensor as array<vec4<f32>>.
-            size: bytes.max(16),
-            usage: TENSOR_USAGE,
-            mapped_at_creation: false,
-        });
-        Ok(GpuTensor {
-            buffer,
-            shape: shape.to_vec(),
-        })
+        Ok(self.alloc(label, &spec, shape))
+    }
+
+    /// Test aid: from now on `empty` and `empty_stored` double every tensor's buffer and fill the
+    /// second half with a sentinel, which shaders see as part of the binding. Vulkan drivers drop
+    /// out-of-range stores and WebGPU clamps them onto the last element, so a shader writing past
+    /// its tensor can be right natively and wrong in a browser; with guards the stray store lands
+    /// in the guard, where [`GpuContext::guard_intact`] finds it. Costs memory: tests only.
+    pub fn set_guard(&self, on: bool) {
+        self.guard.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn guarded(&self) -> bool {
+        self.guard.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether `t`'s guard (if it has one) still holds the sentinel everywhere.
+    pub async fn guard_intact(&self, t: &GpuTensor) -> Result<bool> {
+        let data = (t.numel() as u64 * 4).max(16);
+        let size = t.buffer.size();
+        if size <= data {
+            return Ok(true);
+        }
+        let bytes = self.read_bytes(&t.buffer, size).await?;
+        let words: &[u32] = bytemuck::cast_slice(&bytes);
+        let first = data as usize / 4;
+        Ok(words[first..]
+            .iter()
+            .zip(first as u64..)
+            .all(|(&w, i)| w == guard_word(i)))
     }
 
     /// A device tensor that is only copied to and from (never bound whole by a shader), so only
@@ -72,16 +97,30 @@ impl GpuContext {
     pub fn empty_stored(&self, label: &str, shape: &[usize]) -> Result<GpuTensor> {
         let spec = TensorSpec::new(label, shape);
         limits::check_stored(&self.limits, &spec)?;
+        Ok(self.alloc(label, &spec, shape))
+    }
+
+    /// The buffer of a checked tensor: at least one vec4 (shaders may also view a tensor as
+    /// array<vec4<f32>>), plus the test guard when it is on.
+    fn alloc(&self, label: &str, spec: &TensorSpec, shape: &[usize]) -> GpuTensor {
+        let bytes = spec.bytes().max(16);
+        let guard = if self.guarded() { bytes } else { 0 };
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: spec.bytes().max(16),
+            size: bytes + guard,
             usage: TENSOR_USAGE,
             mapped_at_creation: false,
         });
-        Ok(GpuTensor {
+        if guard > 0 {
+            let first = bytes / 4;
+            let words: Vec<u32> = (first..first + guard / 4).map(guard_word).collect();
+            self.queue
+                .write_buffer(&buffer, bytes, bytemuck::cast_slice(&words));
+        }
+        GpuTensor {
             buffer,
             shape: shape.to_vec(),
-        })
+        }
     }
 
     /// Uploads a host tensor.

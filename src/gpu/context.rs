@@ -61,6 +61,9 @@ pub struct GpuContext {
     pub features: wgpu::Features,
     pipelines: PipelineCache,
     sink: Arc<Mutex<ErrorSink>>,
+    /// Test aid: guard words appended to every tensor `empty` allocates (see
+    /// [`GpuContext::set_guard`]).
+    pub(crate) guard: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -176,6 +179,7 @@ impl GpuContext {
             features,
             pipelines: PipelineCache::default(),
             sink,
+            guard: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

@@ -1,0 +1,112 @@
+//! Every dispatch stays inside its tensors. Vulkan drivers drop out-of-range stores and WebGPU
+//! clamps them onto a tensor's last element, so a shader with too many invocations can be right
+//! on lavapipe and wrong in a browser (it happened to the backward's kernel transpose). With
+//! `GpuContext::set_guard` every tensor gets a sentinel-filled second half that shaders see as
+//! part of the binding: forward (both modes) and backward, under every kernel variant, must leave
+//! every guard intact and still match the CPU reference (a shader that relied on out-of-range
+//! reads returning zero would now read the sentinel, a NaN).
+
+use drconv::rng::Rng;
+use drconv::tensor::{compare, Tensor};
+use drconv::verify::{BACKWARD_TOL, FORWARD_TOL};
+use drconv::{cpu, DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode};
+
+/// (in, out, k, r, stride, padding, dilation, input shape)
+type Case = (usize, usize, usize, usize, usize, usize, usize, [usize; 4]);
+
+const CASES: [Case; 6] = [
+    (8, 8, 3, 4, 1, 1, 1, [2, 8, 9, 9]),
+    (4, 16, 3, 8, 1, 1, 1, [1, 4, 10, 11]),
+    (4, 12, 3, 8, 2, 1, 1, [1, 4, 11, 10]),
+    (3, 5, 3, 12, 1, 1, 1, [2, 3, 7, 6]),
+    (8, 4, 1, 3, 1, 0, 1, [3, 8, 6, 7]),
+    (4, 8, 5, 2, 1, 2, 2, [1, 4, 12, 12]),
+];
+
+/// (DRCONV_CORR, DRCONV_KERNEL_GEN, DRCONV_BWD): the adapter's defaults, then the other entries.
+const VARIANTS: [[Option<&str>; 3]; 3] = [
+    [None, None, None],
+    [Some("staged"), Some("main"), Some("gather")],
+    [Some("direct"), Some("r8"), Some("gather")],
+];
+
+fn set(name: &str, value: Option<&str>) {
+    match value {
+        Some(v) => std::env::set_var(name, v),
+        None => std::env::remove_var(name),
+    }
+}
+
+fn close(what: &str, got: &[f32], want: &[f32], tol: (f64, f64)) {
+    let (err, ok) = compare(got, want, tol.0, tol.1);
+    assert!(ok, "{what}: max error {err:e}");
+}
+
+#[test]
+fn every_dispatch_stays_inside_its_tensors() {
+    pollster::block_on(async {
+        let ctx = GpuContext::new().await.expect("a GPU adapter");
+        ctx.set_guard(true);
+        // The only test in this binary, so the variables are not raced.
+        for variant in VARIANTS {
+            set("DRCONV_CORR", variant[0]);
+            set("DRCONV_KERNEL_GEN", variant[1]);
+            set("DRCONV_BWD", variant[2]);
+            for (n, c) in CASES.iter().enumerate() {
+                let config = DrConvConfig {
+                    in_channels: c.0,
+                    out_channels: c.1,
+                    kernel_size: c.2,
+                    region_num: c.3,
+                    stride: c.4,
+                    padding: c.5,
+                    dilation: c.6,
+                };
+                config.validate().unwrap();
+                let what = format!("{variant:?} case {n} {c:?}");
+                let params = DrConvParams::init(config, 70 + n as u64).unwrap();
+                let x =
+                    Tensor::new(&c.7, Rng::new(n as u64).normal_vec(c.7.iter().product())).unwrap();
+                let want = cpu::forward(&params, &x).unwrap();
+                let gy = Tensor::randn(&want.output.shape, 80 + n as u64);
+                let want_grads = cpu::backward(&params, &x, &want, &gy).unwrap();
+                let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
+                let xg = layer.upload(&x).unwrap();
+                let gyg = ctx.upload("gy", &gy).unwrap();
+                for mode in [Mode::Inference, Mode::Training] {
+                    layer.plan(&xg, mode).await.unwrap().poison(&ctx);
+                    let got = layer.forward_trace(&xg, mode).await.unwrap();
+                    assert_eq!(
+                        got.region_index, want.region_index,
+                        "{what} {mode:?}: regions"
+                    );
+                    close(
+                        &format!("{what} {mode:?}: output"),
+                        &got.output.data,
+                        &want.output.data,
+                        FORWARD_TOL,
+                    );
+                    for t in layer.plan(&xg, mode).await.unwrap().outputs() {
+                        let intact = ctx.guard_intact(t).await.unwrap();
+                        assert!(intact, "{what} {mode:?}: a store past {:?}", t.shape);
+                    }
+                }
+                layer.backward_plan(&xg).await.unwrap().poison(&ctx);
+                let grads = layer.backward_trace(&xg, &gyg).await.unwrap();
+                close(
+                    &format!("{what}: grad.x"),
+                    &grads.x.data,
+                    &want_grads.x.data,
+                    BACKWARD_TOL,
+                );
+                for t in layer.backward_plan(&xg).await.unwrap().outputs() {
+                    let intact = ctx.guard_intact(t).await.unwrap();
+                    assert!(intact, "{what}: a backward store past {:?}", t.shape);
+                }
+            }
+        }
+        for name in ["DRCONV_CORR", "DRCONV_KERNEL_GEN", "DRCONV_BWD"] {
+            std::env::remove_var(name);
+        }
+    });
+}
