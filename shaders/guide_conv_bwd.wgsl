@@ -10,6 +10,11 @@
 @group(0) @binding(5) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dwg: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dbg: array<f32>;
+// CPU adapters (I % 4 == 0): the weight as k*k x r x I (`weight_t` writes it) and x as
+// B x H x W x I (the correlation backward's copy), both as vec4s along I.
+@group(0) @binding(8) var<storage, read_write> wg_t_out: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> wg_t: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read> x_t: array<vec4<f32>>;
 
 // Input channels per invocation of `input_grad` and `weight_partial` (GUIDE_CHANNELS in
 // src/gpu/backward.rs): each dguide load then feeds GC_CH multiply-adds. Channels past the end
@@ -52,6 +57,56 @@ fn input_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         let a = ((b * d.cin + i0 + j) * d.h + iy) * d.w + ix;
         dx[a] += s[j];
     }
+}
+
+// One invocation per (u, v, g, block of 4 channels) of `wg_t`: 4 loads, one vec4 store.
+@compute @workgroup_size(WG)
+fn weight_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let kk = d.k * d.k;
+    let blocks = d.cin / 4u;
+    let blk = idx % blocks;
+    let g = (idx / blocks) % d.r;
+    let uv = idx / (blocks * d.r);
+    let a = (g * d.cin + blk * 4u) * kk + uv;
+    wg_t_out[idx] = vec4<f32>(wg[a], wg[a + kk], wg[a + 2u * kk], wg[a + 3u * kk]);
+}
+
+// `input_grad` for CPU adapters (llvmpipe runs a per-lane loop for every load): the same items
+// and sums, but the 4 channels' weights are one vec4 load of `wg_t`, so a tap and region cost 2
+// loads instead of 5. Same operations in the same order, so dx is bitwise that of `input_grad`.
+@compute @workgroup_size(WG)
+fn input_grad_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let blocks = d.cin / 4u;
+    let ix = idx % d.w;
+    let iy = (idx / d.w) % d.h;
+    let blk = (idx / (d.w * d.h)) % blocks;
+    let b = idx / (d.w * d.h * blocks);
+    let hw = d.ho * d.wo;
+    let gb = b * d.r * hw;
+    var s = vec4<f32>(0.0);
+    for (var u = 0u; u < d.k; u++) {
+        let oy = out_coord(iy, u, d.ho);
+        if (oy < 0) { continue; }
+        for (var v = 0u; v < d.k; v++) {
+            let ox = out_coord(ix, v, d.wo);
+            if (ox < 0) { continue; }
+            let p = gb + u32(oy) * d.wo + u32(ox);
+            let wb = (u * d.k + v) * d.r * blocks + blk;
+            for (var g = 0u; g < d.r; g++) {
+                s += wg_t[wb + g * blocks] * dguide[p + g * hw];
+            }
+        }
+    }
+    let a = ((b * d.cin + blk * 4u) * d.h + iy) * d.w + ix;
+    let plane = d.h * d.w;
+    dx[a] += s.x;
+    dx[a + plane] += s.y;
+    dx[a + 2u * plane] += s.z;
+    dx[a + 3u * plane] += s.w;
 }
 
 // One invocation per (chunk, g, block of GC_CH channels, u, v) for the weights, then one per
@@ -104,6 +159,54 @@ fn weight_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     for (var t = 0u; t < nc; t++) {
         partial[chunk * ne + (g * d.cin + i0 + t) * kk + uv] = s[t];
     }
+}
+
+// `weight_partial` for CPU adapters: the same items and sums, but the 4 channels of x are one
+// vec4 load of `x_t` (2 loads per position instead of 5), so the partials are bitwise equal.
+@compute @workgroup_size(WG)
+fn weight_partial_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let kk = d.k * d.k;
+    let blocks = d.cin / 4u;
+    let nw = d.r * d.cin * kk;
+    let ne = nw + d.r;
+    let nw4 = d.r * blocks * kk;
+    let e4 = idx % (nw4 + d.r);
+    let chunk = idx / (nw4 + d.r);
+    let hw = d.ho * d.wo;
+    let q0 = chunk * d.aux0;
+    let q1 = min(q0 + d.aux0, d.batch * hw);
+    if (e4 >= nw4) {
+        let g = e4 - nw4;
+        var s = 0.0;
+        for (var q = q0; q < q1; q++) {
+            let b = q / hw;
+            s += dguide[(b * d.r + g) * hw + q % hw];
+        }
+        partial[chunk * ne + nw + g] = s;
+        return;
+    }
+    let uv = e4 % kk;
+    let blk = (e4 / kk) % blocks;
+    let g = e4 / (kk * blocks);
+    let u = uv / d.k;
+    let v = uv % d.k;
+    var s = vec4<f32>(0.0);
+    for (var q = q0; q < q1; q++) {
+        let b = q / hw;
+        let p = q % hw;
+        let iy = in_coord(p / d.wo, u);
+        let ix = in_coord(p % d.wo, v);
+        if ((iy < 0) || (iy >= i32(d.h)) || (ix < 0) || (ix >= i32(d.w))) { continue; }
+        let xv = x_t[((b * d.h + u32(iy)) * d.w + u32(ix)) * blocks + blk];
+        s += dguide[(b * d.r + g) * hw + p] * xv;
+    }
+    let a = chunk * ne + (g * d.cin + blk * 4u) * kk + uv;
+    partial[a] = s.x;
+    partial[a + kk] = s.y;
+    partial[a + 2u * kk] = s.z;
+    partial[a + 3u * kk] = s.w;
 }
 
 // One invocation per e: the chunks' partial sums, in chunk order.

@@ -8,6 +8,11 @@
 @group(0) @binding(4) var<storage, read> gy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dguide: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dcorr: array<f32>;
+// CPU adapters: gy as B x H' x W' x O vec4s (the correlation backward's copy, O % 4 == 0) and
+// the G values, B x r x H' x W' (`big_g_t` writes them, `guide_grad_g` reads them).
+@group(0) @binding(7) var<storage, read> gy_t: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> g_out: array<f32>;
+@group(0) @binding(9) var<storage, read> g_in: array<f32>;
 
 // G[b, g, p] = sum_o gy[b, o, p] * corr[b, g, o, p].
 fn big_g(b: u32, g: u32, p: u32) -> f32 {
@@ -45,6 +50,60 @@ fn guide_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
     let s = exp(guide[base + g * hw] - m) / z;
     dguide[idx] = s * (big_g(b, g, p) - sg);
+}
+
+// The CPU adapters' `guide_grad` (llvmpipe runs a per-lane loop for every load) in two passes:
+// `big_g_t` computes each G once (the gather form recomputes all r of a pixel in each of its r
+// invocations, r+1 times O*2 loads), reading gy as vec4s; `guide_grad_g` then reads r G values.
+// The same operations in the same order, so dguide is bitwise that of `guide_grad`.
+// One invocation per (b, g, y, x).
+@compute @workgroup_size(WG)
+fn big_g_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let hw = d.ho * d.wo;
+    let p = idx % hw;
+    let g = (idx / hw) % d.r;
+    let b = idx / (hw * d.r);
+    let o4 = d.cout / 4u;
+    let gb = (b * hw + p) * o4;
+    var c = ((b * d.r + g) * d.cout) * hw + p;
+    var s = 0.0;
+    for (var j = 0u; j < o4; j++) {
+        let gv = gy_t[gb + j];
+        s += gv.x * corr[c];
+        s += gv.y * corr[c + hw];
+        s += gv.z * corr[c + 2u * hw];
+        s += gv.w * corr[c + 3u * hw];
+        c += 4u * hw;
+    }
+    g_out[idx] = s;
+}
+
+// One invocation per (b, g, y, x), as `guide_grad`, with G read from `big_g_t`'s output.
+@compute @workgroup_size(WG)
+fn guide_grad_g(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let hw = d.ho * d.wo;
+    let p = idx % hw;
+    let g = (idx / hw) % d.r;
+    let b = idx / (hw * d.r);
+    let base = b * d.r * hw + p;
+    var m = guide[base];
+    for (var j = 1u; j < d.r; j++) {
+        m = max(m, guide[base + j * hw]);
+    }
+    var z = 0.0;
+    for (var j = 0u; j < d.r; j++) {
+        z += exp(guide[base + j * hw] - m);
+    }
+    var sg = 0.0;
+    for (var j = 0u; j < d.r; j++) {
+        sg += (exp(guide[base + j * hw] - m) / z) * g_in[base + j * hw];
+    }
+    let s = exp(guide[base + g * hw] - m) / z;
+    dguide[idx] = s * (g_in[idx] - sg);
 }
 
 // One invocation per (b, g, o, y, x) of dcorr.

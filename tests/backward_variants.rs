@@ -1,5 +1,6 @@
-//! The backward's CPU-adapter correlation entries (per-region GEMMs over the pixel lists,
-//! channel-last copies, the transposed kernel; `cpu_corr_entry` in src/gpu/backward.rs) against
+//! The backward's CPU-adapter entries (correlation: per-region GEMMs over the pixel lists,
+//! channel-last copies, the transposed kernel; guide conv: vec4 weight and x reads; region
+//! selection: each G once; `cpu_corr_entry` in src/gpu/backward.rs) against
 //! the gather entries every other adapter uses (`DRCONV_BWD=gather`): both sum every gradient
 //! element in the same order, so all gradients must agree bit for bit. On a GPU adapter both runs
 //! take the gather entries and the test is trivially true.
@@ -23,12 +24,13 @@ fn cpu_correlation_backward_matches_gather_bitwise() {
     pollster::block_on(async {
         let ctx = GpuContext::new().await.expect("a GPU adapter");
         // I and O multiples of 4 (the CPU entries), both kernel transposes (k = 3 and the
-        // generic k), r > 4 and r <= 4.
-        let cases: [Case; 4] = [
+        // generic k), r > 4 and r <= 4, and more than one guide weight chunk (B*H'*W' > 256).
+        let cases: [Case; 5] = [
             (8, 8, 3, 4, 1, 1, 1, [2, 8, 9, 9]),
             (4, 12, 3, 8, 2, 1, 1, [1, 4, 11, 10]),
             (8, 4, 1, 3, 1, 0, 1, [3, 8, 6, 7]),
             (4, 8, 5, 2, 1, 2, 2, [1, 4, 12, 12]),
+            (8, 4, 3, 5, 1, 1, 1, [2, 8, 14, 13]),
         ];
         // The only test in this binary, so the variable is not raced.
         for (n, c) in cases.iter().enumerate() {

@@ -40,13 +40,19 @@ struct CpuCorr {
     x_t: GpuTensor,
     gy_t: GpuTensor,
     kernel_t: GpuTensor,
+    /// The guide conv's weight as k*k x r x I (`weight_t` in shaders/guide_conv_bwd.wgsl).
+    guide_w_t: GpuTensor,
+    /// The region selection's G values, B x r x H' x W' (`big_g_t` in region_select_bwd.wgsl).
+    big_g: GpuTensor,
 }
 
 /// The kernel gradient's entry on CPU adapters (llvmpipe runs a per-lane loop for every load,
 /// and keeps a dynamically indexed private array in memory), or `None` for the gather entries
 /// (GPUs, I or O not a multiple of 4, or `DRCONV_BWD=gather`). The CPU entries run per-region
 /// GEMMs over pixel lists and read channel-last copies of x, grad_output and the kernel as
-/// vec4s; 8 output channels per invocation unless that leaves fewer than 8 workgroups.
+/// vec4s; 8 output channels per invocation unless that leaves fewer than 8 workgroups. The
+/// guide conv and region selection backward take their CPU entries (`*_t`, `guide_grad_g`)
+/// with it.
 fn cpu_corr_entry(ctx: &GpuContext, c: &DrConvConfig, s: &ForwardShape) -> Option<&'static str> {
     let forced = std::env::var("DRCONV_BWD");
     if crate::gpu::tiles::corr_staged(&ctx.info)
@@ -181,6 +187,8 @@ impl BackwardPlan {
                 x_t: ctx.empty("grad.x_t", &s.input(c))?,
                 gy_t: ctx.empty("grad.gy_t", &s.output(c))?,
                 kernel_t: ctx.empty("grad.kernel_t", &s.kernel(c))?,
+                guide_w_t: ctx.empty("grad.guide_w_t", &[kk, c.region_num, c.in_channels])?,
+                big_g: ctx.empty("grad.big_g", &s.guide(c))?,
             }),
             None => None,
         };
@@ -194,20 +202,6 @@ impl BackwardPlan {
         let mut program = Program::default();
         let mut add = |steps: Vec<_>| program.steps.extend(steps);
         use shaders::*;
-        // Straight-through softmax gradient of the guide.
-        add(ctx.steps(
-            "guide_grad",
-            &REGION_SELECT_BWD,
-            "guide_grad",
-            dims,
-            &[
-                (1, &fwd.guide.buffer),
-                (3, &corr.buffer),
-                (4, gy),
-                (5, &g.guide.buffer),
-            ],
-            g.guide.numel() as u64,
-        )?);
         // Correlation: generated kernels, then dx's first path (assigns dx).
         if let Some(t) = &cpu_corr {
             add(ctx.group_steps(
@@ -288,7 +282,42 @@ impl BackwardPlan {
                 // One invocation per (b, block of 8 channels, y, x).
                 (s.batch * c.in_channels.div_ceil(8) * s.height * s.width) as u64,
             )?);
+            // Straight-through softmax gradient of the guide: each G once, then dguide.
+            add(ctx.steps(
+                "big_g",
+                &REGION_SELECT_BWD,
+                "big_g_t",
+                dims,
+                &[(3, &corr.buffer), (7, &t.gy_t.buffer), (8, &t.big_g.buffer)],
+                t.big_g.numel() as u64,
+            )?);
+            add(ctx.steps(
+                "guide_grad",
+                &REGION_SELECT_BWD,
+                "guide_grad_g",
+                dims,
+                &[
+                    (1, &fwd.guide.buffer),
+                    (5, &g.guide.buffer),
+                    (9, &t.big_g.buffer),
+                ],
+                g.guide.numel() as u64,
+            )?);
         } else {
+            // Straight-through softmax gradient of the guide.
+            add(ctx.steps(
+                "guide_grad",
+                &REGION_SELECT_BWD,
+                "guide_grad",
+                dims,
+                &[
+                    (1, &fwd.guide.buffer),
+                    (3, &corr.buffer),
+                    (4, gy),
+                    (5, &g.guide.buffer),
+                ],
+                g.guide.numel() as u64,
+            )?);
             add(ctx.steps(
                 "corr_kernel_grad",
                 &CORRELATION_BWD,
@@ -319,34 +348,70 @@ impl BackwardPlan {
                 (s.batch * c.in_channels.div_ceil(CORR_CHANNELS) * s.height * s.width) as u64,
             )?);
         }
-        // Guide conv: dx's second path, then weight and bias in two fixed-order stages.
-        add(ctx.steps(
-            "guide_input_grad",
-            &GUIDE_CONV_BWD,
-            "input_grad",
-            dims,
-            &[
-                (2, p(ParamId::GuideW)),
-                (3, &g.guide.buffer),
-                (4, &g.x.buffer),
-            ],
-            // One invocation per (b, block of GUIDE_CHANNELS channels, y, x).
-            (s.batch * c.in_channels.div_ceil(GUIDE_CHANNELS) * s.height * s.width) as u64,
-        )?);
-        add(ctx.steps(
-            "guide_weight_partial",
-            &GUIDE_CONV_BWD,
-            "weight_partial",
-            dims,
-            &[
-                (1, &fwd.input.buffer),
-                (3, &g.guide.buffer),
-                (5, &guide_partial.buffer),
-            ],
-            // Per chunk: one invocation per (g, block of GUIDE_CHANNELS channels, u, v), then
-            // one per bias.
-            (chunks * c.region_num * (c.in_channels.div_ceil(GUIDE_CHANNELS) * kk + 1)) as u64,
-        )?);
+        // Guide conv: dx's second path, then weight and bias in two fixed-order stages. CPU
+        // adapters read the weight and x as vec4s along I (same sums, bitwise equal).
+        if let Some(t) = &cpu_corr {
+            add(ctx.steps(
+                "guide_weight_t",
+                &GUIDE_CONV_BWD,
+                "weight_t",
+                dims,
+                &[(2, p(ParamId::GuideW)), (8, &t.guide_w_t.buffer)],
+                (t.guide_w_t.numel() / 4) as u64,
+            )?);
+            add(ctx.steps(
+                "guide_input_grad",
+                &GUIDE_CONV_BWD,
+                "input_grad_t",
+                dims,
+                &[
+                    (3, &g.guide.buffer),
+                    (4, &g.x.buffer),
+                    (9, &t.guide_w_t.buffer),
+                ],
+                (s.batch * (c.in_channels / 4) * s.height * s.width) as u64,
+            )?);
+            add(ctx.steps(
+                "guide_weight_partial",
+                &GUIDE_CONV_BWD,
+                "weight_partial_t",
+                dims,
+                &[
+                    (3, &g.guide.buffer),
+                    (5, &guide_partial.buffer),
+                    (10, &t.x_t.buffer),
+                ],
+                (chunks * c.region_num * ((c.in_channels / 4) * kk + 1)) as u64,
+            )?);
+        } else {
+            add(ctx.steps(
+                "guide_input_grad",
+                &GUIDE_CONV_BWD,
+                "input_grad",
+                dims,
+                &[
+                    (2, p(ParamId::GuideW)),
+                    (3, &g.guide.buffer),
+                    (4, &g.x.buffer),
+                ],
+                // One invocation per (b, block of GUIDE_CHANNELS channels, y, x).
+                (s.batch * c.in_channels.div_ceil(GUIDE_CHANNELS) * s.height * s.width) as u64,
+            )?);
+            add(ctx.steps(
+                "guide_weight_partial",
+                &GUIDE_CONV_BWD,
+                "weight_partial",
+                dims,
+                &[
+                    (1, &fwd.input.buffer),
+                    (3, &g.guide.buffer),
+                    (5, &guide_partial.buffer),
+                ],
+                // Per chunk: one invocation per (g, block of GUIDE_CHANNELS channels, u, v), then
+                // one per bias.
+                (chunks * c.region_num * (c.in_channels.div_ceil(GUIDE_CHANNELS) * kk + 1)) as u64,
+            )?);
+        }
         add(ctx.steps(
             "guide_weight_reduce",
             &GUIDE_CONV_BWD,
@@ -493,7 +558,15 @@ impl BackwardPlan {
             &self.guide_partial,
         ];
         if let Some(t) = &self.cpu_corr {
-            v.extend([&t.order, &t.starts, &t.x_t, &t.gy_t, &t.kernel_t]);
+            v.extend([
+                &t.order,
+                &t.starts,
+                &t.x_t,
+                &t.gy_t,
+                &t.kernel_t,
+                &t.guide_w_t,
+                &t.big_g,
+            ]);
         }
         v.extend(g.params.iter());
         v.extend(self.corr.as_ref());

@@ -43,7 +43,7 @@ shader!(MATMUL, "matmul", ["tiled", "blocked", "direct4"]);
 shader!(
     REGION_SELECT_BWD,
     "region_select_bwd",
-    ["guide_grad", "corr_mask"]
+    ["guide_grad", "corr_mask", "big_g_t", "guide_grad_g"]
 );
 shader!(
     CORRELATION_BWD,
@@ -62,7 +62,14 @@ shader!(
 shader!(
     GUIDE_CONV_BWD,
     "guide_conv_bwd",
-    ["input_grad", "weight_partial", "weight_reduce"]
+    [
+        "input_grad",
+        "weight_partial",
+        "weight_reduce",
+        "weight_t",
+        "input_grad_t",
+        "weight_partial_t"
+    ]
 );
 shader!(
     KERNEL_GEN_BWD,
