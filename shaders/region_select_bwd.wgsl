@@ -35,7 +35,18 @@ fn guide_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let g = (idx / hw) % d.r;
     let b = idx / (hw * d.r);
     let base = b * d.r * hw + p;
-    // Subtract the max so exp never overflows.
+    let mz = softmax_max_sum(base, hw);
+    var sg = 0.0;
+    for (var j = 0u; j < d.r; j++) {
+        sg += (exp(guide[base + j * hw] - mz.x) / mz.y) * big_g(b, j, p);
+    }
+    let s = exp(guide[base + g * hw] - mz.x) / mz.y;
+    dguide[idx] = s * (big_g(b, g, p) - sg);
+}
+
+// The max over the r guide values of a pixel (subtracted so exp never overflows) and the sum of
+// their exps: the softmax denominator both `guide_grad` forms share.
+fn softmax_max_sum(base: u32, hw: u32) -> vec2<f32> {
     var m = guide[base];
     for (var j = 1u; j < d.r; j++) {
         m = max(m, guide[base + j * hw]);
@@ -44,12 +55,7 @@ fn guide_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     for (var j = 0u; j < d.r; j++) {
         z += exp(guide[base + j * hw] - m);
     }
-    var sg = 0.0;
-    for (var j = 0u; j < d.r; j++) {
-        sg += (exp(guide[base + j * hw] - m) / z) * big_g(b, j, p);
-    }
-    let s = exp(guide[base + g * hw] - m) / z;
-    dguide[idx] = s * (big_g(b, g, p) - sg);
+    return vec2(m, z);
 }
 
 // The CPU adapters' `guide_grad` (llvmpipe runs a per-lane loop for every load) in two passes:
@@ -90,19 +96,12 @@ fn guide_grad_g(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let g = (idx / hw) % d.r;
     let b = idx / (hw * d.r);
     let base = b * d.r * hw + p;
-    var m = guide[base];
-    for (var j = 1u; j < d.r; j++) {
-        m = max(m, guide[base + j * hw]);
-    }
-    var z = 0.0;
-    for (var j = 0u; j < d.r; j++) {
-        z += exp(guide[base + j * hw] - m);
-    }
+    let mz = softmax_max_sum(base, hw);
     var sg = 0.0;
     for (var j = 0u; j < d.r; j++) {
-        sg += (exp(guide[base + j * hw] - m) / z) * g_in[base + j * hw];
+        sg += (exp(guide[base + j * hw] - mz.x) / mz.y) * g_in[base + j * hw];
     }
-    let s = exp(guide[base + g * hw] - m) / z;
+    let s = exp(guide[base + g * hw] - mz.x) / mz.y;
     dguide[idx] = s * (g_in[idx] - sg);
 }
 
