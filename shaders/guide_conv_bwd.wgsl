@@ -111,6 +111,17 @@ fn input_grad_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 
 // One invocation per (chunk, g, block of GC_CH channels, u, v) for the weights, then one per
 // (chunk, g) for the biases; partial[chunk][e] keeps one slot per element either way.
+// The guide bias's partial sum for region g over flat pixels q0..q1 (both weight_partial forms).
+fn bias_partial(g: u32, q0: u32, q1: u32, at: u32) {
+    let hw = d.ho * d.wo;
+    var s = 0.0;
+    for (var q = q0; q < q1; q++) {
+        let b = q / hw;
+        s += dguide[(b * d.r + g) * hw + q % hw];
+    }
+    partial[at + g] = s;
+}
+
 @compute @workgroup_size(WG)
 fn weight_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
@@ -126,13 +137,7 @@ fn weight_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let q0 = chunk * d.aux0;
     let q1 = min(q0 + d.aux0, d.batch * hw);
     if (e4 >= nw4) {
-        let g = e4 - nw4;
-        var s = 0.0;
-        for (var q = q0; q < q1; q++) {
-            let b = q / hw;
-            s += dguide[(b * d.r + g) * hw + q % hw];
-        }
-        partial[chunk * ne + nw + g] = s;
+        bias_partial(e4 - nw4, q0, q1, chunk * ne + nw);
         return;
     }
     let uv = e4 % kk;
@@ -178,13 +183,7 @@ fn weight_partial_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let q0 = chunk * d.aux0;
     let q1 = min(q0 + d.aux0, d.batch * hw);
     if (e4 >= nw4) {
-        let g = e4 - nw4;
-        var s = 0.0;
-        for (var q = q0; q < q1; q++) {
-            let b = q / hw;
-            s += dguide[(b * d.r + g) * hw + q % hw];
-        }
-        partial[chunk * ne + nw + g] = s;
+        bias_partial(e4 - nw4, q0, q1, chunk * ne + nw);
         return;
     }
     let uv = e4 % kk;
