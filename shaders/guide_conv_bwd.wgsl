@@ -109,8 +109,35 @@ fn input_grad_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     dx[a + 3u * plane] += s.w;
 }
 
-// One invocation per (chunk, g, block of GC_CH channels, u, v) for the weights, then one per
-// (chunk, g) for the biases; partial[chunk][e] keeps one slot per element either way.
+// One item of `weight_partial` (either form): chunk c of the pixels q0..q1 and either a (region
+// g, block of GC_CH input channels, tap uv) of the weight or, past those, region g's bias. `at`
+// is where the chunk's partials start (plus the weight count for a bias item).
+struct WeightItem {
+    bias: bool,
+    g: u32,
+    blk: u32,
+    uv: u32,
+    q0: u32,
+    q1: u32,
+    at: u32,
+}
+
+fn weight_item(idx: u32) -> WeightItem {
+    let kk = d.k * d.k;
+    let blocks = (d.cin + GC_CH - 1u) / GC_CH;
+    let nw = d.r * d.cin * kk;
+    let nw4 = d.r * blocks * kk;
+    let e4 = idx % (nw4 + d.r);
+    let chunk = idx / (nw4 + d.r);
+    let q0 = chunk * d.aux0;
+    let q1 = min(q0 + d.aux0, d.batch * d.ho * d.wo);
+    let at = chunk * (nw + d.r);
+    if (e4 >= nw4) {
+        return WeightItem(true, e4 - nw4, 0u, 0u, q0, q1, at + nw);
+    }
+    return WeightItem(false, e4 / (kk * blocks), (e4 / kk) % blocks, e4 % kk, q0, q1, at);
+}
+
 // The guide bias's partial sum for region g over flat pixels q0..q1 (both weight_partial forms).
 fn bias_partial(g: u32, q0: u32, q1: u32, at: u32) {
     let hw = d.ho * d.wo;
@@ -122,27 +149,24 @@ fn bias_partial(g: u32, q0: u32, q1: u32, at: u32) {
     partial[at + g] = s;
 }
 
+// One invocation per (chunk, g, block of GC_CH channels, u, v) for the weights, then one per
+// (chunk, g) for the biases; partial[chunk][e] keeps one slot per element either way.
 @compute @workgroup_size(WG)
 fn weight_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
-    let kk = d.k * d.k;
-    let blocks = (d.cin + GC_CH - 1u) / GC_CH;
-    let nw = d.r * d.cin * kk;
-    let ne = nw + d.r;
-    let nw4 = d.r * blocks * kk;
-    let e4 = idx % (nw4 + d.r);
-    let chunk = idx / (nw4 + d.r);
-    let hw = d.ho * d.wo;
-    let q0 = chunk * d.aux0;
-    let q1 = min(q0 + d.aux0, d.batch * hw);
-    if (e4 >= nw4) {
-        bias_partial(e4 - nw4, q0, q1, chunk * ne + nw);
+    let it = weight_item(idx);
+    if (it.bias) {
+        bias_partial(it.g, it.q0, it.q1, it.at);
         return;
     }
-    let uv = e4 % kk;
-    let i0 = ((e4 / kk) % blocks) * GC_CH;
-    let g = e4 / (kk * blocks);
+    let kk = d.k * d.k;
+    let hw = d.ho * d.wo;
+    let q0 = it.q0;
+    let q1 = it.q1;
+    let g = it.g;
+    let uv = it.uv;
+    let i0 = it.blk * GC_CH;
     let nc = min(GC_CH, d.cin - i0);
     let u = uv / d.k;
     let v = uv % d.k;
@@ -162,7 +186,7 @@ fn weight_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         s += dguide[(b * d.r + g) * hw + p] * xv;
     }
     for (var t = 0u; t < nc; t++) {
-        partial[chunk * ne + (g * d.cin + i0 + t) * kk + uv] = s[t];
+        partial[it.at + (g * d.cin + i0 + t) * kk + uv] = s[t];
     }
 }
 
@@ -172,23 +196,19 @@ fn weight_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 fn weight_partial_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
-    let kk = d.k * d.k;
-    let blocks = d.cin / 4u;
-    let nw = d.r * d.cin * kk;
-    let ne = nw + d.r;
-    let nw4 = d.r * blocks * kk;
-    let e4 = idx % (nw4 + d.r);
-    let chunk = idx / (nw4 + d.r);
-    let hw = d.ho * d.wo;
-    let q0 = chunk * d.aux0;
-    let q1 = min(q0 + d.aux0, d.batch * hw);
-    if (e4 >= nw4) {
-        bias_partial(e4 - nw4, q0, q1, chunk * ne + nw);
+    let it = weight_item(idx);
+    if (it.bias) {
+        bias_partial(it.g, it.q0, it.q1, it.at);
         return;
     }
-    let uv = e4 % kk;
-    let blk = (e4 / kk) % blocks;
-    let g = e4 / (kk * blocks);
+    let kk = d.k * d.k;
+    let hw = d.ho * d.wo;
+    let blocks = d.cin / 4u; // = the item's channel blocks: this entry needs I % 4 == 0
+    let q0 = it.q0;
+    let q1 = it.q1;
+    let g = it.g;
+    let uv = it.uv;
+    let blk = it.blk;
     let u = uv / d.k;
     let v = uv % d.k;
     var s = vec4<f32>(0.0);
@@ -201,7 +221,7 @@ fn weight_partial_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
         let xv = x_t[((b * d.h + u32(iy)) * d.w + u32(ix)) * blocks + blk];
         s += dguide[(b * d.r + g) * hw + p] * xv;
     }
-    let a = chunk * ne + (g * d.cin + blk * 4u) * kk + uv;
+    let a = it.at + (g * d.cin + blk * 4u) * kk + uv;
     partial[a] = s.x;
     partial[a + kk] = s.y;
     partial[a + 2u * kk] = s.z;
