@@ -137,7 +137,8 @@ impl DrConv2d {
     /// Runs the forward and reads back every tensor it produced. On a plan split to fit the
     /// device (`crate::gpu::split`) the output, guide and region map are whole, but the other
     /// intermediates (pooled, kernel logits, sigmoid, kernel, corr) are the last chunk's, with
-    /// that chunk's shape (fewer samples or output channels than `shape` says).
+    /// that chunk's shape (fewer samples or output channels than `shape` says; for a split over
+    /// rows, the last band's, with its discarded edge rows).
     pub async fn forward_trace(&mut self, x: &GpuTensor, mode: Mode) -> Result<ForwardTrace> {
         self.forward(x, mode).await?;
         let ctx = self.ctx.clone();

@@ -1,5 +1,6 @@
 //! Plans on devices with deliberately small limits: tiny storage bindings force the split over
-//! the batch and, when one sample is already too large, over output channels (src/gpu/split/),
+//! the batch and, when one sample is already too large, over output channels (src/gpu/split/;
+//! the split over output rows is tested in `limits_rows.rs`),
 //! and the optimizer and loss to work in windows of their tensors; a tiny workgroup grid forces
 //! every job into many dispatches (`GpuContext::steps`). Results must still match the CPU reference: region maps exactly,
 //! outputs within the forward tolerance, gradients within the backward tolerance. The device
@@ -7,30 +8,14 @@
 
 use std::sync::Arc;
 
-use drconv::gpu::limits::{self, Split};
-use drconv::tensor::compare;
-use drconv::verify::{BACKWARD_TOL, FORWARD_TOL};
-use drconv::{
-    cpu, DrConv2d, DrConvConfig, DrConvError, DrConvParams, GpuContext, Mode, OptimizerConfig,
-    OptimizerState, ParamId, Tensor, Trainer,
-};
+mod limits_common;
+use limits_common::*;
 
-/// A context on the default adapter with its limits, except the binding size and grid width.
-async fn small_ctx(binding: u64, max_dim: u32) -> Arc<GpuContext> {
-    let instance = drconv::gpu::context::instance(None);
-    let adapter = instance
-        .request_adapter(&wgpu::RequestAdapterOptions::default())
-        .await
-        .expect("a GPU adapter");
-    let limits = wgpu::Limits {
-        max_storage_buffer_binding_size: binding,
-        max_compute_workgroups_per_dimension: max_dim,
-        ..adapter.limits()
-    };
-    GpuContext::from_adapter(adapter, Some(limits))
-        .await
-        .unwrap()
-}
+use drconv::gpu::limits::{self, Split};
+use drconv::{
+    DrConv2d, DrConvConfig, DrConvError, DrConvParams, GpuContext, Mode, OptimizerConfig, ParamId,
+    Trainer,
+};
 
 /// I = 4, O = 8, k = 3, r = 3, padding 1 on 12 x 12: per sample the training correlation is
 /// 13824 bytes, the output 4608, the generated kernel 3456.
@@ -39,107 +24,6 @@ fn config() -> DrConvConfig {
         .unwrap()
         .with_padding(1)
         .unwrap()
-}
-
-fn random(shape: &[usize], seed: u64) -> Tensor {
-    Tensor::randn(shape, seed)
-}
-
-fn close(what: &str, got: &[f32], want: &[f32], tol: (f64, f64)) {
-    let (err, ok) = compare(got, want, tol.0, tol.1);
-    assert!(ok, "{what}: max error {err:e}");
-}
-
-/// Forward (both modes), backward and, for each `(optimizer, steps)` of `train`, that many
-/// training steps on `ctx`, each against the CPU reference (the region map exactly). Returns
-/// whether each plan was split ("... split: true") and what ran.
-async fn check_against_cpu(
-    ctx: Arc<GpuContext>,
-    c: DrConvConfig,
-    shape: [usize; 4],
-    train: &[(OptimizerConfig, usize)],
-) -> Vec<String> {
-    let params = DrConvParams::init(c, 21).unwrap();
-    let x = random(&shape, 22);
-    let want = cpu::forward(&params, &x).unwrap();
-    let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
-    let gx = layer.upload(&x).unwrap();
-    let mut seen = Vec::new();
-    for mode in [Mode::Inference, Mode::Training] {
-        let plan = layer.plan(&gx, mode).await.unwrap();
-        plan.poison(&ctx);
-        seen.push(format!(
-            "{mode:?} forward split: {}",
-            plan.program.has_copies()
-        ));
-        let y = layer.forward(&gx, mode).await.unwrap();
-        let got = y.read(&ctx).await.unwrap();
-        close(
-            &format!("{mode:?} output"),
-            &got.data,
-            &want.output.data,
-            FORWARD_TOL,
-        );
-        let plan = layer.plan(&gx, mode).await.unwrap();
-        let region = plan.region.read_i32(&ctx).await.unwrap();
-        assert_eq!(region, want.region_index, "{mode:?} region map");
-        let guide = plan.guide.read(&ctx).await.unwrap();
-        close(
-            &format!("{mode:?} guide"),
-            &guide.data,
-            &want.guide.data,
-            FORWARD_TOL,
-        );
-    }
-
-    // Backward of the training forward, every gradient poisoned first.
-    let gy_host = random(&want.output.shape, 23);
-    let grads_want = cpu::backward(&params, &x, &want, &gy_host).unwrap();
-    let gy = ctx.upload("gy", &gy_host).unwrap();
-    layer.forward(&gx, Mode::Training).await.unwrap();
-    let bwd = layer.backward_plan(&gx).await.unwrap();
-    bwd.poison(&ctx);
-    seen.push(format!("backward split: {}", bwd.program.has_copies()));
-    let grads = layer.backward(&gx, &gy).await.unwrap();
-    let dx = grads.x.read(&ctx).await.unwrap();
-    close("grad.x", &dx.data, &grads_want.x.data, BACKWARD_TOL);
-    for id in ParamId::ALL {
-        let got = grads.params[id.index()].read(&ctx).await.unwrap();
-        close(
-            id.name(),
-            &got.data,
-            &grads_want.params[id.index()],
-            BACKWARD_TOL,
-        );
-    }
-
-    let target_host = random(&want.output.shape, 24);
-    let target = ctx.upload("target", &target_host).unwrap();
-    for &(opt, steps) in train {
-        let mut cpu_params = params.clone();
-        let mut state = OptimizerState::new(opt).unwrap();
-        let mut trainer = Trainer::new(ctx.clone(), &params, opt).await.unwrap();
-        let gx = trainer.layer().upload(&x).unwrap();
-        for step in 0..steps {
-            let cpu_loss = cpu::train_step(&mut cpu_params, &mut state, &x, &target_host).unwrap();
-            let loss = trainer.step(&gx, &target, true).await.unwrap().unwrap();
-            assert!(
-                (loss - cpu_loss).abs() <= 1e-5 + 1e-4 * cpu_loss.abs(),
-                "{opt:?} step {step}: loss {loss} vs {cpu_loss}"
-            );
-        }
-        let after = trainer.params().await.unwrap();
-        for id in ParamId::ALL {
-            close(
-                &format!("{} after {steps} steps of {opt:?}", id.name()),
-                after.get(id),
-                cpu_params.get(id),
-                BACKWARD_TOL,
-            );
-        }
-        seen.push(format!("{steps} steps of {opt:?} match"));
-    }
-    seen
 }
 
 /// The default test layer's checks on `B x 4 x 12 x 12`, with one SGD step where `train`.
@@ -249,14 +133,16 @@ fn training_correlation_over_the_binding_splits_over_channels() {
             split(Mode::Training),
             Split {
                 batch: 1,
-                channels: 4
+                channels: 4,
+                rows: 12,
             }
         );
         assert_eq!(
             split(Mode::Inference),
             Split {
                 batch: 1,
-                channels: 8
+                channels: 8,
+                rows: 12,
             }
         );
         let seen = check_default(ctx.clone(), 2, true).await;
@@ -266,38 +152,36 @@ fn training_correlation_over_the_binding_splits_over_channels() {
     });
 }
 
-/// Live buffers on the device (wgpu's "counters" feature).
-fn live_buffers(ctx: &GpuContext) -> isize {
-    ctx.device.get_internal_counters().hal.buffers.read()
-}
-
 #[test]
 fn what_no_split_can_fit_is_refused_before_allocating() {
     pollster::block_on(async {
-        // 8 KiB: one sample's input (4 x 32 x 32 f32, 16 KiB) cannot fit one binding, whatever
-        // the split over the batch and output channels.
+        // 8 KiB bindings. A row split needs one output row of one channel and one input channel's
+        // whole plane (to pool) to fit: 4 x 4 x 700 has one output row's input band (3 rows of 4
+        // channels, 33600 bytes) over the binding, 2 x 4 x 48 x 48 one channel's plane (9216).
         let ctx = small_ctx(8 << 10, 16).await;
         let params = DrConvParams::init(config(), 3).unwrap();
         let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
-        let x = layer.upload(&random(&[2, 4, 32, 32], 4)).unwrap();
-        for mode in [Mode::Inference, Mode::Training] {
-            let before = live_buffers(&ctx);
-            match layer.forward(&x, mode).await {
-                Err(DrConvError::TooLarge { what, size, limit }) => {
-                    assert!(
-                        what.contains("`input`")
-                            && what.contains("one sample and one output channel"),
-                        "{what}"
-                    );
-                    assert_eq!((size, limit), (16384, 8 << 10));
+        let cases = [
+            ([1, 4, 4, 700], "`input`", "one output row", 33600),
+            ([2, 4, 48, 48], "one input channel, to pool", "", 9216),
+        ];
+        for (shape, tensor, why, size_want) in cases {
+            let x = layer.upload(&random(&shape, 4)).unwrap();
+            for mode in [Mode::Inference, Mode::Training] {
+                let before = live_buffers(&ctx);
+                match layer.forward(&x, mode).await {
+                    Err(DrConvError::TooLarge { what, size, limit }) => {
+                        assert!(what.contains(tensor) && what.contains(why), "{what}");
+                        assert_eq!((size, limit), (size_want, 8 << 10), "{what}");
+                    }
+                    other => panic!("expected TooLarge, got {other:?}"),
                 }
-                other => panic!("expected TooLarge, got {other:?}"),
+                assert_eq!(
+                    live_buffers(&ctx),
+                    before,
+                    "{mode:?}: allocated before refusing"
+                );
             }
-            assert_eq!(
-                live_buffers(&ctx),
-                before,
-                "{mode:?}: allocated before refusing"
-            );
         }
         ctx.check("end").unwrap();
     });
@@ -369,6 +253,7 @@ fn one_sample_over_the_binding_splits_over_output_channels() {
         let want = Split {
             batch: 1,
             channels: 14,
+            rows: 12,
         };
         let momentum = OptimizerConfig::sgd(0.05).with_momentum(0.9);
         check_channel_split(&ctx, wide(), [1, 32, 12, 12], want, &[(momentum, 2)]).await;
@@ -385,6 +270,7 @@ fn channel_split_16x16_with_an_output_over_the_binding() {
         let want = Split {
             batch: 1,
             channels: 14,
+            rows: 16,
         };
         let train = [
             (OptimizerConfig::adam(0.01).with_weight_decay(0.01), 2),
@@ -410,6 +296,7 @@ fn conv_kernel3_over_the_binding_is_split_and_trained_in_windows() {
         let want = Split {
             batch: 1,
             channels: 9,
+            rows: 8,
         };
         let train = [
             (OptimizerConfig::adam(0.01), 2),
@@ -526,7 +413,11 @@ fn channel_split_with_several_samples_per_chunk_and_remainders() {
         let c = DrConvConfig::new(32, 40, 1, 4).unwrap();
         let shape = [5, 32, 6, 6];
         let s = c.forward_shape(&shape).unwrap();
-        let split = |batch, channels| Split { batch, channels };
+        let split = |batch, channels| Split {
+            batch,
+            channels,
+            rows: 6,
+        };
         let l = &ctx.limits;
         assert_eq!(
             limits::forward_split(l, &c, &s, Mode::Training).unwrap(),
@@ -544,16 +435,4 @@ fn channel_split_with_several_samples_per_chunk_and_remainders() {
         let seen = check_against_cpu(ctx.clone(), c, shape, &train).await;
         assert_all_checked(&ctx, "", &seen);
     });
-}
-
-/// Every plan `check_*` reported split as expected ("true") or matched the CPU ("match"), and the
-/// device recorded no error.
-fn assert_all_checked(ctx: &GpuContext, what: &str, seen: &[String]) {
-    println!("{what} {seen:#?}");
-    assert!(
-        seen.iter()
-            .all(|s| s.ends_with("true") || s.ends_with("match")),
-        "{what} {seen:?}"
-    );
-    ctx.check("end").unwrap();
 }

@@ -17,6 +17,9 @@ use crate::gpu::shaders;
 use crate::params::ParamId;
 use crate::trace::Gradients;
 
+/// The label of the pool backward's steps (a row split leaves them out of its bands' sub-plans).
+pub const POOL_GRAD_STEP: &str = "pool_input_grad";
+
 /// Output positions per partial sum of the guide conv's weight gradient (first reduction stage).
 pub const GUIDE_CHUNK: usize = 256;
 
@@ -490,7 +493,7 @@ impl BackwardPlan {
         )?);
         // Adaptive pool: dx's third path.
         add(ctx.steps(
-            "pool_input_grad",
+            POOL_GRAD_STEP,
             &ADAPTIVE_POOL_BWD,
             "main",
             dims,

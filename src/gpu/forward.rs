@@ -21,6 +21,9 @@ pub enum Mode {
     Training,
 }
 
+/// The label of the pool's steps (a row split leaves them out of its bands' sub-plans).
+pub const POOL_STEP: &str = "adaptive_pool";
+
 /// Per-region pixel lists of the fused path (see `shaders/region_select.wgsl` `lists`).
 #[derive(Debug)]
 pub struct RegionLists {
@@ -106,7 +109,7 @@ impl ForwardPlan {
         let mut program = Program::default();
         let mut add = |steps: Vec<_>| program.steps.extend(steps);
         add(ctx.steps(
-            "adaptive_pool",
+            POOL_STEP,
             &shaders::ADAPTIVE_POOL,
             "main",
             dims,

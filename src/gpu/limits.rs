@@ -9,6 +9,7 @@ use crate::error::{DrConvError, Result};
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::forward::Mode;
 use crate::gpu::program::WG;
+use crate::gpu::split::band_shape;
 use crate::params::ParamId;
 
 /// One tensor of a plan: its name and shape.
@@ -269,18 +270,25 @@ pub fn check_backward(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape)
     Ok(())
 }
 
-/// How a plan is split to fit the device: samples and output channels per sub-plan (see
-/// `crate::gpu::split`). `batch == shape.batch` and `channels == out_channels` is no split.
+/// How a plan is split to fit the device: samples, output channels and output rows per sub-plan
+/// (see `crate::gpu::split`). The whole batch, every channel and every row is no split; rows are
+/// split only with one sample per sub-plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Split {
     pub batch: usize,
     pub channels: usize,
+    pub rows: usize,
 }
 
 impl Split {
     /// Whether the plan runs as sub-plans at all.
     pub fn splits(&self, c: &DrConvConfig, s: &ForwardShape) -> bool {
-        self.batch < s.batch || self.channels < c.out_channels
+        self.batch < s.batch || self.channels < c.out_channels || self.splits_rows(s)
+    }
+
+    /// Whether sub-plans take bands of output rows (`crate::gpu::split::rows`).
+    pub fn splits_rows(&self, s: &ForwardShape) -> bool {
+        self.rows < s.out_height
     }
 }
 
@@ -293,9 +301,11 @@ pub fn with_out_channels(c: &DrConvConfig, out_channels: usize) -> DrConvConfig 
 /// The split of a forward of `shape`: the whole batch and every channel when every tensor fits
 /// the device; else the most samples per sub-plan whose tensors all fit; else, when one sample
 /// is already too large, one sample and the most output channels that fit (then the most samples
-/// with those channels). Refuses, naming the tensor and the limit, when even one sample and one
-/// output channel do not fit, or when a full tensor the split plan keeps (input, output, region
-/// map, guide) exceeds `max_buffer_size`.
+/// with those channels); else, when one sample is too large even with one output channel, one
+/// sample and the channels and output rows per sub-plan that make the fewest sub-plans. Refuses, naming the tensor
+/// and the limit, when even one output row of one channel of one sample does not fit, or when a
+/// full tensor the split plan keeps (input, output, region map, guide; the pooled map and one
+/// input channel's plane for a row split) exceeds its limit.
 pub fn forward_split(
     limits: &wgpu::Limits,
     c: &DrConvConfig,
@@ -313,6 +323,14 @@ pub fn forward_split(
             check_stored(limits, &t)?;
         }
     }
+    if split.splits_rows(s) {
+        check_stored(limits, &TensorSpec::new("pooled", &s.pooled(c)))?;
+        let plane = [1, 1, s.height, s.width];
+        check_bound(
+            limits,
+            &TensorSpec::new("one input channel, to pool", &plane),
+        )?;
+    }
     Ok(split)
 }
 
@@ -321,6 +339,9 @@ pub fn forward_split(
 pub fn backward_split(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape) -> Result<Split> {
     let split = largest_split(c, s, |c, sub| check_backward(limits, c, sub))?;
     if split.splits(c, s) {
+        if split.splits_rows(s) {
+            check_stored(limits, &TensorSpec::new("grad.pooled", &s.pooled(c)))?;
+        }
         forward_split(limits, c, s, Mode::Training)?;
         for t in [
             TensorSpec::new("grad_output", &s.output(c)),
@@ -348,9 +369,10 @@ pub fn backward_chunk(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape)
 }
 
 /// The split `check` accepts with the most work per sub-plan: over the batch while one sample
-/// fits, else over output channels with one sample, then the most samples at those channels.
-/// Every size checked grows with the batch and with the output channels (or does not depend on
-/// them), so acceptance is monotone in both and a binary search finds the largest.
+/// fits, else over output channels with one sample, then the most samples at those channels;
+/// else bands of output rows of one sample (`crate::gpu::split::rows`). Every size checked grows
+/// with the batch, the output channels and the rows per band (or does not depend on them), so
+/// acceptance is monotone in each and a binary search finds the largest.
 fn largest_split(
     c: &DrConvConfig,
     s: &ForwardShape,
@@ -363,27 +385,51 @@ fn largest_split(
         return Ok(Split {
             batch,
             channels: c.out_channels,
+            rows: s.out_height,
         });
     }
     let sub = |o: usize| with_out_channels(c, o);
-    check(&sub(1), &one).map_err(|e| match e {
+    let rows = s.out_height;
+    if check(&sub(1), &one).is_ok() {
+        let channels = largest(c.out_channels - 1, |o| check(&sub(o), &one).is_ok());
+        let batch = largest(s.batch, |b| check(&sub(channels), &with(b)).is_ok());
+        return Ok(Split {
+            batch,
+            channels,
+            rows,
+        });
+    }
+    // Bands of output rows (one sample each): the most channels with one row, then the most rows.
+    let band = |ny: usize| band_shape(c, s, ny);
+    let fits = check(&sub(1), &band(1));
+    let fits = if rows > 1 { fits } else { check(&sub(1), &one) };
+    fits.map_err(|e| match e {
         DrConvError::TooLarge { what, size, limit } => DrConvError::TooLarge {
             what: format!(
-                "{what}, even with one sample and one output channel per sub-plan (plans split \
-                 work over the batch and the output channels, not over input channels or rows)"
+                "{what}, even with one sample, one output channel and one output row per \
+                 sub-plan (plans split work over the batch, the output channels and the output \
+                 rows, not over input channels)"
             ),
             size,
             limit,
         },
         other => other,
     })?;
-    let channels = largest(c.out_channels - 1, |o| check(&sub(o), &one).is_ok());
-    let batch = largest(s.batch, |b| check(&sub(channels), &with(b)).is_ok());
-    Ok(Split { batch, channels })
+    // Of the channel counts that fit with one row, the one with the fewest chunks (channel
+    // chunks times bands, each band as tall as fits), the most channels on ties.
+    let most = largest(c.out_channels, |o| check(&sub(o), &band(1)).is_ok());
+    let split = |channels: usize| Split {
+        batch: 1,
+        channels,
+        rows: largest(rows - 1, |ny| check(&sub(channels), &band(ny)).is_ok()),
+    };
+    let count = |t: &Split| c.out_channels.div_ceil(t.channels) * s.out_height.div_ceil(t.rows);
+    let best = (1..=most).rev().map(split).min_by_key(count);
+    Ok(best.expect("one channel fits"))
 }
 
 /// The largest n in `1..=max` with `ok(n)`, given `ok(1)` and `ok` monotone (`max` when 0).
-fn largest(max: usize, ok: impl Fn(usize) -> bool) -> usize {
+pub fn largest(max: usize, ok: impl Fn(usize) -> bool) -> usize {
     if max <= 1 || ok(max) {
         return max;
     }

@@ -53,7 +53,8 @@ impl Dims {
 }
 
 /// One recorded operation: a bound dispatch (nothing left to decide at run time) or, in plans
-/// split to fit the device's limits (`crate::gpu::split`), a copy between two buffers.
+/// split to fit the device's limits (`crate::gpu::split`), a copy between two buffers or a clear
+/// of a buffer range to zeros.
 #[derive(Debug, Clone)]
 pub struct Step {
     pub label: &'static str,
@@ -72,6 +73,11 @@ enum Op {
         src_offset: u64,
         dst: wgpu::Buffer,
         dst_offset: u64,
+        size: u64,
+    },
+    Clear {
+        buffer: wgpu::Buffer,
+        offset: u64,
         size: u64,
     },
 }
@@ -98,8 +104,22 @@ impl Step {
         }
     }
 
+    /// Zeros over `size` bytes of `buffer` from `offset` (multiples of 4), recorded between
+    /// passes.
+    pub fn clear(label: &'static str, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Self {
+        Step {
+            label,
+            op: Op::Clear {
+                buffer: buffer.clone(),
+                offset,
+                size,
+            },
+        }
+    }
+
+    /// Whether the step is recorded outside compute passes (a copy or a clear).
     pub fn is_copy(&self) -> bool {
-        matches!(self.op, Op::Copy { .. })
+        matches!(self.op, Op::Copy { .. } | Op::Clear { .. })
     }
 }
 
@@ -126,15 +146,20 @@ impl Program {
             rest = &rest[n..];
             let m = rest.iter().position(|s| !s.is_copy()).unwrap_or(rest.len());
             for s in &rest[..m] {
-                if let Op::Copy {
-                    src,
-                    src_offset,
-                    dst,
-                    dst_offset,
-                    size,
-                } = &s.op
-                {
-                    encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
+                match &s.op {
+                    Op::Copy {
+                        src,
+                        src_offset,
+                        dst,
+                        dst_offset,
+                        size,
+                    } => encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size),
+                    Op::Clear {
+                        buffer,
+                        offset,
+                        size,
+                    } => encoder.clear_buffer(buffer, *offset, Some(*size)),
+                    Op::Dispatch { .. } => {}
                 }
             }
             rest = &rest[m..];

@@ -3,11 +3,12 @@
 
 use super::channels::{kernel3_of, kernel3_rows, shared_grads, SubParams};
 use super::copies::{samples, slices, whole, Dir};
-use super::forward::{chunk_forward, sub_forward};
-use super::{chunks, last_size, Chunk, PerSize};
+use super::forward::{chunk_forward, pool_stage, sub_forward};
+use super::rows::{add_input_grad, band, out_rows};
+use super::{chunks, last_size, Chunk, PerSize, Size};
 use crate::config::DrConvConfig;
 use crate::error::Result;
-use crate::gpu::backward::{param_grad_buffers, BackwardPlan};
+use crate::gpu::backward::{param_grad_buffers, BackwardPlan, POOL_GRAD_STEP};
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
 use crate::gpu::forward::{ForwardPlan, Mode};
@@ -48,6 +49,11 @@ struct SubBackward {
     accumulate: Vec<Step>,
     /// Channel split: adds the chunk's `grad.x` into its batch chunk's sum.
     add_x: Vec<Step>,
+    /// Row split: adds the band's `grad.x` (summed over channel chunks) into the scratch that the
+    /// full `grad.x`'s band rows pass through.
+    add_band: Vec<Step>,
+    /// Row split: adds the chunk's pooled-map gradient into its sample's sum.
+    add_pooled: Vec<Step>,
 }
 
 /// Channel and batch split: one channel chunk's conv_kernel.3 gradients summed over the batch
@@ -56,8 +62,8 @@ struct Kernel3Sums {
     no: usize,
     /// Weight and bias gradient sums.
     sums: [GpuTensor; 2],
-    /// Per batch-chunk size `nb`, the adds of its sub-plan's gradients into `sums`.
-    adds: Vec<(usize, Vec<Step>)>,
+    /// Per batch-chunk and band size `(nb, ny)`, the adds of its sub-plan's gradients into `sums`.
+    adds: Vec<((usize, usize), Vec<Step>)>,
 }
 
 impl Kernel3Sums {
@@ -67,7 +73,7 @@ impl Kernel3Sums {
         ctx: &GpuContext,
         c: &DrConvConfig,
         all: &[Chunk],
-        subs: &PerSize<(usize, usize), SubBackward>,
+        subs: &PerSize<Size, SubBackward>,
         o0: usize,
     ) -> Result<Self> {
         let ch = all.iter().find(|ch| ch.o0 == o0).expect("a chunk at o0");
@@ -83,16 +89,16 @@ impl Kernel3Sums {
             )?,
         ];
         let mut adds = Vec::new();
-        for (nb, no) in all.iter().map(Chunk::size) {
-            if no != ch.no || adds.iter().any(|(have, _)| *have == nb) {
+        for (nb, no, ny) in all.iter().map(Chunk::size) {
+            if no != ch.no || adds.iter().any(|(have, _)| *have == (nb, ny)) {
                 continue;
             }
-            let sub = subs.get((nb, no));
+            let sub = subs.get((nb, no, ny));
             let mut steps = Vec::new();
             for (part, sum) in kernel3_of(&sub.grads).into_iter().zip(&sums) {
                 steps.extend(accumulate(ctx, "accumulate conv_kernel.3 grad", part, sum)?);
             }
-            adds.push((nb, steps));
+            adds.push(((nb, ny), steps));
         }
         Ok(Kernel3Sums {
             no: ch.no,
@@ -102,9 +108,9 @@ impl Kernel3Sums {
     }
 
     /// Chunk `ch`'s conv_kernel.3 gradients (of its sub-plans `sub`) into the sums: the first
-    /// batch chunk's copied, the later ones added.
+    /// batch chunk's (and band's) copied, the later ones added.
     fn add(&self, ch: &Chunk, sub: &SubBackward) -> Vec<Step> {
-        if ch.b0 == 0 {
+        if ch.b0 == 0 && ch.y0 == 0 {
             return kernel3_of(&sub.grads)
                 .into_iter()
                 .zip(&self.sums)
@@ -114,8 +120,8 @@ impl Kernel3Sums {
         let (_, add) = self
             .adds
             .iter()
-            .find(|(nb, _)| *nb == ch.nb)
-            .expect("adds per batch size");
+            .find(|(size, _)| *size == (ch.nb, ch.ny))
+            .expect("adds per batch and band size");
         add.clone()
     }
 }
@@ -153,21 +159,43 @@ pub fn backward(
     if !split.splits(c, &s) {
         return Ok(None);
     }
+    let rows_split = split.splits_rows(&s);
     let (batch_split, channel_split) = (split.batch < s.batch, split.channels < c.out_channels);
     let grad_output = ctx.empty_stored("grad_output", &s.output(c))?;
     let grad_x = ctx.empty_stored("grad.x", &s.input(c))?;
     let all = chunks(split, &s, c, false);
+    let pool = pool_stage(ctx, c, &s, rows_split)?;
     let mut sub_params = SubParams::build(ctx, c, params, &all)?;
-    // Channel split: grad.x of a batch chunk summed over its channel chunks.
-    let x_sums = PerSize::build(all.iter().map(|ch| ch.nb), |nb| {
+    let in_rows = |ny: usize| match ny < s.out_height {
+        true => band(c, ny).in_rows,
+        false => s.height,
+    };
+    // Channel split: grad.x of a batch chunk (or band) summed over its channel chunks.
+    let x_sums = PerSize::build(all.iter().map(|ch| (ch.nb, ch.ny)), |(nb, ny)| {
         if !channel_split {
             return Ok(None);
         }
-        let shape = [nb, c.in_channels, s.height, s.width];
+        let shape = [nb, c.in_channels, in_rows(ny), s.width];
         ctx.empty("grad.x chunk sum", &shape).map(Some)
     })?;
+    // Row split: per band size, the scratch the full grad.x's band rows pass through.
+    let x_bands = PerSize::build(all.iter().map(|ch| ch.ny), |ny| {
+        if !rows_split {
+            return Ok(None);
+        }
+        let shape = [1, c.in_channels, in_rows(ny), s.width];
+        ctx.empty("grad.x band", &shape).map(Some)
+    })?;
+    // Row split: a sample's pooled-map gradient summed over its chunks.
+    let pooled_sum = match rows_split {
+        true => Some(ctx.empty(
+            "grad.pooled sum",
+            &[1, c.in_channels, c.kernel_size, c.kernel_size],
+        )?),
+        false => None,
+    };
     let subs = PerSize::build(all.iter().map(Chunk::size), |size| {
-        let (nb, no) = size;
+        let (nb, no, ny) = size;
         let sc = with_out_channels(c, no);
         let fwd = sub_forward(ctx, c, &s, &sub_params, &fwd.input, size, Mode::Training)?;
         let grads = param_grad_buffers(ctx, &sc)?;
@@ -177,9 +205,22 @@ pub fn backward(
             let (src, dst) = (&grads[id.index()], &param_grads[id.index()]);
             acc.extend(accumulate(ctx, "accumulate param grad", src, dst)?);
         }
-        let add_x = match x_sums.get(nb) {
+        let x_sum = x_sums.get((nb, ny)).as_ref();
+        let add_x = match x_sum {
             Some(sum) => accumulate(ctx, "accumulate grad.x", &bwd.grads.x, sum)?,
             None => Vec::new(),
+        };
+        let (add_band, add_pooled) = match (x_bands.get(ny), &pooled_sum) {
+            (Some(scratch), Some(sum)) => (
+                accumulate(
+                    ctx,
+                    "accumulate grad.x band",
+                    x_sum.unwrap_or(&bwd.grads.x),
+                    scratch,
+                )?,
+                accumulate(ctx, "accumulate grad.pooled", &bwd.grads.pooled, sum)?,
+            ),
+            _ => (Vec::new(), Vec::new()),
         };
         Ok(SubBackward {
             fwd,
@@ -187,12 +228,15 @@ pub fn backward(
             grads,
             accumulate: acc,
             add_x,
+            add_band,
+            add_pooled,
         })
     })?;
-    // Channel and batch split: each channel chunk's conv_kernel.3 gradients summed over the batch
-    // chunks (they fit one binding, the layer's may not), copied to their rows at the end.
+    // Channel split with batch or row split: each channel chunk's conv_kernel.3 gradients summed
+    // over the batch chunks and bands (they fit one binding, the layer's may not), copied to
+    // their rows at the end.
     let kernel3_sums = PerSize::build(all.iter().map(|ch| ch.o0), |o0| {
-        if !(channel_split && batch_split) {
+        if !(channel_split && (batch_split || rows_split)) {
             return Ok(None);
         }
         Kernel3Sums::build(ctx, c, &all, &subs, o0).map(Some)
@@ -204,29 +248,89 @@ pub fn backward(
         kernel3_rows("conv_kernel.3 grad rows out", c, full, part, outs, Dir::Out)
     };
     let mut steps = Vec::new();
+    if let Some(pool) = &pool {
+        steps.extend(pool.forward(&fwd.input));
+        // Bands add into grad.x (they overlap), the pool last.
+        let bytes = grad_x.numel() as u64 * 4;
+        steps.push(Step::clear("grad.x zeros", &grad_x.buffer, 0, bytes));
+    }
     for (k, ch) in all.iter().enumerate() {
         let sub = subs.get(ch.size());
-        steps.extend(chunk_forward(&mut sub_params, &s, &fwd.input, &sub.fwd, ch));
-        steps.extend(slices(
-            "grad_output chunk in",
-            &grad_output,
-            &sub.bwd.grad_output,
+        let (fwd_plan, gy) = (&sub.fwd, &sub.bwd.grad_output);
+        steps.extend(chunk_forward(
+            &mut sub_params,
+            c,
+            &s,
+            &fwd.input,
+            pool.as_ref(),
+            fwd_plan,
             ch,
-            Dir::In,
         ));
-        steps.extend(sub.bwd.program.steps.iter().cloned());
+        if rows_split {
+            // The band's discarded rows get a zero upstream gradient: they add nothing.
+            steps.push(Step::clear(
+                "grad_output band zeros",
+                &gy.buffer,
+                0,
+                gy.numel() as u64 * 4,
+            ));
+            steps.extend(out_rows(
+                "grad_output band in",
+                c,
+                &grad_output,
+                gy,
+                ch,
+                ch.o0,
+                Dir::In,
+            ));
+            let own_steps = sub
+                .bwd
+                .program
+                .steps
+                .iter()
+                .filter(|st| st.label != POOL_GRAD_STEP);
+            steps.extend(own_steps.cloned());
+        } else {
+            steps.extend(slices(
+                "grad_output chunk in",
+                &grad_output,
+                gy,
+                ch,
+                Dir::In,
+            ));
+            steps.extend(sub.bwd.program.steps.iter().cloned());
+        }
+        let last_channels = ch.o0 + ch.no == c.out_channels;
         let dx = &sub.bwd.grads.x;
-        match x_sums.get(ch.nb) {
-            None => steps.push(samples("grad.x chunk out", &grad_x, dx, ch, Dir::Out)),
+        // The chunk's grad.x once summed over the channel chunks.
+        let summed = match x_sums.get((ch.nb, ch.ny)) {
+            None => Some(dx),
             Some(sum) => {
                 if ch.o0 == 0 {
                     steps.push(whole("grad.x sum", dx, sum));
                 } else {
                     steps.extend(sub.add_x.iter().cloned());
                 }
-                if ch.o0 + ch.no == c.out_channels {
-                    steps.push(samples("grad.x chunk out", &grad_x, sum, ch, Dir::Out));
-                }
+                last_channels.then_some(sum)
+            }
+        };
+        match (summed, x_bands.get(ch.ny)) {
+            (Some(_), Some(scratch)) => {
+                steps.extend(add_input_grad(c, &grad_x, scratch, &sub.add_band, ch));
+            }
+            (Some(done), None) => {
+                steps.push(samples("grad.x chunk out", &grad_x, done, ch, Dir::Out))
+            }
+            (None, _) => {}
+        }
+        if let (Some(pool), Some(sum)) = (&pool, &pooled_sum) {
+            if ch.y0 == 0 && ch.o0 == 0 {
+                steps.push(whole("grad.pooled sum", &sub.bwd.grads.pooled, sum));
+            } else {
+                steps.extend(sub.add_pooled.iter().cloned());
+            }
+            if ch.y0 + ch.ny == s.out_height && last_channels {
+                steps.extend(pool.backward(ch.b0, sum, &grad_x));
             }
         }
         if k == 0 {
@@ -241,7 +345,7 @@ pub fn backward(
             continue;
         }
         match kernel3_sums.get(ch.o0) {
-            // One batch chunk: the chunk's conv_kernel.3 gradients are final.
+            // One chunk per channel chunk: its conv_kernel.3 gradients are final.
             None => steps.extend(grad_rows_out(kernel3_of(&sub.grads), (ch.o0, ch.no))),
             Some(k3) => steps.extend(k3.add(ch, sub)),
         }

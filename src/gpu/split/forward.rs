@@ -2,12 +2,14 @@
 
 use super::channels::SubParams;
 use super::copies::{samples, slices, Dir};
-use super::{chunks, last_size, Chunk, PerSize};
+use super::pool::PoolStage;
+use super::rows::{band, input_in, out_rows};
+use super::{chunks, last_size, Chunk, PerSize, Size};
 use crate::config::{DrConvConfig, ForwardShape};
 use crate::error::Result;
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
-use crate::gpu::forward::{ForwardPlan, Mode};
+use crate::gpu::forward::{ForwardPlan, Mode, POOL_STEP};
 use crate::gpu::limits::{self, with_out_channels};
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Program, Step};
@@ -31,14 +33,58 @@ pub fn forward(
     let region = ctx.empty_stored("region_index", &s.region())?;
     let guide = ctx.empty_stored("guide", &s.guide(c))?;
     let all = chunks(split, &s, c, true);
+    let pool = pool_stage(ctx, c, &s, split.splits_rows(&s))?;
     let mut sub_params = SubParams::build(ctx, c, params, &all)?;
     let subs = PerSize::build(all.iter().map(Chunk::size), |size| {
         sub_forward(ctx, c, &s, &sub_params, input, size, mode)
     })?;
     let mut steps = Vec::new();
+    if let Some(pool) = &pool {
+        steps.extend(pool.forward(input));
+    }
     for ch in &all {
         let sub = subs.get(ch.size());
-        steps.extend(chunk_forward(&mut sub_params, &s, input, sub, ch));
+        steps.extend(chunk_forward(
+            &mut sub_params,
+            c,
+            &s,
+            input,
+            pool.as_ref(),
+            sub,
+            ch,
+        ));
+        if ch.ny < s.out_height {
+            steps.extend(out_rows(
+                "output band out",
+                c,
+                &output,
+                &sub.output,
+                ch,
+                ch.o0,
+                Dir::Out,
+            ));
+            if ch.o0 == 0 {
+                steps.extend(out_rows(
+                    "region band out",
+                    c,
+                    &region,
+                    &sub.region,
+                    ch,
+                    0,
+                    Dir::Out,
+                ));
+                steps.extend(out_rows(
+                    "guide band out",
+                    c,
+                    &guide,
+                    &sub.guide,
+                    ch,
+                    0,
+                    Dir::Out,
+                ));
+            }
+            continue;
+        }
         steps.extend(slices(
             "output chunk out",
             &output,
@@ -70,30 +116,60 @@ pub fn forward(
     }))
 }
 
-/// The forward sub-plan of chunks of `nb` samples and `no` output channels of `input`.
+/// The pool stage of a row split (`rows`), else `None`.
+pub(super) fn pool_stage(
+    ctx: &GpuContext,
+    c: &DrConvConfig,
+    s: &ForwardShape,
+    rows: bool,
+) -> Result<Option<PoolStage>> {
+    rows.then(|| PoolStage::build(ctx, c, s)).transpose()
+}
+
+/// The forward sub-plan of chunks of `nb` samples, `no` output channels and `ny` output rows of
+/// `input`.
 pub(super) fn sub_forward(
     ctx: &GpuContext,
     c: &DrConvConfig,
     s: &ForwardShape,
     sub_params: &SubParams,
     input: &GpuTensor,
-    (nb, no): (usize, usize),
+    (nb, no, ny): Size,
     mode: Mode,
 ) -> Result<ForwardPlan> {
-    let x = chunk_input(ctx, c, s, input, nb)?;
+    let x = chunk_input(ctx, c, s, input, nb, ny)?;
     ForwardPlan::build(ctx, &with_out_channels(c, no), sub_params.get(no), &x, mode)
 }
 
 /// The steps that run chunk `ch` of the forward of `input` with its sub-plan `sub`: the chunk's
-/// conv_kernel.3 rows (unless its sub-layer holds them) and samples copied in, then the sub-plan.
+/// conv_kernel.3 rows (unless its sub-layer holds them) and samples (or input band and pooled
+/// map, from `pool`) copied in, then the sub-plan (without its pool, for a band).
 pub(super) fn chunk_forward(
     sub_params: &mut SubParams,
+    c: &DrConvConfig,
     s: &ForwardShape,
     input: &GpuTensor,
+    pool: Option<&PoolStage>,
     sub: &ForwardPlan,
     ch: &Chunk,
 ) -> Vec<Step> {
     let mut steps = sub_params.load(ch);
+    if let (true, Some(pool)) = (ch.ny < s.out_height, pool) {
+        steps.extend(input_in(c, input, &sub.input, ch));
+        let bytes = sub.pooled.numel() as u64 * 4;
+        let (src, dst) = (&pool.pooled.buffer, &sub.pooled.buffer);
+        steps.push(Step::copy(
+            "pooled in",
+            src,
+            ch.b0 as u64 * bytes,
+            dst,
+            0,
+            bytes,
+        ));
+        let own_steps = sub.program.steps.iter().filter(|st| st.label != POOL_STEP);
+        steps.extend(own_steps.cloned());
+        return steps;
+    }
     if ch.nb < s.batch {
         steps.push(samples("input chunk in", input, &sub.input, ch, Dir::In));
     }
@@ -101,15 +177,21 @@ pub(super) fn chunk_forward(
     steps
 }
 
-/// The input of a chunk's sub-plan: the full input when the chunk has every sample (bound
-/// directly: it fits, the split checked), else a buffer the program copies the samples into.
+/// The input of a chunk's sub-plan: the full input when the chunk has every sample and row
+/// (bound directly: it fits, the split checked), else a buffer the program copies the samples
+/// (or the band's rows) into.
 fn chunk_input(
     ctx: &GpuContext,
     c: &DrConvConfig,
     s: &ForwardShape,
     input: &GpuTensor,
     nb: usize,
+    ny: usize,
 ) -> Result<GpuTensor> {
+    if ny < s.out_height {
+        let rows = band(c, ny).in_rows;
+        return ctx.empty("input band", &[nb, c.in_channels, rows, s.width]);
+    }
     if nb == s.batch {
         return Ok(input.clone());
     }

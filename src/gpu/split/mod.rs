@@ -1,12 +1,14 @@
-//! Plans split over the batch and the output channels so that every tensor a shader binds fits
-//! the device's `max_storage_buffer_binding_size` (the full tensors only need `max_buffer_size`:
-//! they are copied in and out, never bound).
+//! Plans split over the batch, the output channels and the output rows so that every tensor a
+//! shader binds fits the device's `max_storage_buffer_binding_size` (the full tensors only need
+//! `max_buffer_size`: they are copied in and out, never bound).
 //!
-//! A split plan runs ordinary sub-plans of `nb` samples and `no` output channels (one per chunk
-//! size: full chunks and remainders) one chunk after another, in one submission: copy the chunk's
-//! inputs in, run the sub-plan, copy its results out. [`crate::gpu::limits::forward_split`] picks
-//! the largest chunks that fit: whole samples while one fits, else one sample (or a few) and the
-//! most output channels that fit.
+//! A split plan runs ordinary sub-plans of `nb` samples, `no` output channels and `ny` output rows
+//! (one per chunk size: full chunks and remainders) one chunk after another, in one submission:
+//! copy the chunk's inputs in, run the sub-plan, copy its results out.
+//! [`crate::gpu::limits::forward_split`] picks the largest chunks that fit: whole samples while
+//! one fits, else one sample (or a few) and the most output channels that fit, else one sample in
+//! bands of rows (`rows`: for inputs larger than a binding) with the channels and rows that make
+//! the fewest chunks.
 //!
 //! The output-channel split needs no shader of its own: a DRConv with O outputs is the
 //! concatenation over chunks `o0..o0+no` of DRConvs with `no` outputs that share the pool, kernel
@@ -27,33 +29,41 @@
 //! training step runs the forward twice.
 //!
 //! Files: this one the chunks, `copies` the copies between full and chunk tensors, `channels`
-//! conv_kernel.3's rows per channel chunk, `forward` and `backward` the two split plans.
+//! conv_kernel.3's rows per channel chunk, `rows` the bands of rows and their copies, `pool` the
+//! row split's pooled map from the whole image, `forward` and `backward` the two split plans.
 
 mod backward;
 mod channels;
 mod copies;
 mod forward;
+mod pool;
+mod rows;
 
 pub use backward::{backward, layer_param_grad_buffers, SplitBackward};
 pub use forward::forward;
+pub use rows::{band, band_shape, Band};
 
 use crate::config::{DrConvConfig, ForwardShape};
 use crate::error::Result;
 use crate::gpu::limits::Split;
 
-/// Samples `b0..b0+nb` and output channels `o0..o0+no` of a split plan.
+/// Samples `b0..b0+nb`, output channels `o0..o0+no` and output rows `y0..y0+ny` of a split plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Chunk {
     b0: usize,
     nb: usize,
     o0: usize,
     no: usize,
+    y0: usize,
+    ny: usize,
 }
 
+/// A chunk's size `(nb, no, ny)`: chunks of one size share a sub-plan.
+type Size = (usize, usize, usize);
+
 impl Chunk {
-    /// The chunk's size `(nb, no)`: chunks of one size share a sub-plan.
-    fn size(&self) -> (usize, usize) {
-        (self.nb, self.no)
+    fn size(&self) -> Size {
+        (self.nb, self.no, self.ny)
     }
 }
 
@@ -63,28 +73,35 @@ fn spans(n: usize, size: usize) -> impl Iterator<Item = (usize, usize)> + Clone 
 }
 
 /// Every chunk of `split`, channel chunks outer when `channels_outer` (the forward: each chunk's
-/// conv_kernel.3 rows are copied once), else batch chunks outer (the backward: a batch chunk's
-/// `grad.x` is summed over the channel chunks before the next batch chunk).
+/// conv_kernel.3 rows are copied once), else batch chunks outer, then row bands (the backward: a
+/// band's `grad.x` is summed over the channel chunks before the next band or batch chunk).
 fn chunks(split: Split, s: &ForwardShape, c: &DrConvConfig, channels_outer: bool) -> Vec<Chunk> {
-    let (bs, os) = (
+    let (bs, os, ys) = (
         spans(s.batch, split.batch),
         spans(c.out_channels, split.channels),
+        spans(s.out_height, split.rows),
     );
     let mut v = Vec::new();
+    for (b0, nb) in bs {
+        for (y0, ny) in ys.clone() {
+            v.extend(os.clone().map(|(o0, no)| Chunk {
+                b0,
+                nb,
+                o0,
+                no,
+                y0,
+                ny,
+            }));
+        }
+    }
     if channels_outer {
-        for (o0, no) in os {
-            v.extend(bs.clone().map(|(b0, nb)| Chunk { b0, nb, o0, no }));
-        }
-    } else {
-        for (b0, nb) in bs {
-            v.extend(os.clone().map(|(o0, no)| Chunk { b0, nb, o0, no }));
-        }
+        v.sort_by_key(|ch| ch.o0);
     }
     v
 }
 
 /// The size of the last of `all`: its sub-plan's intermediates stand for the split plan's.
-fn last_size(all: &[Chunk]) -> (usize, usize) {
+fn last_size(all: &[Chunk]) -> Size {
     all[all.len() - 1].size()
 }
 
