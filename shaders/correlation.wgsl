@@ -26,18 +26,24 @@
 @group(0) @binding(4) var<storage, read> order: array<u32>;
 // B x (r+1): region g's pixels are order[b*H'W' + starts[g] .. b*H'W' + starts[g+1]].
 @group(0) @binding(5) var<storage, read> starts: array<u32>;
-// The kernel again, as vec4s along the inner index (the `_direct4` entries, I*k*k % 4 == 0).
+// The kernel again, as vec4s along the inner index: as laid out for the `_direct4` entries
+// (I*k*k % 4 == 0), the channel-last copy (rows with the inner index in (u, v, i) order) for the
+// `_cl4` entries (I % 4 == 0).
 @group(0) @binding(6) var<storage, read> kern4: array<vec4<f32>>;
+// x channel-last (B x H x W x I) as vec4s over 4 input channels, for the `_cl4` entries.
+@group(0) @binding(7) var<storage, read> xt4: array<vec4<f32>>;
 
 const RB: u32 = 8u; // rows per invocation (two vec4s)
 const PB: u32 = 4u; // pixels per invocation
 const KC: u32 = 32u; // inner indices staged per chunk
 const ROWS4_MAX: u32 = 16u; // (8 * CG) / 4 for CG = 8
 const NONE: u32 = 0xffffffffu;
-// Weight sources: staged through workgroup memory, read directly, read directly as vec4s.
+// Weight sources: staged through workgroup memory, read directly, read directly as vec4s, read
+// as vec4s with x from a channel-last copy.
 const STAGED: u32 = 0u;
 const DIRECT: u32 = 1u;
 const VEC4: u32 = 2u;
+const CL4: u32 = 3u;
 var<workgroup> wsh: array<vec4<f32>, KC * ROWS4_MAX>; // [kc][row4]: 8 KiB
 
 fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
@@ -195,6 +201,64 @@ fn gemm_tile4(cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array
     return array<vec4<f32>, 8>(p0a, p0b, p1a, p1b, p2a, p2b, p3a, p3b);
 }
 
+// `gemm_tile4` over channel-last copies of x and the kernel, for CPU adapters where I % 4 == 0:
+// the inner loop runs over taps (u, v), then blocks of 4 input channels, so a pixel's 4 channels
+// are one vec4 load and the padding test is once per tap. Per 4 channels 8 vec4 weight loads and
+// 4 vec4 x loads feed 128 multiply-adds (`gemm_tile4`: 8 vec4 and 16 scalar loads).
+fn gemm_tile_cl4(cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array<vec4<f32>, 8> {
+    let i4 = d.cin / 4u;
+    let kd4 = d.k * d.k * i4;
+    let hw = d.ho * d.wo;
+    let live = pix < vec4(hw);
+    let iy0 = select(vec4(-0x40000000), vec4<i32>((pix / d.wo) * d.stride) - i32(d.pad), live);
+    let ix0 = select(vec4(0), vec4<i32>((pix % d.wo) * d.stride) - i32(d.pad), live);
+    let xb = vec4(b * d.h * d.w);
+    let kb = b * d.r * d.cout;
+    let rl = row_end - 1u;
+    let rr0 = row0 + 8u * cg;
+    let rba = (vec4(kb) + min(vec4(rr0) + vec4(0u, 1u, 2u, 3u), vec4(rl))) * kd4;
+    let rbb = (vec4(kb) + min(vec4(rr0) + vec4(4u, 5u, 6u, 7u), vec4(rl))) * kd4;
+    var p0a = vec4(0.0); var p0b = vec4(0.0);
+    var p1a = vec4(0.0); var p1b = vec4(0.0);
+    var p2a = vec4(0.0); var p2b = vec4(0.0);
+    var p3a = vec4(0.0); var p3b = vec4(0.0);
+    var wo = 0u;
+    for (var u = 0u; u < d.k; u++) {
+        let iy = iy0 + i32(u * d.dil);
+        let oky = vec4<u32>(iy) < vec4(d.h);
+        for (var v = 0u; v < d.k; v++) {
+            let ix = ix0 + i32(v * d.dil);
+            // Unsigned compares: a negative coordinate is huge, so one test per axis.
+            let ok = oky & (vec4<u32>(ix) < vec4(d.w));
+            let xa = (xb + select(vec4(0u), bitcast<vec4<u32>>(iy * i32(d.w) + ix), ok)) * i4;
+            for (var c4 = 0u; c4 < i4; c4++) {
+                let x0 = select(vec4(0.0), xt4[xa.x + c4], ok.x);
+                let x1 = select(vec4(0.0), xt4[xa.y + c4], ok.y);
+                let x2 = select(vec4(0.0), xt4[xa.z + c4], ok.z);
+                let x3 = select(vec4(0.0), xt4[xa.w + c4], ok.w);
+                let r0 = kern4[rba.x + wo + c4];
+                let r1 = kern4[rba.y + wo + c4];
+                let r2 = kern4[rba.z + wo + c4];
+                let r3 = kern4[rba.w + wo + c4];
+                let r4 = kern4[rbb.x + wo + c4];
+                let r5 = kern4[rbb.y + wo + c4];
+                let r6 = kern4[rbb.z + wo + c4];
+                let r7 = kern4[rbb.w + wo + c4];
+                for (var e = 0u; e < 4u; e++) {
+                    let w0 = vec4(r0[e], r1[e], r2[e], r3[e]);
+                    let w1 = vec4(r4[e], r5[e], r6[e], r7[e]);
+                    p0a += w0 * x0[e]; p0b += w1 * x0[e];
+                    p1a += w0 * x1[e]; p1b += w1 * x1[e];
+                    p2a += w0 * x2[e]; p2b += w1 * x2[e];
+                    p3a += w0 * x3[e]; p3b += w1 * x3[e];
+                }
+            }
+            wo += i4;
+        }
+    }
+    return array<vec4<f32>, 8>(p0a, p0b, p1a, p1b, p2a, p2b, p3a, p3b);
+}
+
 // Tile t = ((b * row tiles) + row tile) * pixel tiles + pixel tile, pixel tiles fastest so
 // neighbouring workgroups share their weights in cache.
 fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
@@ -215,7 +279,9 @@ fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     let b = t / (ntiles * mtiles);
     let pix = vec4(nt * tile_px + pl) + vec4(0u, 1u, 2u, 3u) * lanes;
     var acc: array<vec4<f32>, 8>;
-    if (mode == VEC4) {
+    if (mode == CL4) {
+        acc = gemm_tile_cl4(cg, b, row0, rows, pix);
+    } else if (mode == VEC4) {
         acc = gemm_tile4(cg, b, row0, rows, pix);
     } else {
         acc = gemm_tile(li, cg, b, row0, rows, pix, mode == STAGED);
@@ -238,8 +304,12 @@ fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     if (t == NONE) { return; }
     let groups = d.aux0;
     let lanes = 64u / groups;
-    let cg = li / lanes;
-    let pl = li % lanes;
+    // CL4: row groups fastest and 4 consecutive pixels per lane, so that in a region's last,
+    // partly filled tile a lane without pixels is a whole SIMD group of a CPU adapter, which
+    // then skips the tile instead of computing 4 dead pixels.
+    let cl = mode == CL4;
+    let cg = select(li / lanes, li % groups, cl);
+    let pl = select(li % lanes, li / groups, cl);
     let tile_rows = RB * groups;
     let tile_px = PB * lanes;
     let hw = d.ho * d.wo;
@@ -266,12 +336,16 @@ fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
         rest -= tiles;
     }
     if (g == d.r) { return; }
-    let j = vec4(pl) + vec4(0u, 1u, 2u, 3u) * lanes;
+    let j = select(vec4(pl) + vec4(0u, 1u, 2u, 3u) * lanes, vec4(pl * 4u) + vec4(0u, 1u, 2u, 3u), cl);
     let has = j < vec4(count);
     let at = select(vec4(0u), vec4(b * hw + first) + j, has);
     let pix = select(vec4(hw), vec4(order[at.x], order[at.y], order[at.z], order[at.w]), has);
     var acc: array<vec4<f32>, 8>;
-    if (mode == VEC4) {
+    if (cl) {
+        // Not before: the staged entries' barriers need uniform control flow up to here.
+        if (j.x >= count) { return; }
+        acc = gemm_tile_cl4(cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix);
+    } else if (mode == VEC4) {
         acc = gemm_tile4(cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix);
     } else {
         acc = gemm_tile(li, cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix, mode == STAGED);
@@ -321,4 +395,16 @@ fn all_regions_direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
 fn selected_direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) li: u32) {
     selected_tile(wid, nwg, li, VEC4);
+}
+
+@compute @workgroup_size(64)
+fn all_regions_cl4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    all_regions_tile(wid, nwg, li, CL4);
+}
+
+@compute @workgroup_size(64)
+fn selected_cl4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    selected_tile(wid, nwg, li, CL4);
 }

@@ -14,6 +14,10 @@
 @group(0) @binding(3) var<storage, read> bg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> guide: array<f32>;
 @group(0) @binding(5) var<storage, read_write> region: array<i32>;
+// Channel-last copies for the `_cl` entries (CPU adapters, I % 4 == 0): x as B x H x W x I and
+// the weights as k*k x r x I (`weight_t` of guide_conv_bwd.wgsl), as vec4s over 4 channels.
+@group(0) @binding(6) var<storage, read> xt4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> wt4: array<vec4<f32>>;
 
 fn is_nan(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
@@ -65,6 +69,47 @@ fn emit4(n: u32, g0: u32, vals: vec4<f32>, best_in: Best) -> Best {
     return best;
 }
 
+// 8 pixels' guide values g0 .. g0+3 (`acc[q]`: pixel q of pa, then pb) into their argmax.
+fn emit8(pa: vec4<u32>, pb: vec4<u32>, g0: u32, acc: array<vec4<f32>, 8>, best: ptr<function, array<Best, 8>>) {
+    let total = d.batch * d.ho * d.wo;
+    for (var q = 0u; q < 8u; q++) {
+        let n = select(pa[q % 4u], pb[q % 4u], q >= 4u);
+        if (n < total) {
+            (*best)[q] = emit4(n, g0, acc[q], (*best)[q]);
+        }
+    }
+}
+
+fn regions8(pa: vec4<u32>, pb: vec4<u32>, best: array<Best, 8>) {
+    let total = d.batch * d.ho * d.wo;
+    for (var q = 0u; q < 8u; q++) {
+        let n = select(pa[q % 4u], pb[q % 4u], q >= 4u);
+        if (n < total) {
+            region[n] = i32(best[q].g);
+        }
+    }
+}
+
+// 4 pixels' guide values g0 .. g0+7 (`acc[2q]`, `acc[2q+1]`: pixel q) into their argmax.
+fn emit4x8(pix: vec4<u32>, g0: u32, acc: array<vec4<f32>, 8>, best: ptr<function, array<Best, 4>>) {
+    let total = d.batch * d.ho * d.wo;
+    for (var q = 0u; q < 4u; q++) {
+        if (pix[q] < total) {
+            (*best)[q] = emit4(pix[q], g0, acc[2u * q], (*best)[q]);
+            (*best)[q] = emit4(pix[q], g0 + 4u, acc[2u * q + 1u], (*best)[q]);
+        }
+    }
+}
+
+fn regions4(pix: vec4<u32>, best: array<Best, 4>) {
+    let total = d.batch * d.ho * d.wo;
+    for (var q = 0u; q < 4u; q++) {
+        if (pix[q] < total) {
+            region[pix[q]] = i32(best[q].g);
+        }
+    }
+}
+
 // Where 4 pixels (flattened over B x H'W') read x: their windows' top-left corners and x
 // offsets (u32 arithmetic wraps, so a valid tap's offset comes out right even when the corner is
 // in the padding). Pixels past the end get a corner far above the image: every tap is padding.
@@ -75,13 +120,37 @@ struct Corners {
 }
 
 fn corners(pix: vec4<u32>) -> Corners {
+    return corners_in(pix, d.cin * d.h * d.w);
+}
+
+// `corners` in x with `sample` elements (or pixels, channel-last) per sample.
+fn corners_in(pix: vec4<u32>, sample: u32) -> Corners {
     let hw = d.ho * d.wo;
     let live = pix < vec4(d.batch * hw);
     let p = pix % vec4(hw);
     let iy0 = select(vec4(-0x40000000), vec4<i32>((p / d.wo) * d.stride) - i32(d.pad), live);
     let ix0 = select(vec4(0), vec4<i32>((p % d.wo) * d.stride) - i32(d.pad), live);
-    let xo = (pix / vec4(hw)) * (d.cin * d.h * d.w) + bitcast<vec4<u32>>(iy0 * i32(d.w) + ix0);
+    let xo = (pix / vec4(hw)) * sample + bitcast<vec4<u32>>(iy0 * i32(d.w) + ix0);
     return Corners(iy0, ix0, xo);
+}
+
+// Channel-last: the vec4 index of 4 pixels' first channel block at tap offset (dy, dx) from
+// their corners (`corners_in(pix, H*W)`), and which of them are inside the image.
+struct TapCl {
+    at: vec4<u32>,
+    ok: vec4<bool>,
+}
+
+fn tap_cl(c: Corners, dy: i32, dx: i32) -> TapCl {
+    let ok = (vec4<u32>(c.iy0 + dy) < vec4(d.h)) & (vec4<u32>(c.ix0 + dx) < vec4(d.w));
+    let at = select(vec4(0u), c.xo + vec4(bitcast<u32>(dy * i32(d.w) + dx)), ok);
+    return TapCl(at * (d.cin / 4u), ok);
+}
+
+// Region g's weights (0 past r) at tap t for channel block c4, from the channel-last copy.
+fn w_cl(g: u32, t: u32, c4: u32) -> vec4<f32> {
+    let w = wt4[(t * d.r + min(g, d.r - 1u)) * (d.cin / 4u) + c4];
+    return select(vec4(0.0), w, g < d.r);
 }
 
 // x of the 4 pixels at tap offset (dy, dx) and flat offset `off` from their corners, 0 in the
@@ -99,7 +168,6 @@ fn taps(c: Corners, dy: i32, dx: i32, off: u32) -> vec4<f32> {
 fn guide_argmax4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
-    let total = d.batch * d.ho * d.wo;
     let plane = d.h * d.w;
     let kk = d.k * d.k;
     let ikk = d.cin * kk;
@@ -127,20 +195,9 @@ fn guide_argmax4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
                 }
             }
         }
-        let acc = array<vec4<f32>, 8>(a0, a1, a2, a3, e0, e1, e2, e3);
-        for (var q = 0u; q < 8u; q++) {
-            let n = select(pa[q % 4u], pb[q % 4u], q >= 4u);
-            if (n < total) {
-                best[q] = emit4(n, g0, acc[q], best[q]);
-            }
-        }
+        emit8(pa, pb, g0, array<vec4<f32>, 8>(a0, a1, a2, a3, e0, e1, e2, e3), &best);
     }
-    for (var q = 0u; q < 8u; q++) {
-        let n = select(pa[q % 4u], pb[q % 4u], q >= 4u);
-        if (n < total) {
-            region[n] = i32(best[q].g);
-        }
-    }
+    regions8(pa, pb, best);
 }
 
 // Invocation idx owns pixels (idx / 64) * 256 + idx % 64 + 64 q, q < 4. Per-pixel state and
@@ -150,7 +207,6 @@ fn guide_argmax4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 fn guide_argmax8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
-    let total = d.batch * d.ho * d.wo;
     let plane = d.h * d.w;
     let kk = d.k * d.k;
     let ikk = d.cin * kk;
@@ -181,17 +237,104 @@ fn guide_argmax8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
                 }
             }
         }
-        let acc = array<vec4<f32>, 8>(a0, c0, a1, c1, a2, c2, a3, c3);
-        for (var q = 0u; q < 4u; q++) {
-            if (pix[q] < total) {
-                best[q] = emit4(pix[q], g0, acc[2u * q], best[q]);
-                best[q] = emit4(pix[q], g0 + 4u, acc[2u * q + 1u], best[q]);
+        emit4x8(pix, g0, array<vec4<f32>, 8>(a0, c0, a1, c1, a2, c2, a3, c3), &best);
+    }
+    regions4(pix, best);
+}
+
+// `guide_argmax4` over channel-last copies (CPU adapters, I % 4 == 0): taps outer, then blocks
+// of 4 channels, so each x load is a vec4 of 4 channels and the padding test is once per tap:
+// per tap and block 4 weight and 8 x vec4 loads feed 128 multiply-adds (`guide_argmax4`: 12
+// scalar loads per 32). Every region still runs the same operations in the same order.
+@compute @workgroup_size(WG)
+fn guide_argmax4_cl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let i4 = d.cin / 4u;
+    let pa = vec4((idx / 64u) * 512u + idx % 64u) + vec4(0u, 64u, 128u, 192u);
+    let pb = pa + vec4(256u);
+    let ca = corners_in(pa, d.h * d.w);
+    let cb = corners_in(pb, d.h * d.w);
+    var best: array<Best, 8>;
+    for (var g0 = 0u; g0 < d.r; g0 += 4u) {
+        var a0 = b4(g0); var a1 = a0; var a2 = a0; var a3 = a0;
+        var e0 = a0; var e1 = a0; var e2 = a0; var e3 = a0;
+        for (var u = 0u; u < d.k; u++) {
+            for (var v = 0u; v < d.k; v++) {
+                let t = u * d.k + v;
+                let ta = tap_cl(ca, i32(u * d.dil), i32(v * d.dil));
+                let tb = tap_cl(cb, i32(u * d.dil), i32(v * d.dil));
+                for (var c4 = 0u; c4 < i4; c4++) {
+                    let w0 = w_cl(g0, t, c4);
+                    let w1 = w_cl(g0 + 1u, t, c4);
+                    let w2 = w_cl(g0 + 2u, t, c4);
+                    let w3 = w_cl(g0 + 3u, t, c4);
+                    let x0 = select(vec4(0.0), xt4[ta.at.x + c4], ta.ok.x);
+                    let x1 = select(vec4(0.0), xt4[ta.at.y + c4], ta.ok.y);
+                    let x2 = select(vec4(0.0), xt4[ta.at.z + c4], ta.ok.z);
+                    let x3 = select(vec4(0.0), xt4[ta.at.w + c4], ta.ok.w);
+                    let y0 = select(vec4(0.0), xt4[tb.at.x + c4], tb.ok.x);
+                    let y1 = select(vec4(0.0), xt4[tb.at.y + c4], tb.ok.y);
+                    let y2 = select(vec4(0.0), xt4[tb.at.z + c4], tb.ok.z);
+                    let y3 = select(vec4(0.0), xt4[tb.at.w + c4], tb.ok.w);
+                    a0 += vec4(dot(w0, x0), dot(w1, x0), dot(w2, x0), dot(w3, x0));
+                    a1 += vec4(dot(w0, x1), dot(w1, x1), dot(w2, x1), dot(w3, x1));
+                    a2 += vec4(dot(w0, x2), dot(w1, x2), dot(w2, x2), dot(w3, x2));
+                    a3 += vec4(dot(w0, x3), dot(w1, x3), dot(w2, x3), dot(w3, x3));
+                    e0 += vec4(dot(w0, y0), dot(w1, y0), dot(w2, y0), dot(w3, y0));
+                    e1 += vec4(dot(w0, y1), dot(w1, y1), dot(w2, y1), dot(w3, y1));
+                    e2 += vec4(dot(w0, y2), dot(w1, y2), dot(w2, y2), dot(w3, y2));
+                    e3 += vec4(dot(w0, y3), dot(w1, y3), dot(w2, y3), dot(w3, y3));
+                }
             }
         }
+        emit8(pa, pb, g0, array<vec4<f32>, 8>(a0, a1, a2, a3, e0, e1, e2, e3), &best);
     }
-    for (var q = 0u; q < 4u; q++) {
-        if (pix[q] < total) {
-            region[pix[q]] = i32(best[q].g);
+    regions8(pa, pb, best);
+}
+
+// `guide_argmax8` over channel-last copies (see `guide_argmax4_cl`): per tap and block 8 weight
+// and 4 x vec4 loads feed 128 multiply-adds.
+@compute @workgroup_size(WG)
+fn guide_argmax8_cl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let i4 = d.cin / 4u;
+    let pix = vec4((idx / 64u) * 256u + idx % 64u) + vec4(0u, 64u, 128u, 192u);
+    let cs = corners_in(pix, d.h * d.w);
+    var best: array<Best, 4>;
+    for (var g0 = 0u; g0 < d.r; g0 += 8u) {
+        var a0 = b4(g0); var a1 = a0; var a2 = a0; var a3 = a0;
+        var c0 = b4(g0 + 4u); var c1 = c0; var c2 = c0; var c3 = c0;
+        for (var u = 0u; u < d.k; u++) {
+            for (var v = 0u; v < d.k; v++) {
+                let t = u * d.k + v;
+                let tp = tap_cl(cs, i32(u * d.dil), i32(v * d.dil));
+                for (var c4 = 0u; c4 < i4; c4++) {
+                    let w0 = w_cl(g0, t, c4);
+                    let w1 = w_cl(g0 + 1u, t, c4);
+                    let w2 = w_cl(g0 + 2u, t, c4);
+                    let w3 = w_cl(g0 + 3u, t, c4);
+                    let w4 = w_cl(g0 + 4u, t, c4);
+                    let w5 = w_cl(g0 + 5u, t, c4);
+                    let w6 = w_cl(g0 + 6u, t, c4);
+                    let w7 = w_cl(g0 + 7u, t, c4);
+                    let x0 = select(vec4(0.0), xt4[tp.at.x + c4], tp.ok.x);
+                    let x1 = select(vec4(0.0), xt4[tp.at.y + c4], tp.ok.y);
+                    let x2 = select(vec4(0.0), xt4[tp.at.z + c4], tp.ok.z);
+                    let x3 = select(vec4(0.0), xt4[tp.at.w + c4], tp.ok.w);
+                    a0 += vec4(dot(w0, x0), dot(w1, x0), dot(w2, x0), dot(w3, x0));
+                    c0 += vec4(dot(w4, x0), dot(w5, x0), dot(w6, x0), dot(w7, x0));
+                    a1 += vec4(dot(w0, x1), dot(w1, x1), dot(w2, x1), dot(w3, x1));
+                    c1 += vec4(dot(w4, x1), dot(w5, x1), dot(w6, x1), dot(w7, x1));
+                    a2 += vec4(dot(w0, x2), dot(w1, x2), dot(w2, x2), dot(w3, x2));
+                    c2 += vec4(dot(w4, x2), dot(w5, x2), dot(w6, x2), dot(w7, x2));
+                    a3 += vec4(dot(w0, x3), dot(w1, x3), dot(w2, x3), dot(w3, x3));
+                    c3 += vec4(dot(w4, x3), dot(w5, x3), dot(w6, x3), dot(w7, x3));
+                }
+            }
         }
+        emit4x8(pix, g0, array<vec4<f32>, 8>(a0, c0, a1, c1, a2, c2, a3, c3), &best);
     }
+    regions4(pix, best);
 }

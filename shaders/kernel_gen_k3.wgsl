@@ -6,10 +6,15 @@
 // keeps dynamically indexed private arrays in memory and runs a per-lane loop per load or store
 // instruction, so this issues a quarter of `main`'s memory instructions. Each output is the bias
 // plus the r products in order j = 0..r-1, as in `main` (bitwise-equal kernels).
+// d.aux1 says which layouts to write: bit 0 the kernel as laid out (`kern4`), bit 1 the
+// correlation's channel-last copy (`kt4`: rows g*O + o of B*r*O, inner index (u, v, i), see
+// correlation.wgsl `_cl4`), which needs I % 4 == 0: a vec4 of 4 channels is then 4 consecutive
+// input channels of one row, so the same registers are stored there tap by tap.
 @group(0) @binding(1) var<storage, read> sig4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w34: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> b34: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> kern4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> kt4: array<vec4<f32>>;
 
 // Item = (b * 8 + g) * (I*O / 8) + channel block.
 @compute @workgroup_size(WG)
@@ -163,25 +168,51 @@ fn main_r8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     a6 += wa7 * s17.y; b6 += wb7 * s17.y;
     a7 += wa7 * s17.z; b7 += wb7 * s17.z;
     a8 += wa7 * s17.w; b8 += wb7 * s17.w;
-    let ob = (b * 8u * io + c0) * 9u / 4u;
-    kern4[ob + 0u] = vec4(a0.x, a1.x, a2.x, a3.x);
-    kern4[ob + 1u] = vec4(a4.x, a5.x, a6.x, a7.x);
-    kern4[ob + 2u] = vec4(a8.x, a0.y, a1.y, a2.y);
-    kern4[ob + 3u] = vec4(a3.y, a4.y, a5.y, a6.y);
-    kern4[ob + 4u] = vec4(a7.y, a8.y, a0.z, a1.z);
-    kern4[ob + 5u] = vec4(a2.z, a3.z, a4.z, a5.z);
-    kern4[ob + 6u] = vec4(a6.z, a7.z, a8.z, a0.w);
-    kern4[ob + 7u] = vec4(a1.w, a2.w, a3.w, a4.w);
-    kern4[ob + 8u] = vec4(a5.w, a6.w, a7.w, a8.w);
-    kern4[ob + 9u] = vec4(b0.x, b1.x, b2.x, b3.x);
-    kern4[ob + 10u] = vec4(b4.x, b5.x, b6.x, b7.x);
-    kern4[ob + 11u] = vec4(b8.x, b0.y, b1.y, b2.y);
-    kern4[ob + 12u] = vec4(b3.y, b4.y, b5.y, b6.y);
-    kern4[ob + 13u] = vec4(b7.y, b8.y, b0.z, b1.z);
-    kern4[ob + 14u] = vec4(b2.z, b3.z, b4.z, b5.z);
-    kern4[ob + 15u] = vec4(b6.z, b7.z, b8.z, b0.w);
-    kern4[ob + 16u] = vec4(b1.w, b2.w, b3.w, b4.w);
-    kern4[ob + 17u] = vec4(b5.w, b6.w, b7.w, b8.w);
+    if ((d.aux1 & 1u) != 0u) {
+        let ob = (b * 8u * io + c0) * 9u / 4u;
+        kern4[ob + 0u] = vec4(a0.x, a1.x, a2.x, a3.x);
+        kern4[ob + 1u] = vec4(a4.x, a5.x, a6.x, a7.x);
+        kern4[ob + 2u] = vec4(a8.x, a0.y, a1.y, a2.y);
+        kern4[ob + 3u] = vec4(a3.y, a4.y, a5.y, a6.y);
+        kern4[ob + 4u] = vec4(a7.y, a8.y, a0.z, a1.z);
+        kern4[ob + 5u] = vec4(a2.z, a3.z, a4.z, a5.z);
+        kern4[ob + 6u] = vec4(a6.z, a7.z, a8.z, a0.w);
+        kern4[ob + 7u] = vec4(a1.w, a2.w, a3.w, a4.w);
+        kern4[ob + 8u] = vec4(a5.w, a6.w, a7.w, a8.w);
+        kern4[ob + 9u] = vec4(b0.x, b1.x, b2.x, b3.x);
+        kern4[ob + 10u] = vec4(b4.x, b5.x, b6.x, b7.x);
+        kern4[ob + 11u] = vec4(b8.x, b0.y, b1.y, b2.y);
+        kern4[ob + 12u] = vec4(b3.y, b4.y, b5.y, b6.y);
+        kern4[ob + 13u] = vec4(b7.y, b8.y, b0.z, b1.z);
+        kern4[ob + 14u] = vec4(b2.z, b3.z, b4.z, b5.z);
+        kern4[ob + 15u] = vec4(b6.z, b7.z, b8.z, b0.w);
+        kern4[ob + 16u] = vec4(b1.w, b2.w, b3.w, b4.w);
+        kern4[ob + 17u] = vec4(b5.w, b6.w, b7.w, b8.w);
+    }
+    if ((d.aux1 & 2u) != 0u) {
+        let i4 = d.cin / 4u;
+        let fa = b * 8u * io + c0;
+        let ta = (fa / d.cin) * 9u * i4 + (fa % d.cin) / 4u;
+        let tb = ((fa + 4u) / d.cin) * 9u * i4 + ((fa + 4u) % d.cin) / 4u;
+        kt4[ta + 0u * i4] = a0;
+        kt4[tb + 0u * i4] = b0;
+        kt4[ta + 1u * i4] = a1;
+        kt4[tb + 1u * i4] = b1;
+        kt4[ta + 2u * i4] = a2;
+        kt4[tb + 2u * i4] = b2;
+        kt4[ta + 3u * i4] = a3;
+        kt4[tb + 3u * i4] = b3;
+        kt4[ta + 4u * i4] = a4;
+        kt4[tb + 4u * i4] = b4;
+        kt4[ta + 5u * i4] = a5;
+        kt4[tb + 5u * i4] = b5;
+        kt4[ta + 6u * i4] = a6;
+        kt4[tb + 6u * i4] = b6;
+        kt4[ta + 7u * i4] = a7;
+        kt4[tb + 7u * i4] = b7;
+        kt4[ta + 8u * i4] = a8;
+        kt4[tb + 8u * i4] = b8;
+    }
 }
 
 // Item = (b * 4 + g) * (I*O / 8) + channel block.
@@ -275,23 +306,49 @@ fn main_r4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     a6 += wa3 * s8.y; b6 += wb3 * s8.y;
     a7 += wa3 * s8.z; b7 += wb3 * s8.z;
     a8 += wa3 * s8.w; b8 += wb3 * s8.w;
-    let ob = (b * 4u * io + c0) * 9u / 4u;
-    kern4[ob + 0u] = vec4(a0.x, a1.x, a2.x, a3.x);
-    kern4[ob + 1u] = vec4(a4.x, a5.x, a6.x, a7.x);
-    kern4[ob + 2u] = vec4(a8.x, a0.y, a1.y, a2.y);
-    kern4[ob + 3u] = vec4(a3.y, a4.y, a5.y, a6.y);
-    kern4[ob + 4u] = vec4(a7.y, a8.y, a0.z, a1.z);
-    kern4[ob + 5u] = vec4(a2.z, a3.z, a4.z, a5.z);
-    kern4[ob + 6u] = vec4(a6.z, a7.z, a8.z, a0.w);
-    kern4[ob + 7u] = vec4(a1.w, a2.w, a3.w, a4.w);
-    kern4[ob + 8u] = vec4(a5.w, a6.w, a7.w, a8.w);
-    kern4[ob + 9u] = vec4(b0.x, b1.x, b2.x, b3.x);
-    kern4[ob + 10u] = vec4(b4.x, b5.x, b6.x, b7.x);
-    kern4[ob + 11u] = vec4(b8.x, b0.y, b1.y, b2.y);
-    kern4[ob + 12u] = vec4(b3.y, b4.y, b5.y, b6.y);
-    kern4[ob + 13u] = vec4(b7.y, b8.y, b0.z, b1.z);
-    kern4[ob + 14u] = vec4(b2.z, b3.z, b4.z, b5.z);
-    kern4[ob + 15u] = vec4(b6.z, b7.z, b8.z, b0.w);
-    kern4[ob + 16u] = vec4(b1.w, b2.w, b3.w, b4.w);
-    kern4[ob + 17u] = vec4(b5.w, b6.w, b7.w, b8.w);
+    if ((d.aux1 & 1u) != 0u) {
+        let ob = (b * 4u * io + c0) * 9u / 4u;
+        kern4[ob + 0u] = vec4(a0.x, a1.x, a2.x, a3.x);
+        kern4[ob + 1u] = vec4(a4.x, a5.x, a6.x, a7.x);
+        kern4[ob + 2u] = vec4(a8.x, a0.y, a1.y, a2.y);
+        kern4[ob + 3u] = vec4(a3.y, a4.y, a5.y, a6.y);
+        kern4[ob + 4u] = vec4(a7.y, a8.y, a0.z, a1.z);
+        kern4[ob + 5u] = vec4(a2.z, a3.z, a4.z, a5.z);
+        kern4[ob + 6u] = vec4(a6.z, a7.z, a8.z, a0.w);
+        kern4[ob + 7u] = vec4(a1.w, a2.w, a3.w, a4.w);
+        kern4[ob + 8u] = vec4(a5.w, a6.w, a7.w, a8.w);
+        kern4[ob + 9u] = vec4(b0.x, b1.x, b2.x, b3.x);
+        kern4[ob + 10u] = vec4(b4.x, b5.x, b6.x, b7.x);
+        kern4[ob + 11u] = vec4(b8.x, b0.y, b1.y, b2.y);
+        kern4[ob + 12u] = vec4(b3.y, b4.y, b5.y, b6.y);
+        kern4[ob + 13u] = vec4(b7.y, b8.y, b0.z, b1.z);
+        kern4[ob + 14u] = vec4(b2.z, b3.z, b4.z, b5.z);
+        kern4[ob + 15u] = vec4(b6.z, b7.z, b8.z, b0.w);
+        kern4[ob + 16u] = vec4(b1.w, b2.w, b3.w, b4.w);
+        kern4[ob + 17u] = vec4(b5.w, b6.w, b7.w, b8.w);
+    }
+    if ((d.aux1 & 2u) != 0u) {
+        let i4 = d.cin / 4u;
+        let fa = b * 4u * io + c0;
+        let ta = (fa / d.cin) * 9u * i4 + (fa % d.cin) / 4u;
+        let tb = ((fa + 4u) / d.cin) * 9u * i4 + ((fa + 4u) % d.cin) / 4u;
+        kt4[ta + 0u * i4] = a0;
+        kt4[tb + 0u * i4] = b0;
+        kt4[ta + 1u * i4] = a1;
+        kt4[tb + 1u * i4] = b1;
+        kt4[ta + 2u * i4] = a2;
+        kt4[tb + 2u * i4] = b2;
+        kt4[ta + 3u * i4] = a3;
+        kt4[tb + 3u * i4] = b3;
+        kt4[ta + 4u * i4] = a4;
+        kt4[tb + 4u * i4] = b4;
+        kt4[ta + 5u * i4] = a5;
+        kt4[tb + 5u * i4] = b5;
+        kt4[ta + 6u * i4] = a6;
+        kt4[tb + 6u * i4] = b6;
+        kt4[ta + 7u * i4] = a7;
+        kt4[tb + 7u * i4] = b7;
+        kt4[ta + 8u * i4] = a8;
+        kt4[tb + 8u * i4] = b8;
+    }
 }

@@ -291,6 +291,13 @@ impl DrConv2d {
 
 /// Reads every tensor of an executed plan back to the host.
 pub async fn read_trace(ctx: &GpuContext, plan: &ForwardPlan) -> Result<ForwardTrace> {
+    // Intermediates the program skips (e.g. the kernel as laid out, in inference on CPU
+    // adapters) are written now, from what the last run left.
+    if !plan.inspect.is_empty() {
+        let mut encoder = ctx.encoder("drconv forward inspect");
+        plan.inspect.encode(&mut encoder);
+        ctx.submit(encoder)?;
+    }
     let corr = match &plan.corr {
         Some(c) => Some(c.read(ctx).await?),
         None => None,

@@ -119,7 +119,12 @@ fn fused_matches_all_regions_bitwise_and_the_cpu() {
             .expect("a GPU adapter (lavapipe on CI)");
         // The only test in this binary that builds plans, so the variable is not raced.
         // Each correlation variant with one of the kernel generators (`kernel_gen_entry`).
-        for (corr, kernel_gen) in [("staged", "main"), ("direct", "r8"), ("direct4", "k3")] {
+        for (corr, kernel_gen) in [
+            ("staged", "main"),
+            ("direct", "r8"),
+            ("direct4", "k3"),
+            ("cl4", "k3"),
+        ] {
             std::env::set_var("DRCONV_CORR", corr);
             std::env::set_var("DRCONV_KERNEL_GEN", kernel_gen);
             check_cases(&ctx, &format!("{corr}/{kernel_gen}")).await;

@@ -365,3 +365,52 @@ fn repeated_forwards_reuse_plans_and_pipelines() {
         );
     });
 }
+
+/// Exact guide ties (a guide channel duplicated, and an all-zero guide) resolve to the first
+/// maximal region on every guide kernel: scalar (I = 3) and channel-last vec4 (I = 8, CPU
+/// adapters), r <= 4 and r > 4, both modes.
+#[test]
+fn guide_ties_pick_the_first_region_on_every_guide_kernel() {
+    let ctx = context();
+    pollster::block_on(async {
+        for (i, r) in [(3, 4), (8, 4), (8, 6)] {
+            let c = DrConvConfig::new(i, 4, 3, r)
+                .unwrap()
+                .with_padding(1)
+                .unwrap();
+            for zero in [false, true] {
+                let mut params = DrConvParams::init(c, 7).unwrap();
+                let row = i * 9;
+                let w = params.get_mut(drconv::ParamId::GuideW);
+                if zero {
+                    w.iter_mut().for_each(|v| *v = 0.0);
+                } else {
+                    // Region 2 copies region 1: wherever they lead, 1 must win.
+                    let (a, b) = w.split_at_mut(2 * row);
+                    b[..row].copy_from_slice(&a[row..2 * row]);
+                }
+                let bias = params.get_mut(drconv::ParamId::GuideB);
+                if zero {
+                    bias.iter_mut().for_each(|v| *v = 0.0);
+                } else {
+                    bias[2] = bias[1];
+                }
+                let x = Tensor::randn(&[1, i, 9, 9], 8);
+                let cpu = drconv::cpu::forward(&params, &x).unwrap();
+                let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
+                let xg = layer.upload(&x).unwrap();
+                for mode in [Mode::Inference, Mode::Training] {
+                    let gpu = layer.forward_trace(&xg, mode).await.unwrap();
+                    let what = format!("I = {i}, r = {r}, zero guide {zero}, {mode:?}");
+                    assert_eq!(gpu.region_index, cpu.region_index, "{what}");
+                    let ties = if zero {
+                        gpu.region_index.iter().all(|&g| g == 0)
+                    } else {
+                        gpu.region_index.contains(&1) && !gpu.region_index.contains(&2)
+                    };
+                    assert!(ties, "{what}: {:?}", gpu.region_index);
+                }
+            }
+        }
+    });
+}

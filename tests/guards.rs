@@ -24,10 +24,11 @@ const CASES: [Case; 6] = [
 ];
 
 /// (DRCONV_CORR, DRCONV_KERNEL_GEN, DRCONV_BWD): the adapter's defaults, then the other entries.
-const VARIANTS: [[Option<&str>; 3]; 3] = [
+const VARIANTS: [[Option<&str>; 3]; 4] = [
     [None, None, None],
     [Some("staged"), Some("main"), Some("gather")],
     [Some("direct"), Some("r8"), Some("gather")],
+    [Some("direct4"), Some("k3"), None],
 ];
 
 fn set(name: &str, value: Option<&str>) {

@@ -6,9 +6,11 @@ use crate::error::{DrConvError, Result};
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
 use crate::gpu::params::GpuParams;
-use crate::gpu::program::{Dims, Program};
+use crate::gpu::program::{Dims, Program, Step};
 use crate::gpu::shaders;
-use crate::gpu::tiles::{corr_entries, corr_staged, CorrTiling, CORR_WORKGROUP_BYTES};
+use crate::gpu::tiles::{
+    corr_channel_last, corr_entries, corr_staged, CorrTiling, CORR_WORKGROUP_BYTES,
+};
 use crate::params::ParamId;
 
 /// Which forward to run.
@@ -33,6 +35,17 @@ pub struct RegionLists {
     pub starts: GpuTensor,
 }
 
+/// Channel-last copies the correlation reads on CPU adapters (`corr_channel_last`).
+#[derive(Debug)]
+pub struct ChannelLast {
+    /// B x H x W x I.
+    pub x_t: GpuTensor,
+    /// The kernel's rows with the inner index in (u, v, i) order: B*r*O x k*k x I.
+    pub kernel_t: GpuTensor,
+    /// The guide conv's weights as k*k x r x I.
+    pub guide_w_t: GpuTensor,
+}
+
 /// Buffers and program of one forward.
 #[derive(Debug)]
 pub struct ForwardPlan {
@@ -50,8 +63,12 @@ pub struct ForwardPlan {
     pub region: GpuTensor,
     /// Inference mode only.
     pub lists: Option<RegionLists>,
+    pub channel_last: Option<ChannelLast>,
     pub output: GpuTensor,
     pub program: Program,
+    /// Steps that write the intermediates `program` skips (run after it by traces): the kernel
+    /// as laid out, when inference only writes the correlation's channel-last copy.
+    pub inspect: Program,
 }
 
 impl ForwardPlan {
@@ -93,6 +110,17 @@ impl ForwardPlan {
         };
         let guide = ctx.empty("guide", &s.guide(c))?;
         let region = ctx.empty("region_index", &s.region())?;
+        let channel_last = match corr_channel_last(&ctx.info, c) {
+            true => Some(ChannelLast {
+                x_t: ctx.empty("x_t", &s.input(c))?,
+                kernel_t: ctx.empty("kernel_t", &s.kernel(c))?,
+                guide_w_t: ctx.empty(
+                    "guide_w_t",
+                    &[c.kernel_size * c.kernel_size, c.region_num, c.in_channels],
+                )?,
+            }),
+            false => None,
+        };
         let lists = match mode {
             Mode::Inference => Some(RegionLists {
                 order: ctx.empty("region_order", &s.region())?,
@@ -131,39 +159,111 @@ impl ForwardPlan {
             kernel_logits.numel() as u64,
         )?);
         let (kg_shader, kg_entry, kg_items) = kernel_gen_entry(&ctx.info, c, batch);
-        add(ctx.steps(
-            "kernel_gen",
-            kg_shader,
-            kg_entry,
-            dims,
-            &[
+        // The k = 3 kernel generator writes the correlation's channel-last copy itself (then no
+        // transpose), and in inference only that: the kernel as laid out is then written by
+        // `inspect`, for traces.
+        let k3 = *kg_shader == shaders::KERNEL_GEN_K3;
+        let writes_t = k3 && channel_last.is_some();
+        let layouts = |bits: u32| -> Result<Vec<Step>> {
+            let kernel_t = channel_last.as_ref().map_or(&kernel, |cl| &cl.kernel_t);
+            let mut buffers = vec![
                 (1, &sigmoid.buffer),
                 (2, p(ParamId::KernelW3)),
                 (3, p(ParamId::KernelB3)),
                 (4, &kernel.buffer),
-            ],
-            kg_items,
-        )?);
-        // 8 pixels x 4 regions per invocation up to r = 4, else 4 pixels x 8 regions.
-        let (guide_entry, guide_px) = if r <= 4 {
-            ("guide_argmax4", 8)
-        } else {
-            ("guide_argmax8", 4)
+            ];
+            if k3 {
+                buffers.push((5, &kernel_t.buffer));
+            }
+            let kdims = Dims { aux1: bits, ..dims };
+            ctx.steps("kernel_gen", kg_shader, kg_entry, kdims, &buffers, kg_items)
         };
+        let mut inspect = Program::default();
+        match (writes_t, mode) {
+            (false, _) => add(layouts(1)?),
+            (true, Mode::Training) => add(layouts(3)?),
+            (true, Mode::Inference) => {
+                add(layouts(2)?);
+                inspect.steps = layouts(1)?;
+            }
+        }
+        if let Some(cl) = &channel_last {
+            let kk = c.kernel_size * c.kernel_size;
+            let mut transposes = vec![(
+                "corr_x_t",
+                input,
+                &cl.x_t,
+                s.batch,
+                c.in_channels,
+                s.height * s.width,
+            )];
+            if !writes_t {
+                let kernel_rows = (batch * r * o) as usize;
+                let i = c.in_channels;
+                transposes.push(("corr_kernel_t", &kernel, &cl.kernel_t, kernel_rows, i, kk));
+            }
+            add(ctx.steps(
+                "guide_weight_t",
+                &shaders::GUIDE_CONV_BWD,
+                "weight_t",
+                dims,
+                &[(2, p(ParamId::GuideW)), (8, &cl.guide_w_t.buffer)],
+                (cl.guide_w_t.numel() / 4) as u64,
+            )?);
+            for (label, src, dst, n, ch, sp) in transposes {
+                let tdims = Dims {
+                    aux0: ch as u32,
+                    aux1: sp as u32,
+                    ..dims
+                };
+                add(ctx.steps(
+                    label,
+                    &shaders::CORRELATION_BWD,
+                    "transpose",
+                    tdims,
+                    &[(11, &src.buffer), (12, &dst.buffer)],
+                    (n * ch * sp / 4) as u64,
+                )?);
+            }
+        }
+        // 8 pixels x 4 regions per invocation up to r = 4, else 4 pixels x 8 regions.
+        let (guide_entry, guide_px) = match (r <= 4, channel_last.is_some()) {
+            (true, false) => ("guide_argmax4", 8),
+            (false, false) => ("guide_argmax8", 4),
+            (true, true) => ("guide_argmax4_cl", 8),
+            (false, true) => ("guide_argmax8_cl", 4),
+        };
+        let mut guide_buffers = vec![
+            (3, p(ParamId::GuideB)),
+            (4, &guide.buffer),
+            (5, &region.buffer),
+        ];
+        match &channel_last {
+            Some(cl) => guide_buffers.extend([(6, &cl.x_t.buffer), (7, &cl.guide_w_t.buffer)]),
+            None => guide_buffers.extend([(1, &input.buffer), (2, p(ParamId::GuideW))]),
+        }
         add(ctx.steps(
             "guide_argmax",
             &shaders::GUIDE_CONV,
             guide_entry,
             dims,
-            &[
-                (1, &input.buffer),
-                (2, p(ParamId::GuideW)),
-                (3, p(ParamId::GuideB)),
-                (4, &guide.buffer),
-                (5, &region.buffer),
-            ],
+            &guide_buffers,
             (region.numel() as u64).div_ceil(64 * guide_px) * 64,
         )?);
+        // What the correlation reads x and the kernel from: every entry declares every source
+        // (the variant is a constant argument of shared code), the unused ones get any buffer.
+        // Binding 6 (vec4s) is the kernel as laid out for `_direct4`, its channel-last copy for
+        // `_cl4`.
+        let (x_t, kernel_t) = match &channel_last {
+            Some(cl) => (&cl.x_t, &cl.kernel_t),
+            None => (input, &kernel),
+        };
+        let xk: Vec<(u32, &wgpu::Buffer)> = vec![
+            (1, &input.buffer),
+            (2, &kernel.buffer),
+            (6, &kernel_t.buffer),
+            (7, &x_t.buffer),
+        ];
         if let Some(corr) = &corr {
             let t = CorrTiling::dense(r * o, hw, corr_staged(&ctx.info));
             let tiled = Dims {
@@ -175,12 +275,7 @@ impl ForwardPlan {
                 &shaders::CORRELATION,
                 corr_entries(&ctx.info, c).0,
                 tiled,
-                &[
-                    (1, &input.buffer),
-                    (2, &kernel.buffer),
-                    (3, &corr.buffer),
-                    (6, &kernel.buffer),
-                ],
+                &[&[(3, &corr.buffer)], &xk[..]].concat(),
                 batch * (r * o).div_ceil(t.rows()) * hw.div_ceil(t.pixels()),
             )?);
             add(ctx.steps(
@@ -217,13 +312,14 @@ impl ForwardPlan {
                 corr_entries(&ctx.info, c).1,
                 tiled,
                 &[
-                    (1, &input.buffer),
-                    (2, &kernel.buffer),
-                    (6, &kernel.buffer),
-                    (3, &output.buffer),
-                    (4, &lists.order.buffer),
-                    (5, &lists.starts.buffer),
-                ],
+                    &[
+                        (3, &output.buffer),
+                        (4, &lists.order.buffer),
+                        (5, &lists.starts.buffer),
+                    ],
+                    &xk[..],
+                ]
+                .concat(),
                 batch * o.div_ceil(t.rows()) * (hw.div_ceil(t.pixels()) + r - 1),
             )?);
         }
@@ -239,8 +335,10 @@ impl ForwardPlan {
             guide,
             region,
             lists,
+            channel_last,
             output,
             program,
+            inspect,
         })
     }
 
@@ -258,6 +356,9 @@ impl ForwardPlan {
         v.extend(self.corr.as_ref());
         if let Some(l) = &self.lists {
             v.extend([&l.order, &l.starts]);
+        }
+        if let Some(cl) = &self.channel_last {
+            v.extend([&cl.x_t, &cl.kernel_t, &cl.guide_w_t]);
         }
         v
     }

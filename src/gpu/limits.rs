@@ -503,7 +503,7 @@ fn lcm(a: usize, b: usize) -> usize {
 /// Storage buffers bound by the entry point that binds the most (with one such entry): the
 /// device must allow that many per shader stage. `tests/limits_split.rs` checks it against every
 /// entry point with naga.
-pub const MOST_STORAGE_BINDINGS: (&str, u32) = ("correlation::selected", 6);
+pub const MOST_STORAGE_BINDINGS: (&str, u32) = ("correlation::selected", 7);
 
 /// The shaders' storage bindings per entry point against `max_storage_buffers_per_shader_stage`.
 pub fn check_storage_bindings(limits: &wgpu::Limits) -> Result<()> {

@@ -25,7 +25,16 @@ shader!(ADAPTIVE_POOL, "adaptive_pool", ["main"]);
 shader!(KERNEL_LOGITS, "kernel_logits", ["main"]);
 shader!(KERNEL_GEN, "kernel_gen", ["main", "main_r8"]);
 shader!(KERNEL_GEN_K3, "kernel_gen_k3", ["main_r8", "main_r4"]);
-shader!(GUIDE_CONV, "guide_conv", ["guide_argmax4", "guide_argmax8"]);
+shader!(
+    GUIDE_CONV,
+    "guide_conv",
+    [
+        "guide_argmax4",
+        "guide_argmax8",
+        "guide_argmax4_cl",
+        "guide_argmax8_cl"
+    ]
+);
 shader!(
     CORRELATION,
     "correlation",
@@ -35,7 +44,9 @@ shader!(
         "selected",
         "selected_direct",
         "all_regions_direct4",
-        "selected_direct4"
+        "selected_direct4",
+        "all_regions_cl4",
+        "selected_cl4"
     ]
 );
 shader!(REGION_SELECT, "region_select", ["gather", "lists"]);

@@ -40,24 +40,35 @@ impl GpuContext {
 pub const CORR_WORKGROUP_BYTES: u32 = 8192;
 
 /// Whether the correlation stages its weights in workgroup memory: on GPUs, not on CPU adapters
-/// (lavapipe), where it measured slower. `DRCONV_CORR=staged|direct` overrides the choice (to
-/// test or time both variants on one adapter).
+/// (lavapipe), where it measured slower. `DRCONV_CORR=staged|direct|direct4|cl4` overrides the
+/// choice (to test or time the variants on one adapter).
 pub fn corr_staged(info: &wgpu::AdapterInfo) -> bool {
     match std::env::var("DRCONV_CORR").as_deref() {
         Ok("staged") => true,
-        Ok("direct" | "direct4") => false,
+        Ok("direct" | "direct4" | "cl4") => false,
         _ => info.device_type != wgpu::DeviceType::Cpu,
     }
 }
 
+/// Whether the correlation reads channel-last copies of x and the kernel (the `_cl4` entries):
+/// on CPU adapters where I % 4 == 0, unless `DRCONV_CORR` forces another variant.
+pub fn corr_channel_last(info: &wgpu::AdapterInfo, c: &DrConvConfig) -> bool {
+    let forced = std::env::var("DRCONV_CORR");
+    let other = matches!(forced.as_deref(), Ok("direct" | "direct4"));
+    !corr_staged(info) && c.in_channels.is_multiple_of(4) && !other
+}
+
 /// The correlation's entry points: (all regions, selected region). CPU adapters read the
-/// weights directly, as vec4s when a kernel row (I*k*k values) is a whole number of vec4s.
-/// `DRCONV_CORR=staged|direct|direct4` forces a variant (direct4 only where rows allow it).
+/// weights directly: with channel-last copies where I % 4 == 0 (`corr_channel_last`), else as
+/// vec4s when a kernel row (I*k*k values) is a whole number of vec4s, else as scalars.
+/// `DRCONV_CORR=staged|direct|direct4|cl4` forces a variant (where the shape allows it).
 pub fn corr_entries(info: &wgpu::AdapterInfo, c: &DrConvConfig) -> (&'static str, &'static str) {
     let vec4_rows = (c.in_channels * c.kernel_size * c.kernel_size).is_multiple_of(4);
     let forced = std::env::var("DRCONV_CORR");
     if corr_staged(info) {
         ("all_regions", "selected")
+    } else if corr_channel_last(info, c) {
+        ("all_regions_cl4", "selected_cl4")
     } else if vec4_rows && forced.as_deref() != Ok("direct") {
         ("all_regions_direct4", "selected_direct4")
     } else {
