@@ -184,3 +184,66 @@ fn direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         }
     }
 }
+
+// `nt4`: the register blocking of the correlation's channel-last entries (`gemm_tile_cl4` in
+// shaders/correlation.wgsl) on a plain GEMM whose B is stored transposed (N x K, an "NT" GEMM):
+// the same 8 x 4 block per invocation and 32 x 64 tile as `direct4`, both operands read as vec4s
+// along K (K % 4 == 0): per 4 inner steps 8 vec4 A loads and 4 vec4 B loads feed 128
+// multiply-adds.
+@group(0) @binding(5) var<storage, read> bt4: array<vec4<f32>>;
+
+@compute @workgroup_size(64)
+fn nt4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) li: u32) {
+    let tile = group_index(wid, nwg);
+    if (tile == 0xffffffffu) { return; }
+    let m = d.aux0;
+    let n = d.aux1;
+    let kd4 = d.cin / 4u;
+    let tiles_n = (n + 63u) / 64u;
+    let m0 = (tile / tiles_n) * 32u;
+    let n0 = (tile % tiles_n) * 64u;
+    let cg = li / 16u;
+    let pl = li % 16u;
+    let rl = m - 1u;
+    let r0 = m0 + 8u * cg;
+    let rba = min(vec4(r0) + vec4(0u, 1u, 2u, 3u), vec4(rl)) * kd4;
+    let rbb = min(vec4(r0) + vec4(4u, 5u, 6u, 7u), vec4(rl)) * kd4;
+    let col = vec4(n0 + pl) + vec4(0u, 16u, 32u, 48u);
+    let ok = col < vec4(n);
+    let cb = select(vec4(0u), col, ok) * kd4;
+    var p0a = vec4(0.0); var p0b = vec4(0.0);
+    var p1a = vec4(0.0); var p1b = vec4(0.0);
+    var p2a = vec4(0.0); var p2b = vec4(0.0);
+    var p3a = vec4(0.0); var p3b = vec4(0.0);
+    for (var k4 = 0u; k4 < kd4; k4++) {
+        let q0 = a4[rba.x + k4];
+        let q1 = a4[rba.y + k4];
+        let q2 = a4[rba.z + k4];
+        let q3 = a4[rba.w + k4];
+        let q4 = a4[rbb.x + k4];
+        let q5 = a4[rbb.y + k4];
+        let q6 = a4[rbb.z + k4];
+        let q7 = a4[rbb.w + k4];
+        let b0 = select(vec4(0.0), bt4[cb.x + k4], ok.x);
+        let b1 = select(vec4(0.0), bt4[cb.y + k4], ok.y);
+        let b2 = select(vec4(0.0), bt4[cb.z + k4], ok.z);
+        let b3 = select(vec4(0.0), bt4[cb.w + k4], ok.w);
+        for (var e = 0u; e < 4u; e++) {
+            let w0 = vec4(q0[e], q1[e], q2[e], q3[e]);
+            let w1 = vec4(q4[e], q5[e], q6[e], q7[e]);
+            p0a += w0 * b0[e]; p0b += w1 * b0[e];
+            p1a += w0 * b1[e]; p1b += w1 * b1[e];
+            p2a += w0 * b2[e]; p2b += w1 * b2[e];
+            p3a += w0 * b3[e]; p3b += w1 * b3[e];
+        }
+    }
+    let acc = array<vec4<f32>, 8>(p0a, p0b, p1a, p1b, p2a, p2b, p3a, p3b);
+    for (var q = 0u; q < 4u; q++) {
+        if (!ok[q]) { continue; }
+        for (var i = 0u; i < 8u; i++) {
+            let row = r0 + i;
+            if (row < m) { c[row * n + col[q]] = acc[2u * q + i / 4u][i % 4u]; }
+        }
+    }
+}

@@ -291,13 +291,6 @@ impl DrConv2d {
 
 /// Reads every tensor of an executed plan back to the host.
 pub async fn read_trace(ctx: &GpuContext, plan: &ForwardPlan) -> Result<ForwardTrace> {
-    // Intermediates the program skips (e.g. the kernel as laid out, in inference on CPU
-    // adapters) are written now, from what the last run left.
-    if !plan.inspect.is_empty() {
-        let mut encoder = ctx.encoder("drconv forward inspect");
-        plan.inspect.encode(&mut encoder);
-        ctx.submit(encoder)?;
-    }
     let corr = match &plan.corr {
         Some(c) => Some(c.read(ctx).await?),
         None => None,
@@ -307,10 +300,28 @@ pub async fn read_trace(ctx: &GpuContext, plan: &ForwardPlan) -> Result<ForwardT
         pooled: plan.pooled.read(ctx).await?,
         kernel_logits: plan.kernel_logits.read(ctx).await?,
         sigmoid: plan.sigmoid.read(ctx).await?,
-        kernel: plan.kernel.read(ctx).await?,
+        kernel: match plan.kernel_channel_last {
+            true => kernel_from_channel_last(plan.kernel.read(ctx).await?, plan.input.shape[1]),
+            false => plan.kernel.read(ctx).await?,
+        },
         corr,
         guide: plan.guide.read(ctx).await?,
         region_index: plan.region.read_i32(ctx).await?,
         output: plan.output.read(ctx).await?,
     })
+}
+
+/// The generated kernel as laid out (B x r*I*O x k x k: per row (b, g, o), `i` input channels
+/// of k*k taps) from the correlation's channel-last rows (per row, k*k taps of `i` channels).
+fn kernel_from_channel_last(t: Tensor, i: usize) -> Tensor {
+    let kk = t.shape[2] * t.shape[3];
+    let mut data = vec![0.0; t.data.len()];
+    for (dst, src) in data.chunks_mut(i * kk).zip(t.data.chunks(i * kk)) {
+        for (uv, taps) in src.chunks(i).enumerate() {
+            for (ii, &v) in taps.iter().enumerate() {
+                dst[ii * kk + uv] = v;
+            }
+        }
+    }
+    Tensor { data, ..t }
 }

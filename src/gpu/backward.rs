@@ -47,6 +47,8 @@ struct CpuCorr {
     guide_w_t: GpuTensor,
     /// The region selection's G values, B x r x H' x W' (`big_g_t` in region_select_bwd.wgsl).
     big_g: GpuTensor,
+    /// `x_t` and `guide_w_t` are the training forward's (`ChannelLast`): it writes them.
+    shared: bool,
 }
 
 /// The kernel gradient's entry on CPU adapters (llvmpipe runs a per-lane loop for every load,
@@ -182,16 +184,26 @@ impl BackwardPlan {
         let guide_elems = c.region_num * c.in_channels * kk + c.region_num;
         let chunks = (s.batch * s.out_height * s.out_width).div_ceil(GUIDE_CHUNK);
         let guide_partial = ctx.empty("grad.guide_partial", &[chunks, guide_elems])?;
+        // The training forward's channel-last x and guide weights, where it made them (same
+        // layouts), are reused rather than transposed again.
+        let shared_t = fwd.channel_last.as_ref();
         let cpu_corr = match cpu_corr_entry(ctx, c, s) {
             Some(entry) => Some(CpuCorr {
                 entry,
                 order: ctx.empty("grad.region_order", &s.region())?,
                 starts: ctx.empty("grad.region_starts", &[s.batch, c.region_num + 1])?,
-                x_t: ctx.empty("grad.x_t", &s.input(c))?,
+                x_t: match shared_t {
+                    Some(cl) => cl.x_t.clone(),
+                    None => ctx.empty("grad.x_t", &s.input(c))?,
+                },
                 gy_t: ctx.empty("grad.gy_t", &s.output(c))?,
                 kernel_t: ctx.empty("grad.kernel_t", &s.kernel(c))?,
-                guide_w_t: ctx.empty("grad.guide_w_t", &[kk, c.region_num, c.in_channels])?,
+                guide_w_t: match shared_t {
+                    Some(cl) => cl.guide_w_t.clone(),
+                    None => ctx.empty("grad.guide_w_t", &[kk, c.region_num, c.in_channels])?,
+                },
                 big_g: ctx.empty("grad.big_g", &s.guide(c))?,
+                shared: shared_t.is_some(),
             }),
             None => None,
         };
@@ -220,10 +232,11 @@ impl BackwardPlan {
                 s.batch as u64,
             )?);
             let (hw_in, hw_out) = (s.height * s.width, s.out_height * s.out_width);
-            for (label, src, dst, ch, sp) in [
-                ("corr_x_t", &fwd.input, &t.x_t, c.in_channels, hw_in),
-                ("corr_gy_t", &grad_output, &t.gy_t, c.out_channels, hw_out),
-            ] {
+            let mut transposes = vec![("corr_gy_t", &grad_output, &t.gy_t, c.out_channels, hw_out)];
+            if shared_t.is_none() {
+                transposes.push(("corr_x_t", &fwd.input, &t.x_t, c.in_channels, hw_in));
+            }
+            for (label, src, dst, ch, sp) in transposes {
                 let tdims = Dims {
                     aux0: ch as u32,
                     aux1: sp as u32,
@@ -354,14 +367,16 @@ impl BackwardPlan {
         // Guide conv: dx's second path, then weight and bias in two fixed-order stages. CPU
         // adapters read the weight and x as vec4s along I (same sums, bitwise equal).
         if let Some(t) = &cpu_corr {
-            add(ctx.steps(
-                "guide_weight_t",
-                &GUIDE_CONV_BWD,
-                "weight_t",
-                dims,
-                &[(2, p(ParamId::GuideW)), (8, &t.guide_w_t.buffer)],
-                (t.guide_w_t.numel() / 4) as u64,
-            )?);
+            if shared_t.is_none() {
+                add(ctx.steps(
+                    "guide_weight_t",
+                    &GUIDE_CONV_BWD,
+                    "weight_t",
+                    dims,
+                    &[(2, p(ParamId::GuideW)), (8, &t.guide_w_t.buffer)],
+                    (t.guide_w_t.numel() / 4) as u64,
+                )?);
+            }
             add(ctx.steps(
                 "guide_input_grad",
                 &GUIDE_CONV_BWD,
@@ -561,15 +576,10 @@ impl BackwardPlan {
             &self.guide_partial,
         ];
         if let Some(t) = &self.cpu_corr {
-            v.extend([
-                &t.order,
-                &t.starts,
-                &t.x_t,
-                &t.gy_t,
-                &t.kernel_t,
-                &t.guide_w_t,
-                &t.big_g,
-            ]);
+            v.extend([&t.order, &t.starts, &t.gy_t, &t.kernel_t, &t.big_g]);
+            if !t.shared {
+                v.extend([&t.x_t, &t.guide_w_t]);
+            }
         }
         v.extend(g.params.iter());
         v.extend(self.corr.as_ref());

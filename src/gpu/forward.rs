@@ -40,7 +40,8 @@ pub struct RegionLists {
 pub struct ChannelLast {
     /// B x H x W x I.
     pub x_t: GpuTensor,
-    /// The kernel's rows with the inner index in (u, v, i) order: B*r*O x k*k x I.
+    /// The kernel's rows with the inner index in (u, v, i) order: B*r*O x k*k x I (the plan's
+    /// `kernel` buffer itself when `ForwardPlan::kernel_channel_last`).
     pub kernel_t: GpuTensor,
     /// The guide conv's weights as k*k x r x I.
     pub guide_w_t: GpuTensor,
@@ -66,9 +67,10 @@ pub struct ForwardPlan {
     pub channel_last: Option<ChannelLast>,
     pub output: GpuTensor,
     pub program: Program,
-    /// Steps that write the intermediates `program` skips (run after it by traces): the kernel
-    /// as laid out, when inference only writes the correlation's channel-last copy.
-    pub inspect: Program,
+    /// `kernel` holds the correlation's channel-last rows (B*r*O x k*k x I; inference on CPU
+    /// adapters, see `ChannelLast`) rather than the layout its shape says: `read_trace` permutes
+    /// it back.
+    pub kernel_channel_last: bool,
 }
 
 impl ForwardPlan {
@@ -110,10 +112,20 @@ impl ForwardPlan {
         };
         let guide = ctx.empty("guide", &s.guide(c))?;
         let region = ctx.empty("region_index", &s.region())?;
-        let channel_last = match corr_channel_last(&ctx.info, c) {
+        let (kg_shader, kg_entry, kg_items) = kernel_gen_entry(&ctx.info, c, s.batch as u64);
+        // The k = 3 kernel generator writes the correlation's channel-last kernel rows itself
+        // (then no transpose); in inference only those, into `kernel` (`kernel_channel_last`).
+        let k3 = *kg_shader == shaders::KERNEL_GEN_K3;
+        let cl = corr_channel_last(&ctx.info, c);
+        let writes_t = k3 && cl;
+        let kernel_channel_last = writes_t && mode == Mode::Inference;
+        let channel_last = match cl {
             true => Some(ChannelLast {
                 x_t: ctx.empty("x_t", &s.input(c))?,
-                kernel_t: ctx.empty("kernel_t", &s.kernel(c))?,
+                kernel_t: match kernel_channel_last {
+                    true => kernel.clone(),
+                    false => ctx.empty("kernel_t", &s.kernel(c))?,
+                },
                 guide_w_t: ctx.empty(
                     "guide_w_t",
                     &[c.kernel_size * c.kernel_size, c.region_num, c.in_channels],
@@ -158,12 +170,6 @@ impl ForwardPlan {
             ],
             kernel_logits.numel() as u64,
         )?);
-        let (kg_shader, kg_entry, kg_items) = kernel_gen_entry(&ctx.info, c, batch);
-        // The k = 3 kernel generator writes the correlation's channel-last copy itself (then no
-        // transpose), and in inference only that: the kernel as laid out is then written by
-        // `inspect`, for traces.
-        let k3 = *kg_shader == shaders::KERNEL_GEN_K3;
-        let writes_t = k3 && channel_last.is_some();
         let layouts = |bits: u32| -> Result<Vec<Step>> {
             let kernel_t = channel_last.as_ref().map_or(&kernel, |cl| &cl.kernel_t);
             let mut buffers = vec![
@@ -178,15 +184,11 @@ impl ForwardPlan {
             let kdims = Dims { aux1: bits, ..dims };
             ctx.steps("kernel_gen", kg_shader, kg_entry, kdims, &buffers, kg_items)
         };
-        let mut inspect = Program::default();
-        match (writes_t, mode) {
-            (false, _) => add(layouts(1)?),
-            (true, Mode::Training) => add(layouts(3)?),
-            (true, Mode::Inference) => {
-                add(layouts(2)?);
-                inspect.steps = layouts(1)?;
-            }
-        }
+        add(layouts(match (writes_t, kernel_channel_last) {
+            (false, _) => 1,
+            (true, false) => 3,
+            (true, true) => 2,
+        })?);
         if let Some(cl) = &channel_last {
             let kk = c.kernel_size * c.kernel_size;
             let mut transposes = vec![(
@@ -338,7 +340,7 @@ impl ForwardPlan {
             channel_last,
             output,
             program,
-            inspect,
+            kernel_channel_last,
         })
     }
 
@@ -365,9 +367,13 @@ impl ForwardPlan {
 
     /// Bytes of every buffer the plan binds except the parameters: input, intermediates, output.
     pub fn buffer_bytes(&self) -> u64 {
-        let mut bufs = self.outputs();
-        bufs.push(&self.input);
-        bufs.iter().map(|t| t.buffer.size()).sum()
+        let mut bufs: Vec<&wgpu::Buffer> = Vec::new();
+        for t in self.outputs().into_iter().chain([&self.input]) {
+            if !bufs.contains(&&t.buffer) {
+                bufs.push(&t.buffer);
+            }
+        }
+        bufs.iter().map(|b| b.size()).sum()
     }
 
     /// Fills every tensor the plan writes with NaN, so a test can tell "not written" from

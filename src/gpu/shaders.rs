@@ -50,7 +50,7 @@ shader!(
     ]
 );
 shader!(REGION_SELECT, "region_select", ["gather", "lists"]);
-shader!(MATMUL, "matmul", ["tiled", "blocked", "direct4"]);
+shader!(MATMUL, "matmul", ["tiled", "blocked", "direct4", "nt4"]);
 shader!(
     REGION_SELECT_BWD,
     "region_select_bwd",
