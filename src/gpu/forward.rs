@@ -112,7 +112,8 @@ impl ForwardPlan {
         };
         let guide = ctx.empty("guide", &s.guide(c))?;
         let region = ctx.empty("region_index", &s.region())?;
-        let (kg_shader, kg_entry, kg_items) = kernel_gen_entry(&ctx.info, c, s.batch as u64);
+        let (kg_shader, kg_entry, kg_items, kg_aux) =
+            kernel_gen_entry(&ctx.info, c, s.batch as u64);
         // The k = 3 kernel generator writes the correlation's channel-last kernel rows itself
         // (then no transpose); in inference only those, into `kernel` (`kernel_channel_last`).
         let k3 = *kg_shader == shaders::KERNEL_GEN_K3;
@@ -181,7 +182,11 @@ impl ForwardPlan {
             if k3 {
                 buffers.push((5, &kernel_t.buffer));
             }
-            let kdims = Dims { aux1: bits, ..dims };
+            let kdims = Dims {
+                aux0: kg_aux,
+                aux1: bits,
+                ..dims
+            };
             ctx.steps("kernel_gen", kg_shader, kg_entry, kdims, &buffers, kg_items)
         };
         add(layouts(match (writes_t, kernel_channel_last) {
@@ -389,12 +394,15 @@ impl ForwardPlan {
 /// r in {4, 8} and I*O % 8 == 0 take the fully unrolled vec4 kernels of
 /// `shaders/kernel_gen_k3.wgsl`; otherwise r <= 8 holds its weights in registers over every tap
 /// (`main_r8`) and larger r computes one block of taps per invocation (`main`).
-/// `DRCONV_KERNEL_GEN=main|r8|k3` forces one (k3 only where it applies), for tests.
+/// `DRCONV_KERNEL_GEN=main|r8|k3` forces one (k3 only where it applies), for tests. The last
+/// value is `d.aux0` of the step: for the k = 3 kernels, the blocks of 8 channels per invocation
+/// (4 or 2 where they divide I*O / 8 and leave 256 invocations or more: the sigmoid map is then
+/// read once for them all).
 pub fn kernel_gen_entry(
     info: &wgpu::AdapterInfo,
     c: &DrConvConfig,
     batch: u64,
-) -> (&'static shaders::Shader, &'static str, u64) {
+) -> (&'static shaders::Shader, &'static str, u64, u32) {
     let (r, io) = (c.region_num as u64, (c.in_channels * c.out_channels) as u64);
     let kk = (c.kernel_size * c.kernel_size) as u64;
     let forced = std::env::var("DRCONV_KERNEL_GEN");
@@ -403,14 +411,25 @@ pub fn kernel_gen_entry(
     let cpu = !corr_staged(info);
     if k3 && (forced == Some("k3") || (forced.is_none() && cpu)) {
         let entry = if r == 8 { "main_r8" } else { "main_r4" };
-        return (&shaders::KERNEL_GEN_K3, entry, batch * r * io / 8);
+        let blocks = batch * r * io / 8;
+        let nb = [4, 2]
+            .into_iter()
+            .find(|&nb| (io / 8).is_multiple_of(nb) && blocks / nb >= 256)
+            .unwrap_or(1);
+        return (&shaders::KERNEL_GEN_K3, entry, blocks / nb, nb as u32);
     }
     if r <= 8 && forced != Some("main") {
-        return (&shaders::KERNEL_GEN, "main_r8", batch * r * io.div_ceil(8));
+        return (
+            &shaders::KERNEL_GEN,
+            "main_r8",
+            batch * r * io.div_ceil(8),
+            0,
+        );
     }
     (
         &shaders::KERNEL_GEN,
         "main",
         batch * r * io.div_ceil(8) * kk.div_ceil(4),
+        0,
     )
 }
