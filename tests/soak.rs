@@ -6,6 +6,8 @@
 //! The default run takes seconds on lavapipe. `DRCONV_SOAK_SCALE=20 cargo test --release --test
 //! soak -- --ignored` runs the long version (20x the iterations).
 
+mod limits_common;
+
 use std::sync::Arc;
 
 use drconv::{
@@ -229,18 +231,7 @@ fn soak_long() {
 fn split_plans_do_not_leak() {
     pollster::block_on(async {
         // 8 KiB storage bindings: every plan of this shape is split over the batch.
-        let instance = drconv::gpu::context::instance(None);
-        let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions::default())
-            .await
-            .expect("a GPU adapter");
-        let limits = wgpu::Limits {
-            max_storage_buffer_binding_size: 8 << 10,
-            ..adapter.limits()
-        };
-        let ctx = GpuContext::from_adapter(adapter, Some(limits))
-            .await
-            .unwrap();
+        let ctx = limits_common::small_ctx(8 << 10, drconv::gpu::limits::MAX_GRID_DIM).await;
         let params = DrConvParams::init(config(), 5).unwrap();
         let x_host = random(&[4, 3, 16, 16], 6);
         let gy_host = random(&[4, 4, 16, 16], 7);

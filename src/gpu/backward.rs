@@ -232,24 +232,10 @@ impl BackwardPlan {
                 s.batch as u64,
             )?);
             let (hw_in, hw_out) = (s.height * s.width, s.out_height * s.out_width);
-            let mut transposes = vec![("corr_gy_t", &grad_output, &t.gy_t, c.out_channels, hw_out)];
+            let (i, o) = (c.in_channels, c.out_channels);
+            add(ctx.transpose_steps("corr_gy_t", dims, &grad_output, &t.gy_t, (o, hw_out))?);
             if shared_t.is_none() {
-                transposes.push(("corr_x_t", &fwd.input, &t.x_t, c.in_channels, hw_in));
-            }
-            for (label, src, dst, ch, sp) in transposes {
-                let tdims = Dims {
-                    aux0: ch as u32,
-                    aux1: sp as u32,
-                    ..dims
-                };
-                add(ctx.steps(
-                    label,
-                    &CORRELATION_BWD,
-                    "transpose",
-                    tdims,
-                    &[(11, &src.buffer), (12, &dst.buffer)],
-                    (src.numel() / 4) as u64,
-                )?);
+                add(ctx.transpose_steps("corr_x_t", dims, &fwd.input, &t.x_t, (i, hw_in))?);
             }
             let ob = if t.entry == "kernel_grad_lists8" {
                 8

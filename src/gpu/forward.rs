@@ -195,19 +195,14 @@ impl ForwardPlan {
             (true, true) => 2,
         })?);
         if let Some(cl) = &channel_last {
-            let kk = c.kernel_size * c.kernel_size;
-            let mut transposes = vec![(
-                "corr_x_t",
-                input,
-                &cl.x_t,
-                s.batch,
+            let (i, hw_in, kk) = (
                 c.in_channels,
                 s.height * s.width,
-            )];
+                c.kernel_size * c.kernel_size,
+            );
+            add(ctx.transpose_steps("corr_x_t", dims, input, &cl.x_t, (i, hw_in))?);
             if !writes_t {
-                let kernel_rows = (batch * r * o) as usize;
-                let i = c.in_channels;
-                transposes.push(("corr_kernel_t", &kernel, &cl.kernel_t, kernel_rows, i, kk));
+                add(ctx.transpose_steps("corr_kernel_t", dims, &kernel, &cl.kernel_t, (i, kk))?);
             }
             add(ctx.steps(
                 "guide_weight_t",
@@ -217,21 +212,6 @@ impl ForwardPlan {
                 &[(2, p(ParamId::GuideW)), (8, &cl.guide_w_t.buffer)],
                 (cl.guide_w_t.numel() / 4) as u64,
             )?);
-            for (label, src, dst, n, ch, sp) in transposes {
-                let tdims = Dims {
-                    aux0: ch as u32,
-                    aux1: sp as u32,
-                    ..dims
-                };
-                add(ctx.steps(
-                    label,
-                    &shaders::CORRELATION_BWD,
-                    "transpose",
-                    tdims,
-                    &[(11, &src.buffer), (12, &dst.buffer)],
-                    (n * ch * sp / 4) as u64,
-                )?);
-            }
         }
         // 8 pixels x 4 regions per invocation up to r = 4, else 4 pixels x 8 regions.
         let (guide_entry, guide_px) = match (r <= 4, channel_last.is_some()) {

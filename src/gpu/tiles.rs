@@ -8,9 +8,10 @@
 
 use crate::config::DrConvConfig;
 use crate::error::{DrConvError, Result};
+use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
 use crate::gpu::program::{Dims, Step, WG};
-use crate::gpu::shaders::Shader;
+use crate::gpu::shaders::{self, Shader};
 
 impl GpuContext {
     /// The steps that run `entry` of `shader` on `groups` workgroups.
@@ -32,6 +33,36 @@ impl GpuContext {
             limit: u32::MAX as u64 / WG as u64,
         })?;
         self.steps(label, shader, entry, dims, buffers, items.max(WG as u64))
+    }
+}
+
+impl GpuContext {
+    /// The steps that transpose `src` (`n x ch x sp`, ch % 4 == 0) into `dst` (`n x sp x ch`):
+    /// the channel-last copies of x, grad_output and kernels that CPU adapters read as vec4s
+    /// (`transpose` in shaders/correlation_bwd.wgsl).
+    pub fn transpose_steps(
+        &self,
+        label: &'static str,
+        dims: Dims,
+        src: &GpuTensor,
+        dst: &GpuTensor,
+        (ch, sp): (usize, usize),
+    ) -> Result<Vec<Step>> {
+        let tdims = Dims {
+            aux0: ch as u32,
+            aux1: sp as u32,
+            ..dims
+        };
+        let buffers = [(11, &src.buffer), (12, &dst.buffer)];
+        let items = (src.numel() / 4) as u64;
+        self.steps(
+            label,
+            &shaders::CORRELATION_BWD,
+            "transpose",
+            tdims,
+            &buffers,
+            items,
+        )
     }
 }
 
