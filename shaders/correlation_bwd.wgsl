@@ -147,6 +147,32 @@ fn transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     tdst[idx] = vec4<f32>(tsrc[a], tsrc[a + d.aux1], tsrc[a + 2u * d.aux1], tsrc[a + 3u * d.aux1]);
 }
 
+// `transpose` where S % 4 == 0: one invocation per (n, block of 4 s, block of 4 channels) reads
+// 4 vec4s (4 channels, 4 positions each) and writes 4 (4 positions, 4 channels each): 8 memory
+// instructions per 16 values instead of 20.
+@group(0) @binding(15) var<storage, read> tsrc4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn transpose4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let c4 = d.aux0 / 4u;
+    let s4 = d.aux1 / 4u;
+    let blk = idx % c4;
+    let sb = (idx / c4) % s4;
+    let n = idx / (c4 * s4);
+    let a = (n * d.aux0 + blk * 4u) * s4 + sb;
+    let q0 = tsrc4[a];
+    let q1 = tsrc4[a + s4];
+    let q2 = tsrc4[a + 2u * s4];
+    let q3 = tsrc4[a + 3u * s4];
+    let o = (n * d.aux1 + sb * 4u) * c4 + blk;
+    tdst[o] = vec4(q0.x, q1.x, q2.x, q3.x);
+    tdst[o + c4] = vec4(q0.y, q1.y, q2.y, q3.y);
+    tdst[o + 2u * c4] = vec4(q0.z, q1.z, q2.z, q3.z);
+    tdst[o + 3u * c4] = vec4(q0.w, q1.w, q2.w, q3.w);
+}
+
 // `kernel_grad` for CPU adapters (llvmpipe runs a per-lane loop for every load and keeps a
 // dynamically indexed private array in memory): one GEMM per (sample, region) over that region's
 // pixel list, so the accumulators are named registers. One invocation per (b, block of `ob`

@@ -6,7 +6,7 @@ use crate::error::{DrConvError, Result};
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
 use crate::gpu::params::GpuParams;
-use crate::gpu::program::{Dims, Program, Step};
+use crate::gpu::program::{Dims, Program};
 use crate::gpu::shaders;
 use crate::gpu::tiles::{
     corr_channel_last, corr_entries, corr_staged, CorrTiling, CORR_WORKGROUP_BYTES,
@@ -171,29 +171,38 @@ impl ForwardPlan {
             ],
             kernel_logits.numel() as u64,
         )?);
-        let layouts = |bits: u32| -> Result<Vec<Step>> {
-            let kernel_t = channel_last.as_ref().map_or(&kernel, |cl| &cl.kernel_t);
-            let mut buffers = vec![
-                (1, &sigmoid.buffer),
-                (2, p(ParamId::KernelW3)),
-                (3, p(ParamId::KernelB3)),
-                (4, &kernel.buffer),
-            ];
-            if k3 {
-                buffers.push((5, &kernel_t.buffer));
-            }
-            let kdims = Dims {
-                aux0: kg_aux,
-                aux1: bits,
-                ..dims
-            };
-            ctx.steps("kernel_gen", kg_shader, kg_entry, kdims, &buffers, kg_items)
-        };
-        add(layouts(match (writes_t, kernel_channel_last) {
+        // The k = 3 generator declares both layouts' bindings; the one it does not write gets a
+        // small buffer of its own (WebGPU forbids one buffer at two writable bindings).
+        let bits = match (writes_t, kernel_channel_last) {
             (false, _) => 1,
             (true, false) => 3,
             (true, true) => 2,
-        })?);
+        };
+        let unused = match k3 && bits != 3 {
+            true => Some(ctx.empty("kernel_gen unwritten layout", &[4])?),
+            false => None,
+        };
+        let (laid_out, kernel_t) = match (&unused, &channel_last) {
+            (Some(u), _) if kernel_channel_last => (u, &kernel),
+            (Some(u), _) => (&kernel, u),
+            (None, Some(cl)) => (&kernel, &cl.kernel_t),
+            (None, None) => (&kernel, &kernel),
+        };
+        let mut buffers = vec![
+            (1, &sigmoid.buffer),
+            (2, p(ParamId::KernelW3)),
+            (3, p(ParamId::KernelB3)),
+            (4, &laid_out.buffer),
+        ];
+        if k3 {
+            buffers.push((5, &kernel_t.buffer));
+        }
+        let kdims = Dims {
+            aux0: kg_aux,
+            aux1: bits,
+            ..dims
+        };
+        add(ctx.steps("kernel_gen", kg_shader, kg_entry, kdims, &buffers, kg_items)?);
         if let Some(cl) = &channel_last {
             let (i, hw_in, kk) = (
                 c.in_channels,

@@ -283,6 +283,7 @@ impl GpuContext {
             .max_compute_workgroups_per_dimension
             .min(MAX_GRID_DIM);
         let per_dispatch = (max_dim as u64) * (max_dim as u64) * WG as u64;
+        check_aliasing(label, shader, buffers)?;
         let pipeline = self.pipelines().get(&self.device, shader, entry);
         let layout = pipeline.get_bind_group_layout(0);
         let mut steps = Vec::new();
@@ -335,4 +336,29 @@ impl GpuContext {
         }
         Ok(steps)
     }
+}
+
+/// Refuses a buffer range bound twice in one bind group where either binding is writable:
+/// WebGPU (Dawn, Tint) rejects that at dispatch, native wgpu does not, so tests here catch it.
+fn check_aliasing(
+    label: &str,
+    shader: &Shader,
+    buffers: &[(u32, wgpu::BufferBinding<'_>)],
+) -> Result<()> {
+    let end = |b: &wgpu::BufferBinding<'_>| b.size.map_or(u64::MAX, |s| b.offset + s.get());
+    for (i, (na, a)) in buffers.iter().enumerate() {
+        for (nb, b) in &buffers[i + 1..] {
+            let overlap = a.buffer == b.buffer && a.offset < end(b) && b.offset < end(a);
+            if overlap && (shader.writable(*na) || shader.writable(*nb)) {
+                return Err(DrConvError::Gpu {
+                    op: format!("binding {label} ({})", shader.name),
+                    message: format!(
+                        "one buffer range at bindings {na} and {nb}, one of them writable: WebGPU \
+                         forbids writable aliasing"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }

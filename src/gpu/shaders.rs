@@ -67,7 +67,8 @@ shader!(
         "kernel_t",
         "input_grad_t",
         "transpose",
-        "kernel_t3"
+        "kernel_t3",
+        "transpose4"
     ]
 );
 shader!(
@@ -124,5 +125,12 @@ impl Shader {
     /// The full WGSL source of the module: common prelude + the op's file.
     pub fn source(&self) -> String {
         format!("{COMMON}\n{}", self.body)
+    }
+
+    /// Whether the module declares `binding` as a writable storage buffer (WebGPU forbids
+    /// binding one buffer range there and at any other binding of the same bind group).
+    pub fn writable(&self, binding: u32) -> bool {
+        let decl = format!("@binding({binding}) var<storage, read_write>");
+        self.body.contains(&decl)
     }
 }

@@ -53,12 +53,17 @@ impl GpuContext {
             aux1: sp as u32,
             ..dims
         };
-        let buffers = [(11, &src.buffer), (12, &dst.buffer)];
-        let items = (src.numel() / 4) as u64;
+        // 4 x 4 blocks, vec4 loads and stores, where the positions come in fours.
+        let (entry, src_binding, per_item) = match sp % 4 {
+            0 => ("transpose4", 15, 16),
+            _ => ("transpose", 11, 4),
+        };
+        let buffers = [(src_binding, &src.buffer), (12, &dst.buffer)];
+        let items = (src.numel() / per_item) as u64;
         self.steps(
             label,
             &shaders::CORRELATION_BWD,
-            "transpose",
+            entry,
             tdims,
             &buffers,
             items,
