@@ -230,28 +230,34 @@ fn soak_long() {
 #[test]
 fn split_plans_do_not_leak() {
     pollster::block_on(async {
-        // 8 KiB storage bindings: every plan of this shape is split over the batch.
+        // 8 KiB storage bindings: every plan of 4 x 3 x 16 x 16 is split over the batch, every
+        // plan of 1 x 3 x 40 x 40 (18.75 KiB of input) over bands of rows.
         let ctx = limits_common::small_ctx(8 << 10, drconv::gpu::limits::MAX_GRID_DIM).await;
         let params = DrConvParams::init(config(), 5).unwrap();
-        let x_host = random(&[4, 3, 16, 16], 6);
-        let gy_host = random(&[4, 4, 16, 16], 7);
+        let shapes = [
+            ([4, 3, 16, 16], [4, 4, 16, 16]),
+            ([1, 3, 40, 40], [1, 4, 40, 40]),
+        ];
         let round = |ctx: Arc<GpuContext>| {
-            let (params, x_host, gy_host) = (params.clone(), x_host.clone(), gy_host.clone());
+            let params = params.clone();
             async move {
-                let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
-                let x = layer.upload(&x_host).unwrap();
-                let gy = ctx.upload("gy", &gy_host).unwrap();
-                let y = layer.forward(&x, Mode::Inference).await.unwrap();
-                assert!(layer
-                    .plan(&x, Mode::Inference)
-                    .await
-                    .unwrap()
-                    .program
-                    .has_copies());
-                layer.forward(&x, Mode::Training).await.unwrap();
-                let g = layer.backward(&x, &gy).await.unwrap();
-                y.read(&ctx).await.unwrap();
-                g.x.read(&ctx).await.unwrap();
+                for (xs, gs) in shapes {
+                    let (x_host, gy_host) = (random(&xs, 6), random(&gs, 7));
+                    let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
+                    let x = layer.upload(&x_host).unwrap();
+                    let gy = ctx.upload("gy", &gy_host).unwrap();
+                    let y = layer.forward(&x, Mode::Inference).await.unwrap();
+                    assert!(layer
+                        .plan(&x, Mode::Inference)
+                        .await
+                        .unwrap()
+                        .program
+                        .has_copies());
+                    layer.forward(&x, Mode::Training).await.unwrap();
+                    let g = layer.backward(&x, &gy).await.unwrap();
+                    y.read(&ctx).await.unwrap();
+                    g.x.read(&ctx).await.unwrap();
+                }
             }
         };
         round(ctx.clone()).await;
