@@ -24,11 +24,12 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     out[idx] = corr[((b * d.r + g) * d.cout + o) * hw + p];
 }
 
-var<workgroup> part: array<u32, 64>;
+var<workgroup> part: array<vec4<u32>, 64>;
 
 // One workgroup per sample (see src/gpu/tiles.rs); invocation li owns a contiguous chunk of
-// pixels. For each region in turn: count the chunk's pixels of that region, offset by the counts
-// of the chunks before (a stable counting sort, no atomics: the same order every run).
+// pixels. For 4 regions at a time: count the chunk's pixels of each, offset by the counts of the
+// chunks before (a stable counting sort, no atomics: the same order every run). Each pass reads
+// the chunk once for 4 regions (llvmpipe: one per-lane load loop per pixel and pass).
 @compute @workgroup_size(64)
 fn lists(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) li: u32) {
@@ -41,31 +42,39 @@ fn lists(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     let p1 = min(p0 + chunk, hw);
     let rb = b * hw;
     var off = 0u;
-    for (var g = 0u; g < d.r; g++) {
-        var n = 0u;
+    for (var g0 = 0u; g0 < d.r; g0 += 4u) {
+        let gs = vec4(g0, g0 + 1u, g0 + 2u, g0 + 3u);
+        var n = vec4(0u);
         for (var p = p0; p < p1; p++) {
-            n += u32(u32(region[rb + p]) == g);
+            n += vec4<u32>(vec4(u32(region[rb + p])) == gs);
         }
         part[li] = n;
         workgroupBarrier();
-        var before = 0u;
-        var total = 0u;
+        var before = vec4(0u);
+        var total = vec4(0u);
         for (var j = 0u; j < 64u; j++) {
             let c = part[j];
-            before += select(0u, c, j < li);
+            before += select(vec4(0u), c, j < li);
             total += c;
         }
+        // Where regions g0 .. g0+3 start: each after the ones before it.
+        let s4 = vec4(off) + vec4(0u, total.x, total.x + total.y, total.x + total.y + total.z);
         if (li == 0u) {
-            starts[b * (d.r + 1u) + g] = off;
-        }
-        var pos = rb + off + before;
-        for (var p = p0; p < p1; p++) {
-            if (u32(region[rb + p]) == g) {
-                order[pos] = p;
-                pos++;
+            for (var q = 0u; q < 4u; q++) {
+                if (g0 + q < d.r) {
+                    starts[b * (d.r + 1u) + g0 + q] = s4[q];
+                }
             }
         }
-        off += total;
+        var pos = vec4(rb) + s4 + before;
+        for (var p = p0; p < p1; p++) {
+            let hit = vec4(u32(region[rb + p])) == gs;
+            if (any(hit)) {
+                order[dot(select(vec4(0u), pos, hit), vec4(1u))] = p;
+                pos += vec4<u32>(hit);
+            }
+        }
+        off += total.x + total.y + total.z + total.w;
         workgroupBarrier();
     }
     if (li == 0u) {
