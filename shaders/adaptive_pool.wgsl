@@ -23,3 +23,42 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     pooled[idx] = s / f32((h1 - h0) * (w1 - w0));
 }
+
+// A plane larger than one binding, in chunks of rows (src/gpu/split/pool.rs): `x` holds rows
+// d.aux0 .. d.aux0 + d.aux1 of one channel's H x W plane, `pooled` that channel's k x k sums so
+// far (zeroed before the first chunk). Each bin adds the sum of its window's rows in the chunk;
+// `pool_finish` then divides by the bin areas.
+@compute @workgroup_size(WG)
+fn pool_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let v = idx % d.k;
+    let u = idx / d.k;
+    let y0 = d.aux0;
+    let h0 = max((u * d.h) / d.k, y0);
+    let h1 = min(((u + 1u) * d.h + d.k - 1u) / d.k, y0 + d.aux1);
+    let w0 = (v * d.w) / d.k;
+    let w1 = ((v + 1u) * d.w + d.k - 1u) / d.k;
+    var s = 0.0;
+    for (var y = h0; y < h1; y++) {
+        let row = (y - y0) * d.w;
+        for (var xx = w0; xx < w1; xx++) {
+            s += x[row + xx];
+        }
+    }
+    pooled[idx] += s;
+}
+
+// The k x k sums of `pool_rows` into means.
+@compute @workgroup_size(WG)
+fn pool_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let v = idx % d.k;
+    let u = idx / d.k;
+    let h0 = (u * d.h) / d.k;
+    let h1 = ((u + 1u) * d.h + d.k - 1u) / d.k;
+    let w0 = (v * d.w) / d.k;
+    let w1 = ((v + 1u) * d.w + d.k - 1u) / d.k;
+    pooled[idx] = pooled[idx] / f32((h1 - h0) * (w1 - w0));
+}

@@ -25,3 +25,26 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
     dx[idx] += s;
 }
+
+// `main` for a plane larger than one binding, in chunks of rows (src/gpu/split/pool.rs): `dx`
+// holds rows d.aux0 .. d.aux0 + d.aux1 of one channel, `dpooled` that channel's k x k values.
+@compute @workgroup_size(WG)
+fn rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let ix = idx % d.w;
+    let iy = d.aux0 + idx / d.w;
+    var s = 0.0;
+    for (var u = 0u; u < d.k; u++) {
+        let h0 = (u * d.h) / d.k;
+        let h1 = ((u + 1u) * d.h + d.k - 1u) / d.k;
+        if (iy < h0 || iy >= h1) { continue; }
+        for (var v = 0u; v < d.k; v++) {
+            let w0 = (v * d.w) / d.k;
+            let w1 = ((v + 1u) * d.w + d.k - 1u) / d.k;
+            if (ix < w0 || ix >= w1) { continue; }
+            s += dpooled[u * d.k + v] / f32((h1 - h0) * (w1 - w0));
+        }
+    }
+    dx[idx] += s;
+}

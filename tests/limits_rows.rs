@@ -110,3 +110,18 @@ fn rows_and_output_channels_split_together() {
         assert!(splits.iter().all(|s| s.channels < 24), "{splits:?}");
     });
 }
+
+#[test]
+fn a_channel_plane_over_the_binding_pools_in_rows() {
+    pollster::block_on(async {
+        // 8 KiB bindings hold 2048 floats: one channel's 48 x 48 or 50 x 45 plane does not fit,
+        // so the pooled map sums bins over chunks of rows (45 rows at a time for W = 45, where
+        // k = 3's bins [0, 17), [16, 34), [33, 50) overlap and the last spans two chunks).
+        let ctx = small_ctx(8 << 10, 16).await;
+        let sgd = [(OptimizerConfig::sgd(0.05), 1)];
+        let c = layer(4, 4, 3, 2).with_padding(1).unwrap();
+        check_rows(&ctx, c, [2, 4, 48, 48], &sgd).await;
+        let c = layer(3, 4, 3, 3).with_padding(1).unwrap();
+        check_rows(&ctx, c, [1, 3, 50, 45], &sgd).await;
+    });
+}

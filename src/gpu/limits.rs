@@ -302,10 +302,10 @@ pub fn with_out_channels(c: &DrConvConfig, out_channels: usize) -> DrConvConfig 
 /// the device; else the most samples per sub-plan whose tensors all fit; else, when one sample
 /// is already too large, one sample and the most output channels that fit (then the most samples
 /// with those channels); else, when one sample is too large even with one output channel, one
-/// sample and the channels and output rows per sub-plan that make the fewest sub-plans. Refuses, naming the tensor
-/// and the limit, when even one output row of one channel of one sample does not fit, or when a
-/// full tensor the split plan keeps (input, output, region map, guide; the pooled map and one
-/// input channel's plane for a row split) exceeds its limit.
+/// sample and the channels and output rows per sub-plan that make the fewest sub-plans. Refuses,
+/// naming the tensor and the limit, when even one output row of one channel of one sample does
+/// not fit, or when a full tensor the split plan keeps (input, output, region map, guide; the
+/// pooled map and one input row for a row split) exceeds its limit.
 pub fn forward_split(
     limits: &wgpu::Limits,
     c: &DrConvConfig,
@@ -325,11 +325,8 @@ pub fn forward_split(
     }
     if split.splits_rows(s) {
         check_stored(limits, &TensorSpec::new("pooled", &s.pooled(c)))?;
-        let plane = [1, 1, s.height, s.width];
-        check_bound(
-            limits,
-            &TensorSpec::new("one input channel, to pool", &plane),
-        )?;
+        let row = [1, 1, 1, s.width];
+        check_bound(limits, &TensorSpec::new("one input row, to pool", &row))?;
     }
     Ok(split)
 }

@@ -21,7 +21,11 @@ macro_rules! shader {
     };
 }
 
-shader!(ADAPTIVE_POOL, "adaptive_pool", ["main"]);
+shader!(
+    ADAPTIVE_POOL,
+    "adaptive_pool",
+    ["main", "pool_rows", "pool_finish"]
+);
 shader!(KERNEL_LOGITS, "kernel_logits", ["main"]);
 shader!(KERNEL_GEN, "kernel_gen", ["main", "main_r8"]);
 shader!(KERNEL_GEN_K3, "kernel_gen_k3", ["main_r8", "main_r4"]);
@@ -93,7 +97,7 @@ shader!(
     "kernel_logits_bwd",
     ["logits_grad", "pooled_grad", "weight_grad"]
 );
-shader!(ADAPTIVE_POOL_BWD, "adaptive_pool_bwd", ["main"]);
+shader!(ADAPTIVE_POOL_BWD, "adaptive_pool_bwd", ["main", "rows"]);
 shader!(MSE, "mse", ["grad", "loss_partial", "loss_reduce"]);
 shader!(SGD, "sgd", ["momentum", "plain"]);
 shader!(ADAM, "adam", ["main"]);
