@@ -4,13 +4,9 @@
 @group(0) @binding(1) var<storage, read> dpooled: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = item_index(gid, nwg);
-    if (idx == 0xffffffffu) { return; }
-    let ix = idx % d.w;
-    let iy = (idx / d.w) % d.h;
-    let bi = idx / (d.w * d.h);
+// The pool's share of dx at input pixel (iy, ix): every bin whose window covers it spreads its
+// gradient (dpooled[base + u*k + v]) over its area.
+fn share(iy: u32, ix: u32, base: u32) -> f32 {
     var s = 0.0;
     for (var u = 0u; u < d.k; u++) {
         let h0 = (u * d.h) / d.k;
@@ -20,10 +16,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             let w0 = (v * d.w) / d.k;
             let w1 = ((v + 1u) * d.w + d.k - 1u) / d.k;
             if (ix < w0 || ix >= w1) { continue; }
-            s += dpooled[(bi * d.k + u) * d.k + v] / f32((h1 - h0) * (w1 - w0));
+            s += dpooled[base + u * d.k + v] / f32((h1 - h0) * (w1 - w0));
         }
     }
-    dx[idx] += s;
+    return s;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let ix = idx % d.w;
+    let iy = (idx / d.w) % d.h;
+    let bi = idx / (d.w * d.h);
+    dx[idx] += share(iy, ix, bi * d.k * d.k);
 }
 
 // `main` for a plane larger than one binding, in chunks of rows (src/gpu/split/pool.rs): `dx`
@@ -32,19 +38,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 fn rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
-    let ix = idx % d.w;
-    let iy = d.aux0 + idx / d.w;
-    var s = 0.0;
-    for (var u = 0u; u < d.k; u++) {
-        let h0 = (u * d.h) / d.k;
-        let h1 = ((u + 1u) * d.h + d.k - 1u) / d.k;
-        if (iy < h0 || iy >= h1) { continue; }
-        for (var v = 0u; v < d.k; v++) {
-            let w0 = (v * d.w) / d.k;
-            let w1 = ((v + 1u) * d.w + d.k - 1u) / d.k;
-            if (ix < w0 || ix >= w1) { continue; }
-            s += dpooled[u * d.k + v] / f32((h1 - h0) * (w1 - w0));
-        }
-    }
-    dx[idx] += s;
+    dx[idx] += share(d.aux0 + idx / d.w, idx % d.w, 0u);
 }
