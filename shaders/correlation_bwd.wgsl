@@ -3,8 +3,9 @@
 // Gather form (`kernel_grad`, `input_grad`; GPUs): one invocation per gradient element (block),
 // contributors summed in a fixed order. CPU adapters (src/gpu/backward.rs `cpu_corr_entry`):
 // `transpose` makes channel-last copies of x and gy, `kernel_grad_lists8`/`_lists4` run one GEMM
-// per (sample, region) over the region's pixel list, `kernel_t`/`kernel_t3` transpose the kernel
-// and `input_grad_t` reads it as vec4s; same sums in the same order, bitwise equal results.
+// per (sample, region) over the region's pixel list, `kernel_t3` (k = 3; `transpose` otherwise)
+// transposes the kernel and `input_grad_t` reads it as vec4s; same sums in the same order,
+// bitwise equal results.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> kern: array<f32>;
 @group(0) @binding(3) var<storage, read> gy: array<f32>;
@@ -17,7 +18,7 @@
 @group(0) @binding(7) var<storage, read> order: array<u32>;
 @group(0) @binding(8) var<storage, read> starts: array<u32>;
 // The kernel transposed to B x r x k*k x O x I, as vec4s along I (I % 4 == 0): written by
-// `kernel_t`, read by `input_grad_t`.
+// `kernel_t3` (or `transpose`, as [B*r, O*I, k*k] into [B*r, k*k, O*I]), read by `input_grad_t`.
 @group(0) @binding(9) var<storage, read_write> kern_t_out: array<vec4<f32>>;
 @group(0) @binding(10) var<storage, read> kern_t: array<vec4<f32>>;
 
@@ -147,10 +148,12 @@ fn transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     tdst[idx] = vec4<f32>(tsrc[a], tsrc[a + d.aux1], tsrc[a + 2u * d.aux1], tsrc[a + 3u * d.aux1]);
 }
 
+// A source read as vec4s: [n, C, S] for `transpose4`, the kernel for `kernel_t3`.
+@group(0) @binding(15) var<storage, read> src4: array<vec4<f32>>;
+
 // `transpose` where S % 4 == 0: one invocation per (n, block of 4 s, block of 4 channels) reads
 // 4 vec4s (4 channels, 4 positions each) and writes 4 (4 positions, 4 channels each): 8 memory
 // instructions per 16 values instead of 20.
-@group(0) @binding(15) var<storage, read> tsrc4: array<vec4<f32>>;
 
 @compute @workgroup_size(WG)
 fn transpose4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -162,10 +165,10 @@ fn transpose4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let sb = (idx / c4) % s4;
     let n = idx / (c4 * s4);
     let a = (n * d.aux0 + blk * 4u) * s4 + sb;
-    let q0 = tsrc4[a];
-    let q1 = tsrc4[a + s4];
-    let q2 = tsrc4[a + 2u * s4];
-    let q3 = tsrc4[a + 3u * s4];
+    let q0 = src4[a];
+    let q1 = src4[a + s4];
+    let q2 = src4[a + 2u * s4];
+    let q3 = src4[a + 3u * s4];
     let o = (n * d.aux1 + sb * 4u) * c4 + blk;
     tdst[o] = vec4(q0.x, q1.x, q2.x, q3.x);
     tdst[o + c4] = vec4(q0.y, q1.y, q2.y, q3.y);
@@ -253,33 +256,8 @@ fn kernel_grad_lists4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     kernel_grad_rows(idx, 4u);
 }
 
-// The kernel B x r x O x I x k x k to B x r x k*k x O x I (I % 4 == 0), so `input_grad_t` reads 4
-// input channels of one tap as one vec4. One invocation per (b, g, o, block of 4 channels).
-@compute @workgroup_size(WG)
-fn kernel_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = item_index(gid, nwg);
-    if (idx == 0xffffffffu) { return; }
-    let kk = d.k * d.k;
-    let i4 = d.cin / 4u;
-    let blk = idx % i4;
-    let o = (idx / i4) % d.cout;
-    let bg = idx / (i4 * d.cout);
-    // Past the last (b, g): on WebGPU an out-of-range store is clamped onto the last element,
-    // not dropped as on Vulkan, so guard the tensor end explicitly.
-    if (bg >= d.batch * d.r) { return; }
-    let src = ((bg * d.cout + o) * d.cin + blk * 4u) * kk;
-    for (var t = 0u; t < kk; t++) {
-        let a = src + t;
-        kern_t_out[((bg * kk + t) * d.cout + o) * i4 + blk] =
-            vec4<f32>(kern[a], kern[a + kk], kern[a + 2u * kk], kern[a + 3u * kk]);
-    }
-}
-
-// The kernel as vec4s (for `kernel_t3`).
-@group(0) @binding(15) var<storage, read> kern4: array<vec4<f32>>;
-
-// `kernel_t` for k = 3: the 4 channels' 36 taps are 9 aligned vec4s, so 9 vec4 loads and 9 vec4
-// stores (generic: 36 scalar loads).
+// The kernel transpose for k = 3 (`kern_t_out`): the 4 channels' 36 taps are 9 aligned vec4s, so
+// 9 vec4 loads and 9 vec4 stores (`transpose`: 36 scalar loads).
 @compute @workgroup_size(WG)
 fn kernel_t3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
@@ -291,18 +269,18 @@ fn kernel_t3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     // Past the last (b, g): on WebGPU an out-of-range store is clamped onto the last element,
     // not dropped as on Vulkan, so guard the tensor end explicitly.
     if (bg >= d.batch * d.r) { return; }
-    let src4 = ((bg * d.cout + o) * d.cin + blk * 4u) * 9u / 4u;
+    let at = ((bg * d.cout + o) * d.cin + blk * 4u) * 9u / 4u;
     let ob = (bg * 9u * d.cout + o) * i4 + blk;
     let st = d.cout * i4;
-    let m0 = kern4[src4 + 0u];
-    let m1 = kern4[src4 + 1u];
-    let m2 = kern4[src4 + 2u];
-    let m3 = kern4[src4 + 3u];
-    let m4 = kern4[src4 + 4u];
-    let m5 = kern4[src4 + 5u];
-    let m6 = kern4[src4 + 6u];
-    let m7 = kern4[src4 + 7u];
-    let m8 = kern4[src4 + 8u];
+    let m0 = src4[at + 0u];
+    let m1 = src4[at + 1u];
+    let m2 = src4[at + 2u];
+    let m3 = src4[at + 3u];
+    let m4 = src4[at + 4u];
+    let m5 = src4[at + 5u];
+    let m6 = src4[at + 6u];
+    let m7 = src4[at + 7u];
+    let m8 = src4[at + 8u];
     kern_t_out[ob + 0u * st] = vec4<f32>(m0.x, m2.y, m4.z, m6.w);
     kern_t_out[ob + 1u * st] = vec4<f32>(m0.y, m2.z, m4.w, m7.x);
     kern_t_out[ob + 2u * st] = vec4<f32>(m0.z, m2.w, m5.x, m7.y);

@@ -15,7 +15,7 @@
 @group(0) @binding(4) var<storage, read_write> guide: array<f32>;
 @group(0) @binding(5) var<storage, read_write> region: array<i32>;
 // Channel-last copies for the `_cl` entries (CPU adapters, I % 4 == 0): x as B x H x W x I and
-// the weights as k*k x r x I (`weight_t` of guide_conv_bwd.wgsl), as vec4s over 4 channels.
+// the weights as k*k x r x I (`transpose` of correlation_bwd.wgsl), as vec4s over 4 channels.
 @group(0) @binding(6) var<storage, read> xt4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> wt4: array<vec4<f32>>;
 

@@ -10,9 +10,8 @@
 @group(0) @binding(5) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dwg: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dbg: array<f32>;
-// CPU adapters (I % 4 == 0): the weight as k*k x r x I (`weight_t` writes it) and x as
-// B x H x W x I (the correlation backward's copy), both as vec4s along I.
-@group(0) @binding(8) var<storage, read_write> wg_t_out: array<vec4<f32>>;
+// CPU adapters (I % 4 == 0): the weight as k*k x r x I and x as B x H x W x I (channel-last
+// copies made by `transpose` of correlation_bwd.wgsl), both as vec4s along I.
 @group(0) @binding(9) var<storage, read> wg_t: array<vec4<f32>>;
 @group(0) @binding(10) var<storage, read> x_t: array<vec4<f32>>;
 
@@ -57,20 +56,6 @@ fn input_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         let a = ((b * d.cin + i0 + j) * d.h + iy) * d.w + ix;
         dx[a] += s[j];
     }
-}
-
-// One invocation per (u, v, g, block of 4 channels) of `wg_t`: 4 loads, one vec4 store.
-@compute @workgroup_size(WG)
-fn weight_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = item_index(gid, nwg);
-    if (idx == 0xffffffffu) { return; }
-    let kk = d.k * d.k;
-    let blocks = d.cin / 4u;
-    let blk = idx % blocks;
-    let g = (idx / blocks) % d.r;
-    let uv = idx / (blocks * d.r);
-    let a = (g * d.cin + blk * 4u) * kk + uv;
-    wg_t_out[idx] = vec4<f32>(wg[a], wg[a + kk], wg[a + 2u * kk], wg[a + 3u * kk]);
 }
 
 // `input_grad` for CPU adapters (llvmpipe runs a per-lane loop for every load): the same items

@@ -43,7 +43,7 @@ struct CpuCorr {
     x_t: GpuTensor,
     gy_t: GpuTensor,
     kernel_t: GpuTensor,
-    /// The guide conv's weight as k*k x r x I (`weight_t` in shaders/guide_conv_bwd.wgsl).
+    /// The guide conv's weight as k*k x r x I (its [r*I, k*k] transposed).
     guide_w_t: GpuTensor,
     /// The region selection's G values, B x r x H' x W' (`big_g_t` in region_select_bwd.wgsl).
     big_g: GpuTensor,
@@ -257,19 +257,22 @@ impl BackwardPlan {
                 // One invocation per (b, block of `ob` output and 4 input channels, u, v).
                 (s.batch * c.out_channels.div_ceil(ob) * (c.in_channels / 4) * kk) as u64,
             )?);
-            let k3 = c.kernel_size == 3;
-            add(ctx.steps(
-                "corr_kernel_t",
-                &CORRELATION_BWD,
-                if k3 { "kernel_t3" } else { "kernel_t" },
-                dims,
-                &[
-                    (if k3 { 15 } else { 2 }, &fwd.kernel.buffer),
-                    (9, &t.kernel_t.buffer),
-                ],
-                // One invocation per (b, g, o, block of 4 input channels): all k*k taps.
-                (fwd.kernel.numel() / (4 * kk)) as u64,
-            )?);
+            // [B*r, O*I, k*k] into [B*r, k*k, O*I]; k = 3 with 9 vec4 loads per 4 channels.
+            add(match c.kernel_size {
+                3 => ctx.steps(
+                    "corr_kernel_t",
+                    &CORRELATION_BWD,
+                    "kernel_t3",
+                    dims,
+                    &[(15, &fwd.kernel.buffer), (9, &t.kernel_t.buffer)],
+                    // One invocation per (b, g, o, block of 4 input channels): all 9 taps.
+                    (fwd.kernel.numel() / (4 * kk)) as u64,
+                )?,
+                _ => {
+                    let io = (c.out_channels * c.in_channels, kk);
+                    ctx.transpose_steps("corr_kernel_t", dims, &fwd.kernel, &t.kernel_t, io)?
+                }
+            });
             add(ctx.steps(
                 "corr_input_grad",
                 &CORRELATION_BWD,
@@ -354,14 +357,9 @@ impl BackwardPlan {
         // adapters read the weight and x as vec4s along I (same sums, bitwise equal).
         if let Some(t) = &cpu_corr {
             if shared_t.is_none() {
-                add(ctx.steps(
-                    "guide_weight_t",
-                    &GUIDE_CONV_BWD,
-                    "weight_t",
-                    dims,
-                    &[(2, p(ParamId::GuideW)), (8, &t.guide_w_t.buffer)],
-                    (t.guide_w_t.numel() / 4) as u64,
-                )?);
+                let w = params.get(ParamId::GuideW);
+                let ri = (c.region_num * c.in_channels, kk);
+                add(ctx.transpose_steps("guide_weight_t", dims, w, &t.guide_w_t, ri)?);
             }
             add(ctx.steps(
                 "guide_input_grad",

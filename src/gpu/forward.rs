@@ -213,14 +213,9 @@ impl ForwardPlan {
             if !writes_t {
                 add(ctx.transpose_steps("corr_kernel_t", dims, &kernel, &cl.kernel_t, (i, kk))?);
             }
-            add(ctx.steps(
-                "guide_weight_t",
-                &shaders::GUIDE_CONV_BWD,
-                "weight_t",
-                dims,
-                &[(2, p(ParamId::GuideW)), (8, &cl.guide_w_t.buffer)],
-                (cl.guide_w_t.numel() / 4) as u64,
-            )?);
+            // The guide weight [r*I, k*k] as k*k x r*I.
+            let (w, ri) = (params.get(ParamId::GuideW), (c.region_num * i, kk));
+            add(ctx.transpose_steps("guide_weight_t", dims, w, &cl.guide_w_t, ri)?);
         }
         // 8 pixels x 4 regions per invocation up to r = 4, else 4 pixels x 8 regions.
         let (guide_entry, guide_px) = match (r <= 4, channel_last.is_some()) {

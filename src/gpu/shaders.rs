@@ -68,7 +68,6 @@ shader!(
         "input_grad",
         "kernel_grad_lists8",
         "kernel_grad_lists4",
-        "kernel_t",
         "input_grad_t",
         "transpose",
         "kernel_t3",
@@ -82,7 +81,6 @@ shader!(
         "input_grad",
         "weight_partial",
         "weight_reduce",
-        "weight_t",
         "input_grad_t",
         "weight_partial_t"
     ]

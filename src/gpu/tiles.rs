@@ -38,8 +38,8 @@ impl GpuContext {
 
 impl GpuContext {
     /// The steps that transpose `src` (`n x ch x sp`, ch % 4 == 0) into `dst` (`n x sp x ch`):
-    /// the channel-last copies of x, grad_output and kernels that CPU adapters read as vec4s
-    /// (`transpose` in shaders/correlation_bwd.wgsl).
+    /// the channel-last copies of x, grad_output, kernels and guide weights that CPU adapters read
+    /// as vec4s (`transpose`, `transpose4` in shaders/correlation_bwd.wgsl).
     pub fn transpose_steps(
         &self,
         label: &'static str,
