@@ -5,19 +5,11 @@
 //! element in the same order, so all gradients must agree bit for bit. On a GPU adapter both runs
 //! take the gather entries and the test is trivially true.
 
-use drconv::rng::Rng;
+mod cases;
+use cases::{bits, config, input, Case};
+
 use drconv::tensor::Tensor;
-use drconv::{DrConv2d, DrConvConfig, DrConvParams, GpuContext, Gradients, Mode};
-
-/// (in, out, k, r, stride, padding, dilation, input shape)
-type Case = (usize, usize, usize, usize, usize, usize, usize, [usize; 4]);
-
-fn bits(g: &Gradients) -> Vec<(String, Vec<u32>)> {
-    g.named()
-        .into_iter()
-        .map(|(n, t)| (n, t.data.iter().map(|v| v.to_bits()).collect()))
-        .collect()
-}
+use drconv::{DrConv2d, DrConvParams, GpuContext, Mode};
 
 #[test]
 fn cpu_correlation_backward_matches_gather_bitwise() {
@@ -34,18 +26,9 @@ fn cpu_correlation_backward_matches_gather_bitwise() {
         ];
         // The only test in this binary, so the variable is not raced.
         for (n, c) in cases.iter().enumerate() {
-            let config = DrConvConfig {
-                in_channels: c.0,
-                out_channels: c.1,
-                kernel_size: c.2,
-                region_num: c.3,
-                stride: c.4,
-                padding: c.5,
-                dilation: c.6,
-            };
-            config.validate().unwrap();
+            let config = config(c);
             let params = DrConvParams::init(config, 60 + n as u64).unwrap();
-            let x = Tensor::new(&c.7, Rng::new(n as u64).normal_vec(c.7.iter().product())).unwrap();
+            let x = input(c, n as u64);
             let s = config.forward_shape(&c.7).unwrap();
             let gy = Tensor::randn(&s.output(&config), 90 + n as u64);
             let mut runs = Vec::new();

@@ -2,8 +2,11 @@
 //! so two runs on one plan, and runs on freshly built layers, agree bit for bit; so do two
 //! trainers taking the same steps.
 
+mod cases;
+use cases::bits;
+
 use drconv::golden::GoldenCase;
-use drconv::{DrConv2d, GpuContext, Gradients, Mode, OptimizerConfig, ParamId, Trainer};
+use drconv::{DrConv2d, GpuContext, Mode, OptimizerConfig, ParamId, Trainer};
 
 fn load(name: &str) -> GoldenCase {
     GoldenCase::load(format!(
@@ -11,13 +14,6 @@ fn load(name: &str) -> GoldenCase {
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()
-}
-
-fn bits(g: &Gradients) -> Vec<(String, Vec<u32>)> {
-    g.named()
-        .into_iter()
-        .map(|(n, t)| (n, t.data.iter().map(|v| v.to_bits()).collect()))
-        .collect()
 }
 
 #[test]

@@ -13,13 +13,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use drconv::gpu::tiles::CorrTiling;
-use drconv::rng::Rng;
-use drconv::tensor::{compare, Tensor};
-use drconv::verify::FORWARD_TOL;
-use drconv::{DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode};
+mod cases;
+use cases::{config, input, Case};
 
-/// (in, out, k, r, stride, padding, dilation, input shape)
-type Case = (usize, usize, usize, usize, usize, usize, usize, [usize; 4]);
+use drconv::tensor::compare;
+use drconv::verify::FORWARD_TOL;
+use drconv::{DrConv2d, DrConvParams, GpuContext, Mode};
 
 const CASES: [Case; 11] = [
     (3, 8, 3, 1, 1, 1, 1, [1, 3, 24, 24]),
@@ -37,20 +36,6 @@ const CASES: [Case; 11] = [
     (8, 16, 3, 4, 1, 1, 1, [3, 8, 10, 10]),
     (4, 16, 3, 8, 1, 1, 1, [2, 4, 9, 9]),
 ];
-
-fn config(c: &Case) -> DrConvConfig {
-    let cfg = DrConvConfig {
-        in_channels: c.0,
-        out_channels: c.1,
-        kernel_size: c.2,
-        region_num: c.3,
-        stride: c.4,
-        padding: c.5,
-        dilation: c.6,
-    };
-    cfg.validate().unwrap();
-    cfg
-}
 
 /// The tilings the planner picks for a case: (all-regions, fused), as `ForwardPlan::build` does.
 fn tilings(c: &Case) -> (u64, u64) {
@@ -138,12 +123,7 @@ async fn check_cases(ctx: &Arc<GpuContext>, variant: &str) {
     for (n, case) in CASES.iter().enumerate() {
         let cfg = config(case);
         let params = DrConvParams::init(cfg, 40 + n as u64).unwrap();
-        let shape = case.7;
-        let x = Tensor::new(
-            &shape,
-            Rng::new(n as u64).normal_vec(shape.iter().product()),
-        )
-        .unwrap();
+        let x = input(case, n as u64);
         let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
         let xg = layer.upload(&x).unwrap();
         layer.plan(&xg, Mode::Training).await.unwrap().poison(ctx);
@@ -174,7 +154,7 @@ async fn check_cases(ctx: &Arc<GpuContext>, variant: &str) {
             FORWARD_TOL.1,
         );
         assert!(ok, "{what}: output vs CPU, max abs err {err:e}");
-        let s = cfg.forward_shape(&shape).unwrap();
+        let s = cfg.forward_shape(&case.7).unwrap();
         let hw = s.out_height * s.out_width;
         if min_guide_gap(&cpu.guide.data, s.batch, cfg.region_num, hw) >= 1e-4 {
             assert_eq!(

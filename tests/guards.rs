@@ -6,13 +6,12 @@
 //! every guard intact and still match the CPU reference (a shader that relied on out-of-range
 //! reads returning zero would now read the sentinel, a NaN).
 
-use drconv::rng::Rng;
+mod cases;
+use cases::{config, input, Case};
+
 use drconv::tensor::{compare, Tensor};
 use drconv::verify::{BACKWARD_TOL, FORWARD_TOL};
-use drconv::{cpu, DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode};
-
-/// (in, out, k, r, stride, padding, dilation, input shape)
-type Case = (usize, usize, usize, usize, usize, usize, usize, [usize; 4]);
+use drconv::{cpu, DrConv2d, DrConvParams, GpuContext, Mode};
 
 const CASES: [Case; 6] = [
     (8, 8, 3, 4, 1, 1, 1, [2, 8, 9, 9]),
@@ -54,20 +53,10 @@ fn every_dispatch_stays_inside_its_tensors() {
             set("DRCONV_KERNEL_GEN", variant[1]);
             set("DRCONV_BWD", variant[2]);
             for (n, c) in CASES.iter().enumerate() {
-                let config = DrConvConfig {
-                    in_channels: c.0,
-                    out_channels: c.1,
-                    kernel_size: c.2,
-                    region_num: c.3,
-                    stride: c.4,
-                    padding: c.5,
-                    dilation: c.6,
-                };
-                config.validate().unwrap();
+                let config = config(c);
                 let what = format!("{variant:?} case {n} {c:?}");
                 let params = DrConvParams::init(config, 70 + n as u64).unwrap();
-                let x =
-                    Tensor::new(&c.7, Rng::new(n as u64).normal_vec(c.7.iter().product())).unwrap();
+                let x = input(c, n as u64);
                 let want = cpu::forward(&params, &x).unwrap();
                 let gy = Tensor::randn(&want.output.shape, 80 + n as u64);
                 let want_grads = cpu::backward(&params, &x, &want, &gy).unwrap();

@@ -1,0 +1,39 @@
+//! Layer cases as tuples, shared by the tests that run every kernel variant over a list of them
+//! (`fused_tiling.rs`, `guards.rs`, `backward_variants.rs`), and gradients as bits for bitwise
+//! comparisons (also `determinism.rs`).
+#![allow(dead_code)]
+
+use drconv::rng::Rng;
+use drconv::tensor::Tensor;
+use drconv::{DrConvConfig, Gradients};
+
+/// (in, out, k, r, stride, padding, dilation, input shape)
+pub type Case = (usize, usize, usize, usize, usize, usize, usize, [usize; 4]);
+
+/// The case's layer, validated.
+pub fn config(c: &Case) -> DrConvConfig {
+    let cfg = DrConvConfig {
+        in_channels: c.0,
+        out_channels: c.1,
+        kernel_size: c.2,
+        region_num: c.3,
+        stride: c.4,
+        padding: c.5,
+        dilation: c.6,
+    };
+    cfg.validate().unwrap();
+    cfg
+}
+
+/// The case's input, N(0, 1) from `seed`.
+pub fn input(c: &Case, seed: u64) -> Tensor {
+    Tensor::new(&c.7, Rng::new(seed).normal_vec(c.7.iter().product())).unwrap()
+}
+
+/// Every gradient's values as bits, by name.
+pub fn bits(g: &Gradients) -> Vec<(String, Vec<u32>)> {
+    g.named()
+        .into_iter()
+        .map(|(n, t)| (n, t.data.iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
