@@ -118,7 +118,7 @@ impl Step {
     }
 
     /// Whether the step is recorded outside compute passes (a copy or a clear).
-    pub fn is_copy(&self) -> bool {
+    pub fn is_transfer(&self) -> bool {
         matches!(self.op, Op::Copy { .. } | Op::Clear { .. })
     }
 }
@@ -130,12 +130,15 @@ pub struct Program {
 }
 
 impl Program {
-    /// Records every step into `encoder`: runs of dispatches each in one compute pass, copies
-    /// (split plans only) between them. A program without copies is exactly one pass.
+    /// Records every step into `encoder`: runs of dispatches each in one compute pass, copies and
+    /// clears (split plans only) between them. A program without them is exactly one pass.
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
         let mut rest = &self.steps[..];
         while !rest.is_empty() {
-            let n = rest.iter().position(Step::is_copy).unwrap_or(rest.len());
+            let n = rest
+                .iter()
+                .position(Step::is_transfer)
+                .unwrap_or(rest.len());
             if n > 0 {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("drconv"),
@@ -144,7 +147,10 @@ impl Program {
                 Self::dispatch(&rest[..n], &mut pass);
             }
             rest = &rest[n..];
-            let m = rest.iter().position(|s| !s.is_copy()).unwrap_or(rest.len());
+            let m = rest
+                .iter()
+                .position(|s| !s.is_transfer())
+                .unwrap_or(rest.len());
             for s in &rest[..m] {
                 match &s.op {
                     Op::Copy {
@@ -191,9 +197,9 @@ impl Program {
         }
     }
 
-    /// Whether the program holds buffer copies (a plan split over the device's limits).
+    /// Whether the program holds buffer copies or clears (a plan split over the device's limits).
     pub fn has_copies(&self) -> bool {
-        self.steps.iter().any(Step::is_copy)
+        self.steps.iter().any(Step::is_transfer)
     }
 
     pub fn len(&self) -> usize {
