@@ -8,6 +8,7 @@
 
 mod matmul;
 mod shapes;
+mod targets;
 mod timer;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::rng::Rng;
 use crate::tensor::Tensor;
 
 pub use shapes::{BenchShape, SHAPES};
+pub use targets::TargetCheck;
 pub use timer::{median, median_of, Stats, Timer};
 
 /// How long to measure.
@@ -133,6 +135,8 @@ pub struct BenchReport {
     pub matmul: Vec<MatmulResult>,
     pub rows: Vec<BenchRow>,
     pub agreement: Vec<Agreement>,
+    /// The targets at each shape (see `targets::check`).
+    pub targets: Vec<TargetCheck>,
     /// The host's 1-minute load average before and after (Linux; other work on a shared machine
     /// slows a software adapter such as lavapipe down).
     pub host_load: Option<[f64; 2]>,
@@ -166,11 +170,13 @@ pub async fn run(
     }
     let mut rows = Vec::new();
     let mut agreement = Vec::new();
+    let mut targets = Vec::new();
     for (i, shape) in SHAPES.into_iter().enumerate() {
         if !opts.shapes.is_empty() && !opts.shapes.contains(&(i + 1)) {
             continue;
         }
         let (pair, agree) = bench_shape(ctx, &timer, opts, &shape, &gemm, progress).await?;
+        targets.extend(targets::check(&shape, &pair[0], &pair[1]));
         rows.extend(pair);
         agreement.push(agree);
     }
@@ -200,6 +206,7 @@ pub async fn run(
         matmul,
         rows,
         agreement,
+        targets,
         host_load: load_before.zip(load_average()).map(|(a, b)| [a, b]),
     })
 }
@@ -479,6 +486,7 @@ pub fn table(r: &BenchReport) -> String {
             );
         }
     }
+    s += &targets::lines(&r.targets);
     for a in &r.agreement {
         s += &format!(
             "{}: fused vs all-regions output max |diff| {:.2e}, region maps {}\n",

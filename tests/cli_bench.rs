@@ -1,0 +1,77 @@
+//! `drconv bench --json` end to end: the report has the issue's schema (adapter, backend,
+//! matmul_gflops, rows of shape / path / forward_ms / forward_backward_ms / gflops / peak_bytes),
+//! a fused and an all-regions row per shape, paths that agree, and one line per target. Speed
+//! itself is the benchmark's business, not a test's: nothing here asserts a target is met.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+}
+
+#[test]
+fn quick_bench_writes_the_issue_schema() {
+    let path = std::env::temp_dir().join(format!("drconv-bench-{}.json", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_drconv"))
+        .args(["bench", "--quick", "--shape", "4", "--json"])
+        .arg(&path)
+        .env(
+            "XDG_RUNTIME_DIR",
+            std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("ratio") && table.contains("target "),
+        "{table}"
+    );
+
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).ok();
+    assert!(report["adapter"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(report["backend"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(num(&report, "matmul_gflops") > 0.0);
+
+    let rows = report["rows"].as_array().unwrap();
+    let paths: Vec<&str> = rows.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["fused", "all_regions"]);
+    for row in rows {
+        assert_eq!(row["shape"], "B1 16->16 k3 r4 128x128 p1");
+        for key in ["forward_ms", "forward_backward_ms", "gflops"] {
+            let v = num(row, key);
+            assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+        }
+        assert!(row["peak_bytes"].as_u64().is_some_and(|b| b > 0));
+    }
+    // No B x r x O x H' x W' tensor in inference: the fused plan is smaller than the
+    // all-regions one by at least most of it (4 MiB here; the fused plan adds only the region
+    // lists, 0.13 MiB).
+    let corr_bytes = (4 * 16 * 128 * 128 * 4) as u64;
+    let peak = |i: usize| rows[i]["peak_bytes"].as_u64().unwrap();
+    assert!(
+        peak(1).saturating_sub(peak(0)) > corr_bytes * 9 / 10,
+        "{} vs {}",
+        peak(0),
+        peak(1)
+    );
+
+    let agree = &report["agreement"][0];
+    assert_eq!(agree["region_equal"], true);
+    assert_eq!(num(agree, "output_max_abs_diff"), 0.0);
+
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 3, "{targets:?}");
+    assert_eq!(num(&targets[0], "required"), 2.5);
+    for t in targets {
+        let v = num(t, "value");
+        assert!(v.is_finite() && v > 0.0);
+        assert_eq!(t["met"].as_bool().unwrap(), v >= num(t, "required"));
+    }
+}
