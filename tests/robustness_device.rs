@@ -36,7 +36,7 @@ where
     Fut: std::future::Future<Output = Vec<String>>,
 {
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
+    let worker = std::thread::spawn(move || {
         let out = pollster::block_on(async {
             let ctx = GpuContext::new().await.expect("a GPU adapter");
             f(ctx).await
@@ -44,7 +44,15 @@ where
         let _ = tx.send(out);
     });
     match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(seen) => seen.iter().for_each(|s| println!("{s}")),
+        Ok(seen) => {
+            seen.iter().for_each(|s| println!("{s}"));
+            // Wait for the thread's own teardown (thread-locals, the device's last references):
+            // left running, it raced the process's exit handlers and aborted with a double
+            // free about one run in thirty.
+            worker
+                .join()
+                .expect("the worker thread ends after sending its result");
+        }
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung for {secs} s after device loss"),
         Err(mpsc::RecvTimeoutError::Disconnected) => panic!("panicked after device loss"),
     }
