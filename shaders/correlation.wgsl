@@ -63,23 +63,19 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>, 
     let rows4 = 2u * groups;
     let kk = d.k * d.k;
     let kd = d.cin * kk;
-    let hw = d.ho * d.wo;
     let plane = d.h * d.w;
-    // Per pixel: its window's top-left corner, and its x offset (u32 arithmetic wraps, so the
-    // offset of a valid tap comes out right even when the corner is in the padding). Pixels
-    // past the end get a corner far above the image: every tap reads as padding.
-    let live = pix < vec4(hw);
-    let iy0 = select(vec4(-0x40000000), vec4<i32>((pix / d.wo) * d.stride) - i32(d.pad), live);
-    let ix0 = select(vec4(0), vec4<i32>((pix % d.wo) * d.stride) - i32(d.pad), live);
+    // Per pixel: its window's corner, and its x offset (u32 arithmetic wraps, so the offset of
+    // a valid tap comes out right even when the corner is in the padding).
+    let c = corner(pix, vec4(0u));
+    let iy0 = c.iy0;
+    let ix0 = c.ix0;
     let xo = vec4(b * d.cin * plane) + bitcast<vec4<u32>>(iy0 * i32(d.w) + ix0);
     let kb = b * d.r * d.cout;
     let kc = li % KC;
-    // Direct: this invocation's 8 weight rows (rows past row_end repeat the last one; their
-    // results are never stored).
-    let rl = row_end - 1u;
-    let rr0 = row0 + 8u * cg;
-    let rba = (vec4(kb) + min(vec4(rr0) + vec4(0u, 1u, 2u, 3u), vec4(rl))) * kd;
-    let rbb = (vec4(kb) + min(vec4(rr0) + vec4(4u, 5u, 6u, 7u), vec4(rl))) * kd;
+    // Direct: this invocation's 8 weight rows.
+    let rows = weight_rows(b, row0 + 8u * cg, row_end, kd);
+    let rba = rows[0];
+    let rbb = rows[1];
     var p0a = vec4(0.0); var p0b = vec4(0.0);
     var p1a = vec4(0.0); var p1b = vec4(0.0);
     var p2a = vec4(0.0); var p2b = vec4(0.0);
@@ -147,17 +143,14 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>, 
 fn gemm_tile4(cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array<vec4<f32>, 8> {
     let kk = d.k * d.k;
     let kd4 = d.cin * kk / 4u;
-    let hw = d.ho * d.wo;
     let plane = d.h * d.w;
-    let live = pix < vec4(hw);
-    let iy0 = select(vec4(-0x40000000), vec4<i32>((pix / d.wo) * d.stride) - i32(d.pad), live);
-    let ix0 = select(vec4(0), vec4<i32>((pix % d.wo) * d.stride) - i32(d.pad), live);
+    let c = corner(pix, vec4(0u));
+    let iy0 = c.iy0;
+    let ix0 = c.ix0;
     let xo = vec4(b * d.cin * plane) + bitcast<vec4<u32>>(iy0 * i32(d.w) + ix0);
-    let kb = b * d.r * d.cout;
-    let rl = row_end - 1u;
-    let rr0 = row0 + 8u * cg;
-    let rba = (vec4(kb) + min(vec4(rr0) + vec4(0u, 1u, 2u, 3u), vec4(rl))) * kd4;
-    let rbb = (vec4(kb) + min(vec4(rr0) + vec4(4u, 5u, 6u, 7u), vec4(rl))) * kd4;
+    let rows = weight_rows(b, row0 + 8u * cg, row_end, kd4);
+    let rba = rows[0];
+    let rbb = rows[1];
     var p0a = vec4(0.0); var p0b = vec4(0.0);
     var p1a = vec4(0.0); var p1b = vec4(0.0);
     var p2a = vec4(0.0); var p2b = vec4(0.0);
@@ -209,16 +202,10 @@ fn gemm_tile4(cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array
 fn gemm_tile_cl4(cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array<vec4<f32>, 8> {
     let i4 = d.cin / 4u;
     let kd4 = d.k * d.k * i4;
-    let hw = d.ho * d.wo;
-    let live = pix < vec4(hw);
-    let iy0 = select(vec4(-0x40000000), vec4<i32>((pix / d.wo) * d.stride) - i32(d.pad), live);
-    let ix0 = select(vec4(0), vec4<i32>((pix % d.wo) * d.stride) - i32(d.pad), live);
-    let c = Corner(iy0, ix0, vec4(b * d.h * d.w));
-    let kb = b * d.r * d.cout;
-    let rl = row_end - 1u;
-    let rr0 = row0 + 8u * cg;
-    let rba = (vec4(kb) + min(vec4(rr0) + vec4(0u, 1u, 2u, 3u), vec4(rl))) * kd4;
-    let rbb = (vec4(kb) + min(vec4(rr0) + vec4(4u, 5u, 6u, 7u), vec4(rl))) * kd4;
+    let c = corner(pix, vec4(b * d.h * d.w));
+    let rows = weight_rows(b, row0 + 8u * cg, row_end, kd4);
+    let rba = rows[0];
+    let rbb = rows[1];
     // One loop over (tap, channel block), the tap advanced when its blocks are done: the same
     // steps in the same order as loops over u, v and the blocks, but llvmpipe enters one loop
     // per invocation instead of 13 (k = 3), and entering a loop costs it far more than an
@@ -249,6 +236,27 @@ struct Corner {
     iy0: vec4<i32>,
     ix0: vec4<i32>,
     xb: vec4<u32>,
+}
+
+// The window corners of output pixels `pix`, for a sample starting at channel-last x index `xb`
+// (unused by the channel-first tiles). Pixels past the end (>= H'W') get a corner far above
+// the image: every tap reads as padding.
+fn corner(pix: vec4<u32>, xb: vec4<u32>) -> Corner {
+    let live = pix < vec4(d.ho * d.wo);
+    let iy0 = select(vec4(-0x40000000), vec4<i32>((pix / d.wo) * d.stride) - i32(d.pad), live);
+    let ix0 = select(vec4(0), vec4<i32>((pix % d.wo) * d.stride) - i32(d.pad), live);
+    return Corner(iy0, ix0, xb);
+}
+
+// Where the 8 kernel rows first .. first+7 of sample b start (times `stride`, the row length in
+// the units the tile reads): rows past row_end repeat the last one, their results never stored.
+fn weight_rows(b: u32, first: u32, row_end: u32, stride: u32) -> array<vec4<u32>, 2> {
+    let kb = vec4(b * d.r * d.cout);
+    let rl = vec4(row_end - 1u);
+    return array<vec4<u32>, 2>(
+        (kb + min(vec4(first) + vec4(0u, 1u, 2u, 3u), rl)) * stride,
+        (kb + min(vec4(first) + vec4(4u, 5u, 6u, 7u), rl)) * stride,
+    );
 }
 
 // Where 4 pixels read tap (u, v) in the channel-last x: the vec4 index of their first channel

@@ -125,6 +125,41 @@ fn blocked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
 }
 
+// The 8 x 4 block of C of invocation li in tile `tile` for `direct4` and `nt4` (32 x 64 tiles, 4
+// row groups of 16 column lanes, as in `blocked`): rows r0 .. r0+7, their A row indices times
+// `stride` (rows past M repeat the last one: their results are never stored), columns `col` (16
+// apart) and which of them exist.
+struct Block8x4 {
+    r0: u32,
+    rba: vec4<u32>,
+    rbb: vec4<u32>,
+    col: vec4<u32>,
+    ok: vec4<bool>,
+}
+
+fn block8x4(tile: u32, li: u32, stride: u32) -> Block8x4 {
+    let m = d.aux0;
+    let n = d.aux1;
+    let tiles_n = (n + 63u) / 64u;
+    let r0 = (tile / tiles_n) * 32u + 8u * (li / 16u);
+    let rl = m - 1u;
+    let rba = min(vec4(r0) + vec4(0u, 1u, 2u, 3u), vec4(rl)) * stride;
+    let rbb = min(vec4(r0) + vec4(4u, 5u, 6u, 7u), vec4(rl)) * stride;
+    let col = vec4((tile % tiles_n) * 64u + li % 16u) + vec4(0u, 16u, 32u, 48u);
+    return Block8x4(r0, rba, rbb, col, col < vec4(n));
+}
+
+// Stores a block: acc[2q + h] holds rows 4h .. 4h+3 of column q.
+fn store8x4(bl: Block8x4, acc: array<vec4<f32>, 8>) {
+    for (var q = 0u; q < 4u; q++) {
+        if (!bl.ok[q]) { continue; }
+        for (var i = 0u; i < 8u; i++) {
+            let row = bl.r0 + i;
+            if (row < d.aux0) { c[row * d.aux1 + bl.col[q]] = acc[2u * q + i / 4u][i % 4u]; }
+        }
+    }
+}
+
 // `direct4`: the register blocking of the correlation's CPU-adapter entries
 // (`gemm_tile4` in shaders/correlation.wgsl) on a plain GEMM: the same 8 x 4 block per
 // invocation and 32 x 64 tile as `blocked`, with A read straight from memory as vec4s along K
@@ -136,21 +171,13 @@ fn direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_index) li: u32) {
     let tile = group_index(wid, nwg);
     if (tile == 0xffffffffu) { return; }
-    let m = d.aux0;
     let n = d.aux1;
     let kd4 = d.cin / 4u;
-    let tiles_n = (n + 63u) / 64u;
-    let m0 = (tile / tiles_n) * 32u;
-    let n0 = (tile % tiles_n) * 64u;
-    let cg = li / 16u;
-    let pl = li % 16u;
-    let rl = m - 1u;
-    let r0 = m0 + 8u * cg;
-    let rba = min(vec4(r0) + vec4(0u, 1u, 2u, 3u), vec4(rl)) * kd4;
-    let rbb = min(vec4(r0) + vec4(4u, 5u, 6u, 7u), vec4(rl)) * kd4;
-    let col = vec4(n0 + pl) + vec4(0u, 16u, 32u, 48u);
-    let ok = col < vec4(n);
-    let cc = select(vec4(0u), col, ok);
+    let bl = block8x4(tile, li, kd4);
+    let rba = bl.rba;
+    let rbb = bl.rbb;
+    let ok = bl.ok;
+    let cc = select(vec4(0u), bl.col, ok);
     var p0a = vec4(0.0); var p0b = vec4(0.0);
     var p1a = vec4(0.0); var p1b = vec4(0.0);
     var p2a = vec4(0.0); var p2b = vec4(0.0);
@@ -175,14 +202,7 @@ fn direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
             p3a += w0 * bv.w; p3b += w1 * bv.w;
         }
     }
-    let acc = array<vec4<f32>, 8>(p0a, p0b, p1a, p1b, p2a, p2b, p3a, p3b);
-    for (var q = 0u; q < 4u; q++) {
-        if (!ok[q]) { continue; }
-        for (var i = 0u; i < 8u; i++) {
-            let row = r0 + i;
-            if (row < m) { c[row * n + col[q]] = acc[2u * q + i / 4u][i % 4u]; }
-        }
-    }
+    store8x4(bl, array<vec4<f32>, 8>(p0a, p0b, p1a, p1b, p2a, p2b, p3a, p3b));
 }
 
 // `nt4`: the register blocking of the correlation's channel-last entries (`gemm_tile_cl4` in
@@ -197,21 +217,12 @@ fn nt4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
        @builtin(local_invocation_index) li: u32) {
     let tile = group_index(wid, nwg);
     if (tile == 0xffffffffu) { return; }
-    let m = d.aux0;
-    let n = d.aux1;
     let kd4 = d.cin / 4u;
-    let tiles_n = (n + 63u) / 64u;
-    let m0 = (tile / tiles_n) * 32u;
-    let n0 = (tile % tiles_n) * 64u;
-    let cg = li / 16u;
-    let pl = li % 16u;
-    let rl = m - 1u;
-    let r0 = m0 + 8u * cg;
-    let rba = min(vec4(r0) + vec4(0u, 1u, 2u, 3u), vec4(rl)) * kd4;
-    let rbb = min(vec4(r0) + vec4(4u, 5u, 6u, 7u), vec4(rl)) * kd4;
-    let col = vec4(n0 + pl) + vec4(0u, 16u, 32u, 48u);
-    let ok = col < vec4(n);
-    let cb = select(vec4(0u), col, ok) * kd4;
+    let bl = block8x4(tile, li, kd4);
+    let rba = bl.rba;
+    let rbb = bl.rbb;
+    let ok = bl.ok;
+    let cb = select(vec4(0u), bl.col, ok) * kd4;
     var p0a = vec4(0.0); var p0b = vec4(0.0);
     var p1a = vec4(0.0); var p1b = vec4(0.0);
     var p2a = vec4(0.0); var p2b = vec4(0.0);
@@ -238,12 +249,5 @@ fn nt4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             p3a += w0 * b3[e]; p3b += w1 * b3[e];
         }
     }
-    let acc = array<vec4<f32>, 8>(p0a, p0b, p1a, p1b, p2a, p2b, p3a, p3b);
-    for (var q = 0u; q < 4u; q++) {
-        if (!ok[q]) { continue; }
-        for (var i = 0u; i < 8u; i++) {
-            let row = r0 + i;
-            if (row < m) { c[row * n + col[q]] = acc[2u * q + i / 4u][i % 4u]; }
-        }
-    }
+    store8x4(bl, array<vec4<f32>, 8>(p0a, p0b, p1a, p1b, p2a, p2b, p3a, p3b));
 }
