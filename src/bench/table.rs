@@ -53,7 +53,7 @@ pub fn table(r: &BenchReport) -> String {
                 "{:<26} {:<12} {:>9.2}x\n",
                 "",
                 "ratio",
-                all.forward_ms / fused.forward_ms
+                super::targets::forward_ratio(fused, all)
             );
         }
     }

@@ -25,6 +25,11 @@ fn ratio_required(r: usize) -> Option<f64> {
     }
 }
 
+/// How many times faster the fused forward ran than the all-regions one.
+pub fn forward_ratio(fused: &BenchRow, all: &BenchRow) -> f64 {
+    all.forward_ms / fused.forward_ms
+}
+
 fn at_least(target: &'static str, shape: &str, value: f64, required: f64) -> TargetCheck {
     TargetCheck {
         target,
@@ -42,11 +47,10 @@ pub fn check(shape: &BenchShape, fused: &BenchRow, all: &BenchRow) -> Vec<Target
     let name = shape.name();
     let mut out = Vec::new();
     if let Some(required) = ratio_required(shape.r) {
-        let ratio = all.forward_ms / fused.forward_ms;
         out.push(at_least(
             "all-regions / fused forward ms",
             &name,
-            ratio,
+            forward_ratio(fused, all),
             required,
         ));
     }
