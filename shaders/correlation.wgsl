@@ -24,8 +24,10 @@
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 // B x H'W' pixel indices, grouped by region (ascending within a region).
 @group(0) @binding(4) var<storage, read> order: array<u32>;
-// B x (r+1): region g's pixels are order[b*H'W' + starts[g] .. b*H'W' + starts[g+1]].
-@group(0) @binding(5) var<storage, read> starts: array<u32>;
+// The pixel tiles of the per-region GEMMs (region_select.wgsl `tiles`): [0] = their number n,
+// then per tile k [1 + 3k] = b * r + g, [2 + 3k] = its first index into sample b's `order` and
+// [3 + 3k] = its pixel count.
+@group(0) @binding(5) var<storage, read> tile_list: array<u32>;
 // The kernel again, as vec4s along the inner index: as laid out for the `_direct4` entries
 // (I*k*k % 4 == 0), the channel-last copy (rows with the inner index in (u, v, i) order) for the
 // `_cl4` entries (I % 4 == 0).
@@ -338,8 +340,10 @@ fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     }
 }
 
-// Tile t = ((b * row tiles) + row tile) * max pixel tiles + pixel tile, where the pixel tiles of
-// a sample are region 0's, then region 1's, ...: at most ceil(H'W'/tile) + r - 1 of them.
+// Tile t = row tile * n + k for the n pixel tiles k of `tile_list` (every sample's, region by
+// region): consecutive workgroups share a region's weight rows. The grid has exactly n x (row
+// tiles) workgroups when dispatched indirectly, else the most the regions can need
+// (B x (ceil(H'W'/tile) + r - 1) pixel tiles), the rest exiting at once.
 fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     let t = group_index(wid, nwg);
     if (t == NONE) { return; }
@@ -354,29 +358,16 @@ fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     let tile_rows = RB * groups;
     let tile_px = PB * lanes;
     let hw = d.ho * d.wo;
-    let ntiles = (hw + tile_px - 1u) / tile_px + d.r - 1u;
+    let n = tile_list[0];
     let mtiles = (d.cout + tile_rows - 1u) / tile_rows;
-    let lt = t % ntiles;
-    let o0 = ((t / ntiles) % mtiles) * tile_rows;
-    let b = t / (ntiles * mtiles);
-    // Find the region of pixel tile lt: the same walk in every invocation.
-    var rest = lt;
-    var g = d.r;
-    var first = 0u;
-    var count = 0u;
-    for (var gg = 0u; gg < d.r; gg++) {
-        let s0 = starts[b * (d.r + 1u) + gg];
-        let s1 = starts[b * (d.r + 1u) + gg + 1u];
-        let tiles = (s1 - s0 + tile_px - 1u) / tile_px;
-        if (rest < tiles) {
-            g = gg;
-            first = s0 + rest * tile_px;
-            count = min(tile_px, s1 - first);
-            break;
-        }
-        rest -= tiles;
-    }
-    if (g == d.r) { return; }
+    if (t >= n * mtiles) { return; }
+    let k = t % n;
+    let o0 = (t / n) * tile_rows;
+    let bg = tile_list[1u + 3u * k];
+    let first = tile_list[2u + 3u * k];
+    let count = tile_list[3u + 3u * k];
+    let b = bg / d.r;
+    let g = bg % d.r;
     let j = select(vec4(pl) + vec4(0u, 1u, 2u, 3u) * lanes, vec4(pl * 4u) + vec4(0u, 1u, 2u, 3u), cl);
     let has = j < vec4(count);
     let at = select(vec4(0u), vec4(b * hw + first) + j, has);

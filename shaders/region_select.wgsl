@@ -1,7 +1,8 @@
 // Region selection after the fused guide conv + argmax (guide_conv.wgsl):
 // `gather` (training) copies each pixel's own region's correlation to the output;
 // `lists` (inference) groups each sample's pixels by region, so the correlation runs one GEMM
-// per region over exactly the pixels that use it.
+// per region over exactly the pixels that use it; `tiles` (inference, after `lists`) lists the
+// pixel tiles of those GEMMs and sizes the correlation's dispatch to them.
 
 @group(0) @binding(2) var<storage, read> region: array<i32>;
 @group(0) @binding(3) var<storage, read> corr: array<f32>;
@@ -10,6 +11,13 @@
 @group(0) @binding(5) var<storage, read_write> order: array<u32>;
 // B x (r+1) offsets into a sample's `order`: region g is starts[g] .. starts[g+1].
 @group(0) @binding(6) var<storage, read_write> starts: array<u32>;
+// [0]: the number n of pixel tiles with pixels; then per tile k, sample-major, region by region:
+// [1 + 3k] = b * r + g, [2 + 3k] = the tile's first index into the sample's `order`, [3 + 3k] =
+// its pixel count.
+@group(0) @binding(7) var<storage, read_write> tile_list: array<u32>;
+// The correlation's indirect dispatch (x, y, z): n x (row tiles) workgroups, folded into y at
+// d.aux1 (the device's per-dimension limit).
+@group(0) @binding(8) var<storage, read_write> tile_args: array<u32>;
 
 // One invocation per (b, o, y, x).
 @compute @workgroup_size(WG)
@@ -79,5 +87,58 @@ fn lists(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     }
     if (li == 0u) {
         starts[b * (d.r + 1u) + d.r] = off;
+    }
+}
+
+var<workgroup> scan: array<u32, 64>;
+
+// One workgroup. Tiles are d.aux0 row groups of 8 rows by 256 / d.aux0 pixels, as the
+// correlation's (src/gpu/tiles.rs `CorrTiling`). Samples go 64 at a time, one per invocation:
+// count its tiles, offset by the samples before (a scan in workgroup memory), write its entries.
+// With the grid sized to n the correlation runs no empty workgroups; a CPU adapter's threads
+// each take a fixed contiguous share of a dispatch, so empty ones at the end idled one thread.
+@compute @workgroup_size(64)
+fn tiles(@builtin(local_invocation_index) li: u32) {
+    let tile_px = 256u / d.aux0;
+    let tile_rows = 8u * d.aux0;
+    var base = 0u;
+    for (var b0 = 0u; b0 < d.batch; b0 += 64u) {
+        let b = b0 + li;
+        let live = b < d.batch;
+        let s = min(b, d.batch - 1u) * (d.r + 1u);
+        var n = 0u;
+        for (var g = 0u; g < d.r; g++) {
+            n += (starts[s + g + 1u] - starts[s + g] + tile_px - 1u) / tile_px;
+        }
+        scan[li] = select(0u, n, live);
+        workgroupBarrier();
+        var k = base;
+        var total = 0u;
+        for (var j = 0u; j < 64u; j++) {
+            let c = scan[j];
+            k += select(0u, c, j < li);
+            total += c;
+        }
+        workgroupBarrier();
+        if (live) {
+            for (var g = 0u; g < d.r; g++) {
+                let end = starts[s + g + 1u];
+                for (var f = starts[s + g]; f < end; f += tile_px) {
+                    tile_list[1u + 3u * k] = b * d.r + g;
+                    tile_list[2u + 3u * k] = f;
+                    tile_list[3u + 3u * k] = min(tile_px, end - f);
+                    k += 1u;
+                }
+            }
+        }
+        base += total;
+    }
+    if (li == 0u) {
+        tile_list[0] = base;
+        let groups = base * ((d.cout + tile_rows - 1u) / tile_rows);
+        let x = clamp(groups, 1u, d.aux1);
+        tile_args[0] = x;
+        tile_args[1] = (groups + x - 1u) / x;
+        tile_args[2] = 1u;
     }
 }

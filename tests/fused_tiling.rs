@@ -104,18 +104,23 @@ fn fused_matches_all_regions_bitwise_and_the_cpu() {
             .expect("a GPU adapter (lavapipe on CI)");
         // The only test in this binary that builds plans, so the variable is not raced.
         // Each correlation variant with one of the kernel generators (`kernel_gen_entry`).
-        for (corr, kernel_gen) in [
-            ("staged", "main"),
-            ("direct", "r8"),
-            ("direct4", "k3"),
-            ("cl4", "k3"),
+        // The last one also with the fused correlation's grid sized on the host (the fallback
+        // without indirect dispatch), the others with it sized on the device where it can be.
+        for (corr, kernel_gen, indirect) in [
+            ("staged", "main", "1"),
+            ("direct", "r8", "1"),
+            ("direct4", "k3", "1"),
+            ("cl4", "k3", "1"),
+            ("cl4", "k3", "0"),
         ] {
             std::env::set_var("DRCONV_CORR", corr);
             std::env::set_var("DRCONV_KERNEL_GEN", kernel_gen);
-            check_cases(&ctx, &format!("{corr}/{kernel_gen}")).await;
+            std::env::set_var("DRCONV_INDIRECT", indirect);
+            check_cases(&ctx, &format!("{corr}/{kernel_gen}/indirect={indirect}")).await;
         }
         std::env::remove_var("DRCONV_CORR");
         std::env::remove_var("DRCONV_KERNEL_GEN");
+        std::env::remove_var("DRCONV_INDIRECT");
     });
 }
 
@@ -193,6 +198,40 @@ async fn check_cases(ctx: &Arc<GpuContext>, variant: &str) {
                 }
             }
             assert!(seen.iter().all(|&v| v), "{what}: a pixel is missing");
+        }
+
+        // The correlation's tiles: every (sample, region) tile with pixels, in order, nothing
+        // else; and the grid sized to them where the device sizes it.
+        let t = CorrTiling::per_region(
+            cfg.out_channels as u64,
+            hw as u64,
+            r as u64,
+            !matches!(
+                variant.split('/').next(),
+                Some("direct" | "direct4" | "cl4")
+            ),
+        );
+        let tile_px = t.pixels() as usize;
+        let mut want = vec![0i32];
+        for b in 0..s.batch {
+            for g in 0..r {
+                let (s0, s1) = (starts[b * (r + 1) + g], starts[b * (r + 1) + g + 1]);
+                for f in (s0..s1).step_by(tile_px) {
+                    want.extend([(b * r + g) as i32, f, (s1 - f).min(tile_px as i32)]);
+                }
+            }
+        }
+        want[0] = (want.len() as i32 - 1) / 3;
+        let tiles = lists.tiles.read_i32(ctx).await.unwrap();
+        assert_eq!(&tiles[..want.len()], &want[..], "{what}: tile list");
+        if ctx.indirect && variant.ends_with("indirect=1") {
+            let args = ctx.read_bytes(&lists.tile_args, 12).await.unwrap();
+            let args: &[u32] = bytemuck::cast_slice(&args);
+            let groups = want[0] as u32 * cfg.out_channels.div_ceil(t.rows() as usize) as u32;
+            assert!(
+                args[0] * args[1] >= groups && args[0] * (args[1] - 1) < groups && args[2] == 1,
+                "{what}: grid {args:?} for {groups} workgroups"
+            );
         }
     }
 }

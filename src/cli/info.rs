@@ -29,6 +29,8 @@ struct AdapterReport {
     #[serde(flatten)]
     summary: AdapterSummary,
     features: Vec<&'static str>,
+    /// Dispatch sizes read from GPU buffers (the fused correlation's grid, sized on the device).
+    indirect_dispatch: bool,
     limits: KeyLimits,
 }
 
@@ -37,6 +39,10 @@ fn describe(adapter: &wgpu::Adapter) -> AdapterReport {
     AdapterReport {
         summary: AdapterSummary::from_info(&adapter.get_info()),
         features: adapter.features().iter_names().map(|(n, _)| n).collect(),
+        indirect_dispatch: adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::INDIRECT_EXECUTION),
         limits: KeyLimits {
             max_buffer_size: l.max_buffer_size,
             max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
@@ -88,6 +94,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             say(format!("  {name}: {v}"))?;
         }
         say(format!("  features: {}", r.features.join(" ")))?;
+        say(format!("  indirect dispatch: {}", r.indirect_dispatch))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -59,6 +59,9 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// Whether dispatch sizes can come from a GPU buffer (`DownlevelFlags::INDIRECT_EXECUTION`:
+    /// every backend but the oldest GL ES).
+    pub indirect: bool,
     pipelines: PipelineCache,
     sink: Arc<Mutex<ErrorSink>>,
     /// Test aid: guard words appended to every tensor `empty` allocates (see
@@ -136,6 +139,10 @@ impl GpuContext {
         let limits = limits.unwrap_or(adapter_limits);
         // Timestamps are optional: the benchmark uses them where the adapter has them.
         let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let indirect = adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::INDIRECT_EXECUTION);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("drconv"),
@@ -177,6 +184,7 @@ impl GpuContext {
             info,
             limits,
             features,
+            indirect,
             pipelines: PipelineCache::default(),
             sink,
             guard: std::sync::atomic::AtomicBool::new(false),

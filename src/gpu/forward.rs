@@ -33,6 +33,14 @@ pub struct RegionLists {
     pub order: GpuTensor,
     /// B x (r+1) offsets (u32) into a sample's `order`: region g is `starts[g]..starts[g+1]`.
     pub starts: GpuTensor,
+    /// The correlation's pixel tiles (u32): `[0]` their number n, then per tile `b * r + g`, its
+    /// first index into sample b's `order` and its pixel count (`shaders/region_select.wgsl`
+    /// `tiles`).
+    pub tiles: GpuTensor,
+    /// The correlation's indirect dispatch grid (x, y, z), written with `tiles`; a small tensor
+    /// the shader writes but no dispatch reads where the grid is sized on the host
+    /// (`GpuContext::indirect` off, or `DRCONV_INDIRECT=0`).
+    pub tile_args: wgpu::Buffer,
 }
 
 /// Channel-last copies the correlation reads on CPU adapters (`corr_channel_last`).
@@ -134,10 +142,34 @@ impl ForwardPlan {
             }),
             false => None,
         };
+        // The fused correlation's tiling, and the most pixel tiles its regions can need.
+        let sel_tiling = CorrTiling::per_region(
+            c.out_channels as u64,
+            (s.out_height * s.out_width) as u64,
+            c.region_num as u64,
+            corr_staged(&ctx.info),
+        );
+        let sel_slots =
+            (s.out_height * s.out_width).div_ceil(sel_tiling.pixels() as usize) + c.region_num - 1;
+        // `DRCONV_INDIRECT=0` sizes the correlation's grid on the host even where the device
+        // could (tests compare both).
+        let indirect = ctx.indirect && std::env::var("DRCONV_INDIRECT").as_deref() != Ok("0");
         let lists = match mode {
             Mode::Inference => Some(RegionLists {
                 order: ctx.empty("region_order", &s.region())?,
                 starts: ctx.empty("region_starts", &[s.batch, c.region_num + 1])?,
+                tiles: ctx.empty("corr_tiles", &[1 + 3 * s.batch * sel_slots])?,
+                tile_args: match indirect {
+                    true => ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("corr_tile_args"),
+                        size: 16,
+                        usage: wgpu::BufferUsages::STORAGE
+                            | wgpu::BufferUsages::INDIRECT
+                            | wgpu::BufferUsages::COPY_SRC,
+                        mapped_at_creation: false,
+                    }),
+                    false => ctx.empty("corr_tile_args", &[4])?.buffer,
+                },
             }),
             Mode::Training => None,
         };
@@ -290,14 +322,32 @@ impl ForwardPlan {
                 ],
                 batch,
             )?);
-            // Region g needs ceil(n_g / tile) pixel tiles; over all regions that is at most
-            // ceil(H'W' / tile) + r - 1. Tiles past a sample's real count exit at once.
-            let t = CorrTiling::per_region(o, hw, r, corr_staged(&ctx.info));
+            let t = sel_tiling;
             let tiled = Dims {
                 aux0: t.groups as u32,
                 ..dims
             };
-            add(ctx.group_steps(
+            // The pixel tiles that hold pixels, and the dispatch grid that covers exactly them.
+            let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
+            add(ctx.steps(
+                "corr_tiles",
+                &shaders::REGION_SELECT,
+                "tiles",
+                Dims {
+                    aux1: max_dim.min(crate::gpu::limits::MAX_GRID_DIM),
+                    ..tiled
+                },
+                &[
+                    (6, &lists.starts.buffer),
+                    (7, &lists.tiles.buffer),
+                    (8, &lists.tile_args),
+                ],
+                64,
+            )?);
+            // Region g needs ceil(n_g / tile) pixel tiles; over all regions that is at most
+            // ceil(H'W' / tile) + r - 1 per sample: the grid where it cannot be sized on the
+            // device (no indirect dispatch), and the bound the shader checks either way.
+            let mut corr_steps = ctx.group_steps(
                 "corr_selected",
                 &shaders::CORRELATION,
                 corr_entries(&ctx.info, c).1,
@@ -306,13 +356,20 @@ impl ForwardPlan {
                     &[
                         (3, &output.buffer),
                         (4, &lists.order.buffer),
-                        (5, &lists.starts.buffer),
+                        (5, &lists.tiles.buffer),
                     ],
                     &xk[..],
                 ]
                 .concat(),
-                batch * o.div_ceil(t.rows()) * (hw.div_ceil(t.pixels()) + r - 1),
-            )?);
+                batch * o.div_ceil(t.rows()) * sel_slots as u64,
+            )?;
+            if indirect && corr_steps.len() == 1 {
+                corr_steps = corr_steps
+                    .into_iter()
+                    .map(|s| s.indirect(&lists.tile_args))
+                    .collect();
+            }
+            add(corr_steps);
         }
         Ok(ForwardPlan {
             shape,
@@ -346,7 +403,7 @@ impl ForwardPlan {
         ];
         v.extend(self.corr.as_ref());
         if let Some(l) = &self.lists {
-            v.extend([&l.order, &l.starts]);
+            v.extend([&l.order, &l.starts, &l.tiles]);
         }
         if let Some(cl) = &self.channel_last {
             v.extend([&cl.x_t, &cl.kernel_t, &cl.guide_w_t]);

@@ -66,6 +66,17 @@ pub fn forward_tensors(c: &DrConvConfig, s: &ForwardShape, mode: Mode) -> Vec<Te
             "region_starts",
             &[s.batch, c.region_num.saturating_add(1)],
         ));
+        // The correlation's pixel tiles, bounded with its narrowest tiles (16 pixels).
+        let slots = (s.out_height.saturating_mul(s.out_width))
+            .div_ceil(16)
+            .saturating_add(c.region_num);
+        v.push(TensorSpec::new(
+            "corr_tiles",
+            &[s.batch
+                .saturating_mul(slots)
+                .saturating_mul(3)
+                .saturating_add(1)],
+        ));
     }
     v.push(TensorSpec::new("output", &s.output(c)));
     for id in ParamId::ALL {

@@ -68,6 +68,12 @@ enum Op {
         bind_group: wgpu::BindGroup,
         workgroups: [u32; 3],
     },
+    /// A dispatch whose grid an earlier step of the program writes into `args` (x, y, z).
+    DispatchIndirect {
+        pipeline: wgpu::ComputePipeline,
+        bind_group: wgpu::BindGroup,
+        args: wgpu::Buffer,
+    },
     Copy {
         src: wgpu::Buffer,
         src_offset: u64,
@@ -113,6 +119,31 @@ impl Step {
                 buffer: buffer.clone(),
                 offset,
                 size,
+            },
+        }
+    }
+
+    /// This dispatch with its grid read from `args` (three u32 at offset 0, written by an earlier
+    /// step of the program) instead of the size it was built with. Its uniform keeps that size
+    /// as the bound, so the shader must also be right under the built grid (the fallback where
+    /// `GpuContext::indirect` is off). Copies and clears are returned unchanged.
+    pub fn indirect(self, args: &wgpu::Buffer) -> Self {
+        match self.op {
+            Op::Dispatch {
+                pipeline,
+                bind_group,
+                ..
+            } => Step {
+                label: self.label,
+                op: Op::DispatchIndirect {
+                    pipeline,
+                    bind_group,
+                    args: args.clone(),
+                },
+            },
+            op => Step {
+                label: self.label,
+                op,
             },
         }
     }
@@ -165,7 +196,7 @@ impl Program {
                         offset,
                         size,
                     } => encoder.clear_buffer(buffer, *offset, Some(*size)),
-                    Op::Dispatch { .. } => {}
+                    Op::Dispatch { .. } | Op::DispatchIndirect { .. } => {}
                 }
             }
             rest = &rest[m..];
@@ -184,15 +215,26 @@ impl Program {
 
     fn dispatch(steps: &[Step], pass: &mut wgpu::ComputePass<'_>) {
         for s in steps {
-            if let Op::Dispatch {
-                pipeline,
-                bind_group,
-                workgroups,
-            } = &s.op
-            {
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, bind_group, &[]);
-                pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+            match &s.op {
+                Op::Dispatch {
+                    pipeline,
+                    bind_group,
+                    workgroups,
+                } => {
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, bind_group, &[]);
+                    pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+                }
+                Op::DispatchIndirect {
+                    pipeline,
+                    bind_group,
+                    args,
+                } => {
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, bind_group, &[]);
+                    pass.dispatch_workgroups_indirect(args, 0);
+                }
+                Op::Copy { .. } | Op::Clear { .. } => {}
             }
         }
     }

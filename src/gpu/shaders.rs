@@ -53,7 +53,7 @@ shader!(
         "selected_cl4"
     ]
 );
-shader!(REGION_SELECT, "region_select", ["gather", "lists"]);
+shader!(REGION_SELECT, "region_select", ["gather", "lists", "tiles"]);
 shader!(MATMUL, "matmul", ["tiled", "blocked", "direct4", "nt4"]);
 shader!(
     REGION_SELECT_BWD,
