@@ -4,9 +4,11 @@
 //! bitwise-equal outputs, guides and region maps (both paths sum each output in the same order),
 //! the CPU reference within tolerance, and region lists that are a stable partition of the
 //! pixels. Every correlation variant runs (weights staged in workgroup memory, the GPU default;
-//! read directly; read directly as vec4s, the CPU-adapter default where I*k*k % 4 == 0),
+//! read directly; read directly as vec4s; channel-last copies, the CPU-adapter default where
+//! I % 4 == 0, with the kernel rows in a uniform window where they fit and in a storage buffer),
 //! whatever the adapter, each with one of the kernel generators (`main`, `main_r8`, and the
-//! unrolled k = 3 kernels). Small shapes: CI runs on
+//! unrolled k = 3 kernels), and the fused grid sized on the device and on the host; the pixel
+//! tiles the fused correlation runs are checked against the lists. Small shapes: CI runs on
 //! lavapipe.
 
 use std::collections::BTreeSet;
@@ -104,23 +106,31 @@ fn fused_matches_all_regions_bitwise_and_the_cpu() {
             .expect("a GPU adapter (lavapipe on CI)");
         // The only test in this binary that builds plans, so the variable is not raced.
         // Each correlation variant with one of the kernel generators (`kernel_gen_entry`).
-        // The last one also with the fused correlation's grid sized on the host (the fallback
-        // without indirect dispatch), the others with it sized on the device where it can be.
-        for (corr, kernel_gen, indirect) in [
-            ("staged", "main", "1"),
-            ("direct", "r8", "1"),
-            ("direct4", "k3", "1"),
-            ("cl4", "k3", "1"),
-            ("cl4", "k3", "0"),
+        // `cl4` also with its kernel rows in a storage buffer (these small kernels otherwise go
+        // through the uniform window) and with the fused correlation's grid sized on the host
+        // (the fallback without indirect dispatch); the others as each adapter picks.
+        for (corr, kernel_gen, indirect, ubo) in [
+            ("staged", "main", "1", "1"),
+            ("direct", "r8", "1", "1"),
+            ("direct4", "k3", "1", "1"),
+            ("cl4", "k3", "1", "1"),
+            ("cl4", "k3", "0", "0"),
         ] {
             std::env::set_var("DRCONV_CORR", corr);
             std::env::set_var("DRCONV_KERNEL_GEN", kernel_gen);
             std::env::set_var("DRCONV_INDIRECT", indirect);
-            check_cases(&ctx, &format!("{corr}/{kernel_gen}/indirect={indirect}")).await;
+            std::env::set_var("DRCONV_CORR_UBO", ubo);
+            let variant = format!("{corr}/{kernel_gen}/ubo={ubo}/indirect={indirect}");
+            check_cases(&ctx, &variant).await;
         }
-        std::env::remove_var("DRCONV_CORR");
-        std::env::remove_var("DRCONV_KERNEL_GEN");
-        std::env::remove_var("DRCONV_INDIRECT");
+        for v in [
+            "DRCONV_CORR",
+            "DRCONV_KERNEL_GEN",
+            "DRCONV_INDIRECT",
+            "DRCONV_CORR_UBO",
+        ] {
+            std::env::remove_var(v);
+        }
     });
 }
 

@@ -14,6 +14,7 @@ use naga::{AddressSpace, Module, ShaderStage};
 const MAX_INVOCATIONS: u32 = 256;
 const MAX_STORAGE_BUFFERS_PER_STAGE: usize = 8;
 const MAX_WORKGROUP_STORAGE_BYTES: u32 = 16384;
+const MAX_UNIFORM_BINDING_BYTES: u32 = 65536;
 
 /// Parses and validates a module. The shaders use no optional capability (no f16, f64,
 /// subgroups or immediates), so they validate with `Capabilities::empty()`: the set every
@@ -66,8 +67,9 @@ fn registry_lists_every_shader_file() {
         .map(|n| n.trim_end_matches(".wgsl").to_string())
         .collect();
     files.sort();
-    let mut registered: Vec<String> = ALL.iter().map(|s| s.name.to_string()).collect();
+    let mut registered: Vec<String> = ALL.iter().map(|s| s.file.to_string()).collect();
     registered.sort();
+    registered.dedup();
     assert_eq!(
         files, registered,
         "every shaders/*.wgsl must be in gpu::shaders::ALL"
@@ -118,6 +120,14 @@ fn entry_points_match_registry_and_fit_webgpu_defaults() {
                 errors.push(format!(
                     "{at}: binds {storage} storage buffers, WebGPU guarantees {MAX_STORAGE_BUFFERS_PER_STAGE}"
                 ));
+            }
+            for (_, g) in used(|s| *s == AddressSpace::Uniform) {
+                if layouter[g.ty].size > MAX_UNIFORM_BINDING_BYTES {
+                    errors.push(format!(
+                        "{at}: a {}-byte uniform binding, WebGPU guarantees {MAX_UNIFORM_BINDING_BYTES}",
+                        layouter[g.ty].size
+                    ));
+                }
             }
             let shared: u32 = used(|s| *s == AddressSpace::WorkGroup)
                 .map(|(_, g)| layouter[g.ty].size)

@@ -39,6 +39,10 @@ fn guard_word(i: u64) -> u32 {
     0x7fc0_0000 | ((i as u32).wrapping_mul(0x9e37_79b1) >> 10) | 1
 }
 
+/// Bytes of the uniform window a shader may declare over a tensor (`array<vec4<f32>, 4096>`):
+/// WebGPU's default `max_uniform_buffer_binding_size`.
+pub const UNIFORM_WINDOW: u64 = 65536;
+
 /// The usages every tensor buffer gets: bound as storage, copied in and out.
 pub const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
     .union(wgpu::BufferUsages::COPY_SRC)
@@ -59,7 +63,7 @@ impl GpuContext {
         // Also refuses empty shapes; checked in u128, so no overflow before the refusal.
         let spec = TensorSpec::new(label, shape);
         limits::check_bound(&self.limits, &spec)?;
-        Ok(self.alloc(label, &spec, shape))
+        Ok(self.alloc(label, &spec, shape, wgpu::BufferUsages::empty(), 0))
     }
 
     /// Test aid: from now on `empty` and `empty_stored` double every tensor's buffer and fill the
@@ -97,18 +101,42 @@ impl GpuContext {
     pub fn empty_stored(&self, label: &str, shape: &[usize]) -> Result<GpuTensor> {
         let spec = TensorSpec::new(label, shape);
         limits::check_stored(&self.limits, &spec)?;
-        Ok(self.alloc(label, &spec, shape))
+        Ok(self.alloc(label, &spec, shape, wgpu::BufferUsages::empty(), 0))
+    }
+
+    /// [`GpuContext::empty`], also bindable as the uniform window of `UNIFORM_WINDOW` bytes a
+    /// shader declares (the correlation's kernel rows where they fit, see
+    /// `crate::gpu::tiles::corr_kernel_uniform`): the buffer is at least that large.
+    pub fn empty_uniform(&self, label: &str, shape: &[usize]) -> Result<GpuTensor> {
+        let spec = TensorSpec::new(label, shape);
+        limits::check_bound(&self.limits, &spec)?;
+        Ok(self.alloc(
+            label,
+            &spec,
+            shape,
+            wgpu::BufferUsages::UNIFORM,
+            UNIFORM_WINDOW,
+        ))
     }
 
     /// The buffer of a checked tensor: at least one vec4 (shaders may also view a tensor as
-    /// array<vec4<f32>>), plus the test guard when it is on.
-    fn alloc(&self, label: &str, spec: &TensorSpec, shape: &[usize]) -> GpuTensor {
+    /// array<vec4<f32>>) and `min_bytes`, plus the test guard when it is on.
+    fn alloc(
+        &self,
+        label: &str,
+        spec: &TensorSpec,
+        shape: &[usize],
+        usage: wgpu::BufferUsages,
+        min_bytes: u64,
+    ) -> GpuTensor {
         let bytes = spec.bytes().max(16);
-        let guard = if self.guarded() { bytes } else { 0 };
+        let size = (if self.guarded() { 2 * bytes } else { bytes }).max(min_bytes);
+        // With guards on, everything past the tensor is guard.
+        let guard = if self.guarded() { size - bytes } else { 0 };
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: bytes + guard,
-            usage: TENSOR_USAGE,
+            size,
+            usage: TENSOR_USAGE | usage,
             mapped_at_creation: false,
         });
         if guard > 0 {

@@ -9,7 +9,8 @@ use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Dims, Program};
 use crate::gpu::shaders;
 use crate::gpu::tiles::{
-    corr_channel_last, corr_entries, corr_staged, CorrTiling, CORR_WORKGROUP_BYTES,
+    corr_channel_last, corr_entries, corr_kernel_uniform, corr_staged, CorrTiling,
+    CORR_WORKGROUP_BYTES,
 };
 use crate::params::ParamId;
 
@@ -113,7 +114,15 @@ impl ForwardPlan {
         let pooled = ctx.empty("pooled", &s.pooled(c))?;
         let kernel_logits = ctx.empty("kernel_logits", &s.logits(c))?;
         let sigmoid = ctx.empty("sigmoid", &s.logits(c))?;
-        let kernel = ctx.empty("kernel", &s.kernel(c))?;
+        // Small kernels go to the correlation through a uniform window (CPU adapters): then the
+        // buffers it may read them from (`kernel`, `kernel_t`) can be bound that way.
+        let kernel_bytes = 4 * crate::tensor::numel(&s.kernel(c)) as u64;
+        let kernel_ubo = corr_kernel_uniform(&ctx.info, &ctx.limits, c, kernel_bytes);
+        let kernel_buffer = |label: &str| match kernel_ubo {
+            true => ctx.empty_uniform(label, &s.kernel(c)),
+            false => ctx.empty(label, &s.kernel(c)),
+        };
+        let kernel = kernel_buffer("kernel")?;
         let corr = match mode {
             Mode::Training => Some(ctx.empty("corr", &s.corr(c))?),
             Mode::Inference => None,
@@ -133,7 +142,7 @@ impl ForwardPlan {
                 x_t: ctx.empty("x_t", &s.input(c))?,
                 kernel_t: match kernel_channel_last {
                     true => kernel.clone(),
-                    false => ctx.empty("kernel_t", &s.kernel(c))?,
+                    false => kernel_buffer("kernel_t")?,
                 },
                 guide_w_t: ctx.empty(
                     "guide_w_t",
@@ -287,6 +296,10 @@ impl ForwardPlan {
             (6, &kernel_t.buffer),
             (7, &x_t.buffer),
         ];
+        let corr_shader = match kernel_ubo {
+            true => &shaders::CORRELATION_UBO,
+            false => &shaders::CORRELATION,
+        };
         if let Some(corr) = &corr {
             let t = CorrTiling::dense(r * o, hw, corr_staged(&ctx.info));
             let tiled = Dims {
@@ -295,7 +308,7 @@ impl ForwardPlan {
             };
             add(ctx.group_steps(
                 "corr_all_regions",
-                &shaders::CORRELATION,
+                corr_shader,
                 corr_entries(&ctx.info, c).0,
                 tiled,
                 &[&[(3, &corr.buffer)], &xk[..]].concat(),
@@ -349,7 +362,7 @@ impl ForwardPlan {
             // device (no indirect dispatch), and the bound the shader checks either way.
             let mut corr_steps = ctx.group_steps(
                 "corr_selected",
-                &shaders::CORRELATION,
+                corr_shader,
                 corr_entries(&ctx.info, c).1,
                 tiled,
                 &[

@@ -4,9 +4,15 @@
 /// One WGSL module: a file of `shaders/` and its entry points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shader {
+    /// The module's name (the pipeline cache's key).
     pub name: &'static str,
+    /// The file of `shaders/` it is built from (its name without `.wgsl`).
+    pub file: &'static str,
     body: &'static str,
     pub entry_points: &'static [&'static str],
+    /// A declaration of `body` replaced by another (a variant of a module that differs only in
+    /// how one binding is declared).
+    swap: Option<(&'static str, &'static str)>,
 }
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
@@ -15,8 +21,10 @@ macro_rules! shader {
     ($ident:ident, $file:literal, [$($entry:literal),+]) => {
         pub const $ident: Shader = Shader {
             name: $file,
+            file: $file,
             body: include_str!(concat!("../../shaders/", $file, ".wgsl")),
             entry_points: &[$($entry),+],
+            swap: None,
         };
     };
 }
@@ -101,6 +109,21 @@ shader!(SGD, "sgd", ["momentum", "plain"]);
 shader!(ADAM, "adam", ["main"]);
 shader!(ACCUMULATE, "accumulate", ["add"]);
 
+/// `CORRELATION` with the kernel rows of its `_cl4` entries (binding 6) declared as a 64 KiB
+/// uniform buffer instead of a storage buffer, for CPU adapters where the whole kernel fits
+/// (`crate::gpu::tiles::corr_kernel_uniform`): lavapipe gathers uniform loads with vector
+/// instructions, while every storage load inside a loop becomes a per-lane loop.
+pub const CORRELATION_UBO: Shader = Shader {
+    name: "correlation_ubo",
+    file: CORRELATION.file,
+    body: CORRELATION.body,
+    entry_points: CORRELATION.entry_points,
+    swap: Some((
+        "var<storage, read> kern4: array<vec4<f32>>;",
+        "var<uniform> kern4: array<vec4<f32>, 4096>;",
+    )),
+};
+
 /// Every shader module of the crate (the naga validation test walks this list).
 pub const ALL: &[Shader] = &[
     ADAPTIVE_POOL,
@@ -109,6 +132,7 @@ pub const ALL: &[Shader] = &[
     KERNEL_GEN_K3,
     GUIDE_CONV,
     CORRELATION,
+    CORRELATION_UBO,
     REGION_SELECT,
     MATMUL,
     REGION_SELECT_BWD,
@@ -126,7 +150,10 @@ pub const ALL: &[Shader] = &[
 impl Shader {
     /// The full WGSL source of the module: common prelude + the op's file.
     pub fn source(&self) -> String {
-        format!("{COMMON}\n{}", self.body)
+        match self.swap {
+            Some((from, to)) => format!("{COMMON}\n{}", self.body.replacen(from, to, 1)),
+            None => format!("{COMMON}\n{}", self.body),
+        }
     }
 
     /// Whether the module declares `binding` as a writable storage buffer (WebGPU forbids
@@ -134,5 +161,20 @@ impl Shader {
     pub fn writable(&self, binding: u32) -> bool {
         let decl = format!("@binding({binding}) var<storage, read_write>");
         self.body.contains(&decl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_swap_replaces_one_declaration() {
+        for s in ALL {
+            if let Some((from, to)) = s.swap {
+                assert_eq!(s.body.matches(from).count(), 1, "{}: {from}", s.name);
+                assert!(s.source().contains(to) && !s.source().contains(from));
+            }
+        }
     }
 }

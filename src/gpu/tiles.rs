@@ -8,7 +8,7 @@
 
 use crate::config::DrConvConfig;
 use crate::error::{DrConvError, Result};
-use crate::gpu::buffers::GpuTensor;
+use crate::gpu::buffers::{GpuTensor, UNIFORM_WINDOW};
 use crate::gpu::context::GpuContext;
 use crate::gpu::program::{Dims, Step, WG};
 use crate::gpu::shaders::{self, Shader};
@@ -92,6 +92,25 @@ pub fn corr_channel_last(info: &wgpu::AdapterInfo, c: &DrConvConfig) -> bool {
     let forced = std::env::var("DRCONV_CORR");
     let other = matches!(forced.as_deref(), Ok("direct" | "direct4"));
     !corr_staged(info) && c.in_channels.is_multiple_of(4) && !other
+}
+
+/// Whether the `_cl4` correlation reads its kernel rows (`kernel_bytes` in all) through the
+/// 64 KiB uniform window of `shaders::CORRELATION_UBO`: where it runs the channel-last entries,
+/// the whole kernel fits and the device binds that much as uniform and as storage data (the
+/// window's buffer is also written and read whole as storage). `DRCONV_CORR_UBO=0` turns it off
+/// (tests run both).
+pub fn corr_kernel_uniform(
+    info: &wgpu::AdapterInfo,
+    limits: &wgpu::Limits,
+    c: &DrConvConfig,
+    kernel_bytes: u64,
+) -> bool {
+    corr_channel_last(info, c)
+        && kernel_bytes <= UNIFORM_WINDOW
+        && limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+        && limits.max_storage_buffer_binding_size >= UNIFORM_WINDOW
+        && limits.max_buffer_size >= UNIFORM_WINDOW
+        && std::env::var("DRCONV_CORR_UBO").as_deref() != Ok("0")
 }
 
 /// The correlation's entry points: (all regions, selected region). CPU adapters read the
