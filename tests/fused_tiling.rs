@@ -22,7 +22,7 @@ use drconv::tensor::compare;
 use drconv::verify::FORWARD_TOL;
 use drconv::{DrConv2d, DrConvParams, GpuContext, Mode};
 
-const CASES: [Case; 11] = [
+const CASES: [Case; 12] = [
     (3, 8, 3, 1, 1, 1, 1, [1, 3, 24, 24]),
     (4, 16, 3, 2, 1, 1, 1, [2, 4, 16, 16]),
     (5, 32, 3, 4, 2, 1, 1, [1, 5, 30, 30]),
@@ -37,6 +37,8 @@ const CASES: [Case; 11] = [
     // Batches through the unrolled k = 3 kernel generators (r = 4 and r = 8, I*O % 8 == 0).
     (8, 16, 3, 4, 1, 1, 1, [3, 8, 10, 10]),
     (4, 16, 3, 8, 1, 1, 1, [2, 4, 9, 9]),
+    // More than 64 samples: `corr_tiles` scans the batch 64 samples at a time.
+    (4, 8, 3, 4, 1, 1, 1, [70, 4, 6, 6]),
 ];
 
 /// The tilings the planner picks for a case: (all-regions, fused), as `ForwardPlan::build` does.
