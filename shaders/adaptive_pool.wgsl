@@ -1,5 +1,5 @@
-// AdaptiveAvgPool2d((k, k)) with PyTorch's bins: [floor(u*H/k), ceil((u+1)*H/k)), overlapping
-// when H is not a multiple of k. One invocation per pooled value (b, i, u, v).
+// AdaptiveAvgPool2d((k, k)) with PyTorch's bins (`pool_bin` in common.wgsl). One invocation per
+// pooled value (b, i, u, v).
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> pooled: array<f32>;
 
@@ -10,18 +10,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let v = idx % d.k;
     let u = (idx / d.k) % d.k;
     let bi = idx / (d.k * d.k);
-    let h0 = (u * d.h) / d.k;
-    let h1 = ((u + 1u) * d.h + d.k - 1u) / d.k;
-    let w0 = (v * d.w) / d.k;
-    let w1 = ((v + 1u) * d.w + d.k - 1u) / d.k;
+    let hb = pool_bin(u, d.h);
+    let wb = pool_bin(v, d.w);
     var s = 0.0;
-    for (var y = h0; y < h1; y++) {
+    for (var y = hb.x; y < hb.y; y++) {
         let row = (bi * d.h + y) * d.w;
-        for (var xx = w0; xx < w1; xx++) {
+        for (var xx = wb.x; xx < wb.y; xx++) {
             s += x[row + xx];
         }
     }
-    pooled[idx] = s / f32((h1 - h0) * (w1 - w0));
+    pooled[idx] = s / f32((hb.y - hb.x) * (wb.y - wb.x));
 }
 
 // A plane larger than one binding, in chunks of rows (src/gpu/split/pool.rs): `x` holds rows
@@ -35,14 +33,14 @@ fn pool_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let v = idx % d.k;
     let u = idx / d.k;
     let y0 = d.aux0;
-    let h0 = max((u * d.h) / d.k, y0);
-    let h1 = min(((u + 1u) * d.h + d.k - 1u) / d.k, y0 + d.aux1);
-    let w0 = (v * d.w) / d.k;
-    let w1 = ((v + 1u) * d.w + d.k - 1u) / d.k;
+    let hb = pool_bin(u, d.h);
+    let h0 = max(hb.x, y0);
+    let h1 = min(hb.y, y0 + d.aux1);
+    let wb = pool_bin(v, d.w);
     var s = 0.0;
     for (var y = h0; y < h1; y++) {
         let row = (y - y0) * d.w;
-        for (var xx = w0; xx < w1; xx++) {
+        for (var xx = wb.x; xx < wb.y; xx++) {
             s += x[row + xx];
         }
     }
@@ -54,11 +52,7 @@ fn pool_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 fn pool_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
-    let v = idx % d.k;
-    let u = idx / d.k;
-    let h0 = (u * d.h) / d.k;
-    let h1 = ((u + 1u) * d.h + d.k - 1u) / d.k;
-    let w0 = (v * d.w) / d.k;
-    let w1 = ((v + 1u) * d.w + d.k - 1u) / d.k;
-    pooled[idx] = pooled[idx] / f32((h1 - h0) * (w1 - w0));
+    let hb = pool_bin(idx / d.k, d.h);
+    let wb = pool_bin(idx % d.k, d.w);
+    pooled[idx] = pooled[idx] / f32((hb.y - hb.x) * (wb.y - wb.x));
 }

@@ -9,14 +9,12 @@
 fn share(iy: u32, ix: u32, base: u32) -> f32 {
     var s = 0.0;
     for (var u = 0u; u < d.k; u++) {
-        let h0 = (u * d.h) / d.k;
-        let h1 = ((u + 1u) * d.h + d.k - 1u) / d.k;
-        if (iy < h0 || iy >= h1) { continue; }
+        let hb = pool_bin(u, d.h);
+        if (iy < hb.x || iy >= hb.y) { continue; }
         for (var v = 0u; v < d.k; v++) {
-            let w0 = (v * d.w) / d.k;
-            let w1 = ((v + 1u) * d.w + d.k - 1u) / d.k;
-            if (ix < w0 || ix >= w1) { continue; }
-            s += dpooled[base + u * d.k + v] / f32((h1 - h0) * (w1 - w0));
+            let wb = pool_bin(v, d.w);
+            if (ix < wb.x || ix >= wb.y) { continue; }
+            s += dpooled[base + u * d.k + v] / f32((hb.y - hb.x) * (wb.y - wb.x));
         }
     }
     return s;

@@ -22,6 +22,12 @@ fn item_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return d.base + t;
 }
 
+// Bin i of d.k over an axis of n (AdaptiveAvgPool2d's bins, PyTorch's rule): [start, end) =
+// [floor(i*n/k), ceil((i+1)*n/k)), overlapping when n is not a multiple of k.
+fn pool_bin(i: u32, n: u32) -> vec2<u32> {
+    return vec2((i * n) / d.k, ((i + 1u) * n + d.k - 1u) / d.k);
+}
+
 // Input row/column for output position `o`, tap `t`; negative (as i32) means padding.
 fn in_coord(o: u32, t: u32) -> i32 {
     return i32(o * d.stride + t * d.dil) - i32(d.pad);
