@@ -64,7 +64,8 @@ impl PoolStage {
             let mut chunks = Vec::new();
             for c0 in (0..c.in_channels).step_by(nc) {
                 let n = nc.min(c.in_channels - c0);
-                let (fwd, bwd) = pool_steps(ctx, dims_for(n), &xc, &pc, "main", "main")?;
+                let entries = ("main", "main");
+                let (fwd, bwd) = pool_steps(ctx, dims_for(n), h, &xc, &pc, entries)?;
                 chunks.push((c0, n, fwd, bwd));
             }
             (Walk::Planes(chunks), xc, pc)
@@ -80,7 +81,8 @@ impl PoolStage {
                     aux1: ny as u32,
                     ..dims_for(1)
                 };
-                let (fwd, bwd) = pool_steps(ctx, dims, &xc, &pc, "pool_rows", "rows")?;
+                let entries = ("pool_rows", "rows");
+                let (fwd, bwd) = pool_steps(ctx, dims, ny, &xc, &pc, entries)?;
                 chunks.push((y0, ny, fwd, bwd));
             }
             let finish = ctx.steps(
@@ -182,20 +184,17 @@ impl PoolStage {
     }
 }
 
-/// The pool's and the pool backward's steps over `xc` and `pc` for `dims`.
+/// The pool's and the pool backward's steps (`entries`: forward, backward) over `xc` and `pc`
+/// for `dims`, with `rows` rows of each of the `dims.cin` channels in `xc`.
 fn pool_steps(
     ctx: &GpuContext,
     dims: Dims,
+    rows: usize,
     xc: &GpuTensor,
     pc: &GpuTensor,
-    fwd_entry: &'static str,
-    bwd_entry: &'static str,
+    (fwd_entry, bwd_entry): (&'static str, &'static str),
 ) -> Result<(Vec<Step>, Vec<Step>)> {
-    let rows = match fwd_entry {
-        "pool_rows" => dims.aux1 as u64,
-        _ => dims.h as u64,
-    };
-    let (k, w, n) = (dims.k as u64, dims.w as u64, dims.cin as u64);
+    let (k, w, n, rows) = (dims.k as u64, dims.w as u64, dims.cin as u64, rows as u64);
     let buffers = [(1, &xc.buffer), (2, &pc.buffer)];
     let fwd = ctx.steps(
         "adaptive_pool",
