@@ -341,13 +341,12 @@ impl ForwardPlan {
                 ..dims
             };
             // The pixel tiles that hold pixels, and the dispatch grid that covers exactly them.
-            let max_dim = ctx.limits.max_compute_workgroups_per_dimension;
             add(ctx.steps(
                 "corr_tiles",
                 &shaders::REGION_SELECT,
                 "tiles",
                 Dims {
-                    aux1: max_dim.min(crate::gpu::limits::MAX_GRID_DIM),
+                    aux1: ctx.max_grid_dim(),
                     ..tiled
                 },
                 &[

@@ -266,6 +266,14 @@ pub fn grid(items: u64, max_per_dim: u32) -> Option<[u32; 3]> {
 }
 
 impl GpuContext {
+    /// Workgroups per grid dimension the dispatches use: the device's limit, capped at
+    /// MAX_GRID_DIM (larger grids could wrap `item_index` in u32 arithmetic).
+    pub fn max_grid_dim(&self) -> u32 {
+        self.limits
+            .max_compute_workgroups_per_dimension
+            .min(MAX_GRID_DIM)
+    }
+
     /// Builds the steps that run `entry` of `shader` over `items` invocations with `dims` and the
     /// storage `buffers` at the given binding numbers (as the WGSL declares them). Jobs larger than one dispatch can address are split
     /// into several dispatches over consecutive item ranges (`Dims::base`).
@@ -325,11 +333,7 @@ impl GpuContext {
                 limit: MAX_ITEMS,
             });
         }
-        // Capped at MAX_GRID_DIM: larger grids could wrap `item_index` in u32 arithmetic.
-        let max_dim = self
-            .limits
-            .max_compute_workgroups_per_dimension
-            .min(MAX_GRID_DIM);
+        let max_dim = self.max_grid_dim();
         let per_dispatch = (max_dim as u64) * (max_dim as u64) * WG as u64;
         check_aliasing(label, shader, buffers)?;
         let pipeline = self.pipelines().get(&self.device, shader, entry);
