@@ -177,4 +177,11 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_uniform_kernel_window_is_uniform_window_bytes() {
+        let vec4s = crate::gpu::buffers::UNIFORM_WINDOW / 16;
+        let decl = format!("var<uniform> kern4: array<vec4<f32>, {vec4s}>;");
+        assert!(CORRELATION_UBO.source().contains(&decl));
+    }
 }
