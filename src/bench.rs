@@ -106,6 +106,13 @@ pub struct BenchRow {
     pub steps: Vec<StepTime>,
 }
 
+/// The shader variants of one shape's layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShapeVariants {
+    pub shape: String,
+    pub variants: String,
+}
+
 /// GFLOP/s of one GEMM variant.
 #[derive(Debug, Clone, Serialize)]
 pub struct MatmulResult {
@@ -129,8 +136,8 @@ pub struct BenchReport {
     pub device_type: String,
     /// `"gpu-timestamps"` or `"wall"`.
     pub timer: &'static str,
-    /// The correlation's weights: `"staged"` in workgroup memory or read `"direct"`ly.
-    pub corr_variant: &'static str,
+    /// The shader variants each shape ran (`Variants`' display), in shape order.
+    pub variants: Vec<ShapeVariants>,
     /// The best GEMM variant: the device's attainable rate (the best of its runs before and
     /// after the shapes and beside each shape's steps).
     pub matmul_gflops: f64,
@@ -173,10 +180,17 @@ pub async fn run(
     let mut rows = Vec::new();
     let mut agreement = Vec::new();
     let mut targets = Vec::new();
+    let mut variants = Vec::new();
     for (i, shape) in SHAPES.into_iter().enumerate() {
         if !opts.shapes.is_empty() && !opts.shapes.contains(&(i + 1)) {
             continue;
         }
+        let v = ctx.variants(&shape.config()?).to_string();
+        progress(&format!("{}: {v}", shape.name()));
+        variants.push(ShapeVariants {
+            shape: shape.name(),
+            variants: v,
+        });
         let (pair, agree) = bench_shape(ctx, &timer, opts, &shape, &gemm, progress).await?;
         targets.extend(targets::check(&shape, &pair[0], &pair[1]));
         rows.extend(pair);
@@ -196,11 +210,7 @@ pub async fn run(
         backend: summary.backend,
         device_type: summary.device_type,
         timer: timer.kind(),
-        corr_variant: if crate::gpu::tiles::corr_staged(&ctx.info) {
-            "staged"
-        } else {
-            "direct"
-        },
+        variants,
         matmul_gflops: matmul
             .iter()
             .map(|m| m.gflops)

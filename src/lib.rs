@@ -24,7 +24,9 @@ pub mod weights;
 
 pub use config::{DrConvConfig, ForwardShape};
 pub use error::{DrConvError, Result};
-pub use gpu::{ContextOptions, GpuContext, GpuGradients, GpuTensor, Mode};
+pub use gpu::{
+    ContextOptions, GpuContext, GpuGradients, GpuTensor, Mode, VariantOverrides, Variants,
+};
 pub use layer::DrConv2d;
 pub use optim::{OptimizerConfig, OptimizerState};
 pub use params::{DrConvParams, ParamId};

@@ -1,20 +1,23 @@
 //! The backward's CPU-adapter entries (correlation: per-region GEMMs over the pixel lists,
 //! channel-last copies, the transposed kernel; guide conv: vec4 weight and x reads; region
-//! selection: each G once; `cpu_corr_entry` in src/gpu/backward.rs) against
-//! the gather entries every other adapter uses (`DRCONV_BWD=gather`): both sum every gradient
+//! selection: each G once; `Backward::RegionLists`) against
+//! the gather entries every other adapter uses (`Backward::Gather`): both sum every gradient
 //! element in the same order, so all gradients must agree bit for bit. On a GPU adapter both runs
 //! take the gather entries and the test is trivially true.
 
 mod cases;
-use cases::{bits, config, input, Case};
+use cases::{bits, config, context_with, forced, input, Case};
 
 use drconv::tensor::Tensor;
-use drconv::{DrConv2d, DrConvParams, GpuContext, Mode};
+use drconv::{DrConv2d, DrConvParams, Mode};
 
 #[test]
 fn cpu_correlation_backward_matches_gather_bitwise() {
     pollster::block_on(async {
-        let ctx = GpuContext::new().await.expect("a GPU adapter");
+        let contexts = [
+            context_with(forced(None, None, Some("gather"))).await,
+            context_with(forced(None, None, None)).await,
+        ];
         // I and O multiples of 4 (the CPU entries), both kernel transposes (k = 3 and the
         // generic k), r > 4 and r <= 4, and more than one guide weight chunk (B*H'*W' > 256).
         let cases: [Case; 5] = [
@@ -24,7 +27,6 @@ fn cpu_correlation_backward_matches_gather_bitwise() {
             (4, 8, 5, 2, 1, 2, 2, [1, 4, 12, 12]),
             (8, 4, 3, 5, 1, 1, 1, [2, 8, 14, 13]),
         ];
-        // The only test in this binary, so the variable is not raced.
         for (n, c) in cases.iter().enumerate() {
             let config = config(c);
             let params = DrConvParams::init(config, 60 + n as u64).unwrap();
@@ -32,21 +34,15 @@ fn cpu_correlation_backward_matches_gather_bitwise() {
             let s = config.forward_shape(&c.7).unwrap();
             let gy = Tensor::randn(&s.output(&config), 90 + n as u64);
             let mut runs = Vec::new();
-            for variant in [Some("gather"), None] {
-                match variant {
-                    Some(v) => std::env::set_var("DRCONV_BWD", v),
-                    None => std::env::remove_var("DRCONV_BWD"),
-                }
-                // A fresh layer: plans are built (and their entries chosen) on first use.
+            for ctx in &contexts {
                 let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
                 let xg = layer.upload(&x).unwrap();
                 let gyg = ctx.upload("gy", &gy).unwrap();
-                layer.plan(&xg, Mode::Training).await.unwrap().poison(&ctx);
+                layer.plan(&xg, Mode::Training).await.unwrap().poison(ctx);
                 layer.forward(&xg, Mode::Training).await.unwrap();
-                layer.backward_plan(&xg).await.unwrap().poison(&ctx);
+                layer.backward_plan(&xg).await.unwrap().poison(ctx);
                 runs.push(bits(&layer.backward_trace(&xg, &gyg).await.unwrap()));
             }
-            std::env::remove_var("DRCONV_BWD");
             assert!(runs[0].iter().all(|(_, v)| !v.is_empty()));
             for ((name, a), (_, b)) in runs[0].iter().zip(&runs[1]) {
                 let nan = a.iter().any(|v| f32::from_bits(*v).is_nan());

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use drconv::gpu::tiles::CorrTiling;
 mod cases;
-use cases::{config, input, Case};
+use cases::{config, context_with, forced, input, Case};
 
 use drconv::tensor::compare;
 use drconv::verify::FORWARD_TOL;
@@ -103,35 +103,23 @@ fn bitwise(a: &[f32], b: &[f32], what: &str) {
 #[test]
 fn fused_matches_all_regions_bitwise_and_the_cpu() {
     pollster::block_on(async {
-        let ctx = GpuContext::new()
-            .await
-            .expect("a GPU adapter (lavapipe on CI)");
-        // The only test in this binary that builds plans, so the variable is not raced.
-        // Each correlation variant with one of the kernel generators (`kernel_gen_entry`).
+        // Each correlation variant with one of the kernel generators (`Variants::choose`).
         // `cl4` also with its kernel rows in a storage buffer (these small kernels otherwise go
         // through the uniform window) and with the fused correlation's grid sized on the host
         // (the fallback without indirect dispatch); the others as each adapter picks.
         for (corr, kernel_gen, indirect, ubo) in [
-            ("staged", "main", "1", "1"),
-            ("direct", "r8", "1", "1"),
-            ("direct4", "k3", "1", "1"),
-            ("cl4", "k3", "1", "1"),
-            ("cl4", "k3", "0", "0"),
+            ("staged", "main", true, true),
+            ("direct", "r8", true, true),
+            ("direct4", "k3", true, true),
+            ("cl4", "k3", true, true),
+            ("cl4", "k3", false, false),
         ] {
-            std::env::set_var("DRCONV_CORR", corr);
-            std::env::set_var("DRCONV_KERNEL_GEN", kernel_gen);
-            std::env::set_var("DRCONV_INDIRECT", indirect);
-            std::env::set_var("DRCONV_CORR_UBO", ubo);
+            let mut variants = forced(Some(corr), Some(kernel_gen), None);
+            variants.device_grid = Some(indirect);
+            variants.kernel_window = Some(ubo);
+            let ctx = context_with(variants).await;
             let variant = format!("{corr}/{kernel_gen}/ubo={ubo}/indirect={indirect}");
             check_cases(&ctx, &variant).await;
-        }
-        for v in [
-            "DRCONV_CORR",
-            "DRCONV_KERNEL_GEN",
-            "DRCONV_INDIRECT",
-            "DRCONV_CORR_UBO",
-        ] {
-            std::env::remove_var(v);
         }
     });
 }
@@ -218,10 +206,7 @@ async fn check_cases(ctx: &Arc<GpuContext>, variant: &str) {
             cfg.out_channels as u64,
             hw as u64,
             r as u64,
-            !matches!(
-                variant.split('/').next(),
-                Some("direct" | "direct4" | "cl4")
-            ),
+            ctx.variants(&cfg).staged(),
         );
         let tile_px = t.pixels() as usize;
         let mut want = vec![0i32];
@@ -236,7 +221,7 @@ async fn check_cases(ctx: &Arc<GpuContext>, variant: &str) {
         want[0] = (want.len() as i32 - 1) / 3;
         let tiles = lists.tiles.read_i32(ctx).await.unwrap();
         assert_eq!(&tiles[..want.len()], &want[..], "{what}: tile list");
-        if ctx.indirect && variant.ends_with("indirect=1") {
+        if ctx.variants(&cfg).device_grid {
             let args = ctx.read_bytes(&lists.tile_args, 12).await.unwrap();
             let args: &[u32] = bytemuck::cast_slice(&args);
             let groups = want[0] as u32 * cfg.out_channels.div_ceil(t.rows() as usize) as u32;

@@ -7,11 +7,11 @@
 //! reads returning zero would now read the sentinel, a NaN).
 
 mod cases;
-use cases::{config, input, Case};
+use cases::{config, context_with, forced, input, Case};
 
 use drconv::tensor::{compare, Tensor};
 use drconv::verify::{BACKWARD_TOL, FORWARD_TOL};
-use drconv::{cpu, DrConv2d, DrConvParams, GpuContext, Mode};
+use drconv::{cpu, DrConv2d, DrConvParams, Mode};
 
 const CASES: [Case; 6] = [
     (8, 8, 3, 4, 1, 1, 1, [2, 8, 9, 9]),
@@ -22,20 +22,13 @@ const CASES: [Case; 6] = [
     (4, 8, 5, 2, 1, 2, 2, [1, 4, 12, 12]),
 ];
 
-/// (DRCONV_CORR, DRCONV_KERNEL_GEN, DRCONV_BWD): the adapter's defaults, then the other entries.
+/// (correlation, kernel generator, backward): the adapter's defaults, then the other entries.
 const VARIANTS: [[Option<&str>; 3]; 4] = [
     [None, None, None],
     [Some("staged"), Some("main"), Some("gather")],
     [Some("direct"), Some("r8"), Some("gather")],
     [Some("direct4"), Some("k3"), None],
 ];
-
-fn set(name: &str, value: Option<&str>) {
-    match value {
-        Some(v) => std::env::set_var(name, v),
-        None => std::env::remove_var(name),
-    }
-}
 
 fn close(what: &str, got: &[f32], want: &[f32], tol: (f64, f64)) {
     let (err, ok) = compare(got, want, tol.0, tol.1);
@@ -45,13 +38,9 @@ fn close(what: &str, got: &[f32], want: &[f32], tol: (f64, f64)) {
 #[test]
 fn every_dispatch_stays_inside_its_tensors() {
     pollster::block_on(async {
-        let ctx = GpuContext::new().await.expect("a GPU adapter");
-        ctx.set_guard(true);
-        // The only test in this binary, so the variables are not raced.
         for variant in VARIANTS {
-            set("DRCONV_CORR", variant[0]);
-            set("DRCONV_KERNEL_GEN", variant[1]);
-            set("DRCONV_BWD", variant[2]);
+            let ctx = context_with(forced(variant[0], variant[1], variant[2])).await;
+            ctx.set_guard(true);
             for (n, c) in CASES.iter().enumerate() {
                 let config = config(c);
                 let what = format!("{variant:?} case {n} {c:?}");
@@ -94,9 +83,6 @@ fn every_dispatch_stays_inside_its_tensors() {
                     assert!(intact, "{what}: a backward store past {:?}", t.shape);
                 }
             }
-        }
-        for name in ["DRCONV_CORR", "DRCONV_KERNEL_GEN", "DRCONV_BWD"] {
-            std::env::remove_var(name);
         }
     });
 }

@@ -5,12 +5,11 @@ use super::BenchReport;
 /// The report as a fixed-width table: both paths per shape and their forward-time ratio.
 pub fn table(r: &BenchReport) -> String {
     let mut s = format!(
-        "adapter: {} ({}, {}), timer: {}, correlation weights {}\nmatmul: {}\n",
+        "adapter: {} ({}, {}), timer: {}\nmatmul: {}\n",
         r.adapter,
         r.backend,
         r.device_type,
         r.timer,
-        r.corr_variant,
         r.matmul
             .iter()
             .map(|m| format!("{} {}^3 {:.2} GFLOP/s", m.variant, m.n, m.gflops))
@@ -58,6 +57,9 @@ pub fn table(r: &BenchReport) -> String {
         }
     }
     s += &super::targets::lines(&r.targets);
+    for v in &r.variants {
+        s += &format!("{}: variants {}\n", v.shape, v.variants);
+    }
     for a in &r.agreement {
         s += &format!(
             "{}: fused vs all-regions output max |diff| {:.2e}, region maps {}\n",

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use drconv::bench::{self, BenchOptions};
-use drconv::GpuContext;
 
 use super::CliError;
 
@@ -24,7 +23,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
     pollster::block_on(async {
-        let ctx = GpuContext::new().await?;
+        let ctx = super::context().await?;
         let opts = BenchOptions {
             quick: args.quick,
             shapes: args.shapes.iter().map(|&n| n as usize).collect(),

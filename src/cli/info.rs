@@ -3,7 +3,10 @@
 
 use std::process::ExitCode;
 
+use drconv::bench::{ShapeVariants, SHAPES};
 use drconv::gpu::context::{instance, AdapterSummary};
+use drconv::gpu::variants::AdapterTraits;
+use drconv::{VariantOverrides, Variants};
 use serde::Serialize;
 
 use super::{say, CliError};
@@ -32,17 +35,32 @@ struct AdapterReport {
     /// Dispatch sizes read from GPU buffers (the fused correlation's grid, sized on the device).
     indirect_dispatch: bool,
     limits: KeyLimits,
+    /// The shader variants a layer of each benchmark shape runs here (the `DRCONV_*` switches
+    /// applied).
+    variants: Vec<ShapeVariants>,
 }
 
-fn describe(adapter: &wgpu::Adapter) -> AdapterReport {
+fn describe(adapter: &wgpu::Adapter, forced: &VariantOverrides) -> Result<AdapterReport, CliError> {
     let l = adapter.limits();
-    AdapterReport {
+    let indirect = adapter
+        .get_downlevel_capabilities()
+        .flags
+        .contains(wgpu::DownlevelFlags::INDIRECT_EXECUTION);
+    let traits = AdapterTraits {
+        cpu: adapter.get_info().device_type == wgpu::DeviceType::Cpu,
+        indirect,
+    };
+    let mut variants = Vec::new();
+    for shape in SHAPES {
+        variants.push(ShapeVariants {
+            shape: shape.name(),
+            variants: Variants::choose(traits, &shape.config()?, forced).to_string(),
+        });
+    }
+    Ok(AdapterReport {
         summary: AdapterSummary::from_info(&adapter.get_info()),
         features: adapter.features().iter_names().map(|(n, _)| n).collect(),
-        indirect_dispatch: adapter
-            .get_downlevel_capabilities()
-            .flags
-            .contains(wgpu::DownlevelFlags::INDIRECT_EXECUTION),
+        indirect_dispatch: indirect,
         limits: KeyLimits {
             max_buffer_size: l.max_buffer_size,
             max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
@@ -50,7 +68,8 @@ fn describe(adapter: &wgpu::Adapter) -> AdapterReport {
             max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
             max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
         },
-    }
+        variants,
+    })
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
@@ -63,8 +82,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "unset".into())
         )));
     }
+    let forced = super::variant_overrides()?;
     for a in &adapters {
-        let r = describe(a);
+        let r = describe(a, &forced)?;
         if args.json {
             say(serde_json::to_string(&r)?)?;
             continue;
@@ -95,6 +115,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         }
         say(format!("  features: {}", r.features.join(" ")))?;
         say(format!("  indirect dispatch: {}", r.indirect_dispatch))?;
+        for v in &r.variants {
+            say(format!("  variants at {}: {}", v.shape, v.variants))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -31,6 +31,42 @@ pub fn say(text: impl std::fmt::Display) -> Result<(), CliError> {
     }
 }
 
+/// The shader variants forced by the `DRCONV_*` switches (A/B runs of `bench` and `verify`):
+/// `DRCONV_CORR=staged|direct|direct4|cl4`, `DRCONV_KERNEL_GEN=main|r8|k3`,
+/// `DRCONV_BWD=gather|lists`, `DRCONV_CORR_UBO=0` (kernel rows never through the uniform
+/// window), `DRCONV_INDIRECT=0` (the fused grid sized on the host). The library itself reads no
+/// environment variable: this turns them into `ContextOptions::variants`.
+pub fn variant_overrides() -> Result<drconv::VariantOverrides, CliError> {
+    fn var<T: std::str::FromStr<Err = String>>(name: &str) -> Result<Option<T>, CliError> {
+        match std::env::var(name) {
+            Ok(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|e| CliError(format!("{name}: {e}"))),
+            Err(_) => Ok(None),
+        }
+    }
+    fn off(name: &str) -> Option<bool> {
+        (std::env::var(name).as_deref() == Ok("0")).then_some(false)
+    }
+    let mut o = drconv::VariantOverrides::default();
+    o.correlation = var("DRCONV_CORR")?;
+    o.kernel_gen = var("DRCONV_KERNEL_GEN")?;
+    o.backward = var("DRCONV_BWD")?;
+    o.kernel_window = off("DRCONV_CORR_UBO");
+    o.device_grid = off("DRCONV_INDIRECT");
+    Ok(o)
+}
+
+/// The default adapter (`WGPU_BACKEND` respected) with the `DRCONV_*` variant switches.
+pub async fn context() -> Result<std::sync::Arc<drconv::GpuContext>, CliError> {
+    let opts = drconv::ContextOptions {
+        variants: variant_overrides()?,
+        ..Default::default()
+    };
+    Ok(drconv::GpuContext::with_options(opts).await?)
+}
+
 /// Declares the `Command` enum and its dispatch from `Variant => module` pairs.
 macro_rules! commands {
     ($($(#[$doc:meta])* $variant:ident => $module:ident,)+) => {

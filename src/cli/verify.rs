@@ -155,7 +155,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                 )),
                 (true, ModeArg::Training) => Runner::Cpu,
                 (false, mode) => {
-                    let ctx = GpuContext::new().await?;
+                    let ctx = super::context().await?;
                     let s = ctx.summary();
                     eprintln!(
                         "drconv: adapter {} ({}, {}, driver {} {})",

@@ -14,6 +14,7 @@ use crate::gpu::forward::{ForwardPlan, Mode};
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Dims, Program};
 use crate::gpu::shaders;
+use crate::gpu::variants::{Backward, Variants};
 use crate::params::ParamId;
 use crate::trace::Gradients;
 
@@ -51,20 +52,15 @@ struct CpuCorr {
     shared: bool,
 }
 
-/// The kernel gradient's entry on CPU adapters (llvmpipe runs a per-lane loop for every load,
-/// and keeps a dynamically indexed private array in memory), or `None` for the gather entries
-/// (GPUs, I or O not a multiple of 4, or `DRCONV_BWD=gather`). The CPU entries run per-region
+/// The kernel gradient's entry of the region-list backward (`Backward::RegionLists`, CPU
+/// adapters: llvmpipe runs a per-lane loop for every load, and keeps a dynamically indexed
+/// private array in memory), or `None` for the gather entries. The CPU entries run per-region
 /// GEMMs over pixel lists and read channel-last copies of x, grad_output and the kernel as
 /// vec4s; 8 output channels per invocation unless that leaves fewer than 8 workgroups. The
 /// guide conv and region selection backward take their CPU entries (`*_t`, `guide_grad_g`)
 /// with it.
-fn cpu_corr_entry(ctx: &GpuContext, c: &DrConvConfig, s: &ForwardShape) -> Option<&'static str> {
-    let forced = std::env::var("DRCONV_BWD");
-    if crate::gpu::tiles::corr_staged(&ctx.info)
-        || forced.as_deref() == Ok("gather")
-        || !c.in_channels.is_multiple_of(4)
-        || !c.out_channels.is_multiple_of(4)
-    {
+fn cpu_corr_entry(v: &Variants, c: &DrConvConfig, s: &ForwardShape) -> Option<&'static str> {
+    if v.backward != Backward::RegionLists {
         return None;
     }
     let kk = c.kernel_size * c.kernel_size;
@@ -187,7 +183,7 @@ impl BackwardPlan {
         // The training forward's channel-last x and guide weights, where it made them (same
         // layouts), are reused rather than transposed again.
         let shared_t = fwd.channel_last.as_ref();
-        let cpu_corr = match cpu_corr_entry(ctx, c, s) {
+        let cpu_corr = match cpu_corr_entry(&ctx.variants(c), c, s) {
             Some(entry) => Some(CpuCorr {
                 entry,
                 order: ctx.empty("grad.region_order", &s.region())?,

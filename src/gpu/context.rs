@@ -7,8 +7,10 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
+use crate::config::DrConvConfig;
 use crate::error::{DrConvError, Result};
 use crate::gpu::pipelines::PipelineCache;
+use crate::gpu::variants::{AdapterTraits, VariantOverrides, Variants};
 
 /// How to pick and configure the device.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +22,9 @@ pub struct ContextOptions {
     pub limits: Option<wgpu::Limits>,
     /// Prefer a low-power adapter (the default prefers high performance).
     pub low_power: bool,
+    /// Shader variants to force (tests, A/B runs); the default lets the adapter decide
+    /// (`GpuContext::variants`).
+    pub variants: VariantOverrides,
 }
 
 /// A short description of the adapter in use.
@@ -62,6 +67,8 @@ pub struct GpuContext {
     /// Whether dispatch sizes can come from a GPU buffer (`DownlevelFlags::INDIRECT_EXECUTION`:
     /// every backend but the oldest GL ES).
     pub indirect: bool,
+    /// The variant choices forced for every layer on this context.
+    overrides: VariantOverrides,
     pipelines: PipelineCache,
     sink: Arc<Mutex<ErrorSink>>,
     /// Test aid: guard words appended to every tensor `empty` allocates (see
@@ -78,13 +85,19 @@ impl std::fmt::Debug for GpuContext {
     }
 }
 
-/// The instance, honouring `WGPU_BACKEND` like wgpu's own tools.
-pub fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
+/// The instance descriptor: wgpu's defaults from its own `WGPU_*` variables (`WGPU_BACKEND`,
+/// like wgpu's own tools), `backends` replacing its backends where given.
+fn instance_descriptor(backends: Option<wgpu::Backends>) -> wgpu::InstanceDescriptor {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     if let Some(b) = backends {
         desc.backends = b;
     }
-    wgpu::Instance::new(desc)
+    desc
+}
+
+/// The instance, honouring `WGPU_BACKEND` like wgpu's own tools.
+pub fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
+    wgpu::Instance::new(instance_descriptor(backends))
 }
 
 impl GpuContext {
@@ -94,7 +107,9 @@ impl GpuContext {
     }
 
     pub async fn with_options(opts: ContextOptions) -> Result<Arc<Self>> {
-        let instance = instance(opts.backends);
+        let desc = instance_descriptor(opts.backends);
+        let backends = format!("{:?}", desc.backends);
+        let instance = wgpu::Instance::new(desc);
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: if opts.low_power {
@@ -108,11 +123,6 @@ impl GpuContext {
             })
             .await
             .map_err(|e| {
-                let backends = opts
-                    .backends
-                    .map(|b| format!("{b:?}"))
-                    .or_else(|| std::env::var("WGPU_BACKEND").ok())
-                    .unwrap_or_else(|| "all".into());
                 let hint = if backends.to_lowercase().contains("gl") {
                     "Mesa's llvmpipe through EGL: apt-get install libegl1 libegl-mesa0 \
                      libgl1-mesa-dri"
@@ -124,7 +134,7 @@ impl GpuContext {
                     "{e} (backends: {backends}; on Linux install {hint})"
                 ))
             })?;
-        Self::from_adapter(adapter, opts.limits).await
+        Self::build(adapter, opts.limits, opts.variants).await
     }
 
     /// Build a context on a given adapter. `limits` must not exceed the adapter's.
@@ -133,6 +143,15 @@ impl GpuContext {
     pub async fn from_adapter(
         adapter: wgpu::Adapter,
         limits: Option<wgpu::Limits>,
+    ) -> Result<Arc<Self>> {
+        Self::build(adapter, limits, VariantOverrides::default()).await
+    }
+
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+    async fn build(
+        adapter: wgpu::Adapter,
+        limits: Option<wgpu::Limits>,
+        overrides: VariantOverrides,
     ) -> Result<Arc<Self>> {
         let info = adapter.get_info();
         let adapter_limits = adapter.limits();
@@ -185,10 +204,21 @@ impl GpuContext {
             limits,
             features,
             indirect,
+            overrides,
             pipelines: PipelineCache::default(),
             sink,
             guard: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// The shader variants a layer of `config` runs on this context: the adapter's choice
+    /// ([`Variants::choose`]) with the overrides of `ContextOptions::variants`.
+    pub fn variants(&self, config: &DrConvConfig) -> Variants {
+        let traits = AdapterTraits {
+            cpu: self.info.device_type == wgpu::DeviceType::Cpu,
+            indirect: self.indirect,
+        };
+        Variants::choose(traits, config, &self.overrides)
     }
 
     pub fn summary(&self) -> AdapterSummary {

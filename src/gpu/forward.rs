@@ -8,10 +8,8 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Dims, Program};
 use crate::gpu::shaders;
-use crate::gpu::tiles::{
-    corr_channel_last, corr_entries, corr_kernel_uniform, corr_staged, CorrTiling,
-    CORR_WORKGROUP_BYTES,
-};
+use crate::gpu::tiles::{corr_entries, corr_kernel_uniform, CorrTiling, CORR_WORKGROUP_BYTES};
+use crate::gpu::variants::{KernelGen, Variants};
 use crate::params::ParamId;
 
 /// Which forward to run.
@@ -111,13 +109,14 @@ impl ForwardPlan {
         }
         let c = config;
         let s = &shape;
+        let v = &ctx.variants(c);
         let pooled = ctx.empty("pooled", &s.pooled(c))?;
         let kernel_logits = ctx.empty("kernel_logits", &s.logits(c))?;
         let sigmoid = ctx.empty("sigmoid", &s.logits(c))?;
         // Small kernels go to the correlation through a uniform window (CPU adapters): then the
         // buffers it may read them from (`kernel`, `kernel_t`) can be bound that way.
         let kernel_bytes = 4 * crate::tensor::numel(&s.kernel(c)) as u64;
-        let kernel_ubo = corr_kernel_uniform(&ctx.info, &ctx.limits, c, kernel_bytes);
+        let kernel_ubo = corr_kernel_uniform(v, &ctx.limits, kernel_bytes);
         let kernel_buffer = |label: &str| match kernel_ubo {
             true => ctx.empty_uniform(label, &s.kernel(c)),
             false => ctx.empty(label, &s.kernel(c)),
@@ -129,12 +128,11 @@ impl ForwardPlan {
         };
         let guide = ctx.empty("guide", &s.guide(c))?;
         let region = ctx.empty("region_index", &s.region())?;
-        let (kg_shader, kg_entry, kg_items, kg_aux) =
-            kernel_gen_entry(&ctx.info, c, s.batch as u64);
+        let (kg_shader, kg_entry, kg_items, kg_aux) = kernel_gen_entry(v, c, s.batch as u64);
         // The k = 3 kernel generator writes the correlation's channel-last kernel rows itself
         // (then no transpose); in inference only those, into `kernel` (`kernel_channel_last`).
         let k3 = *kg_shader == shaders::KERNEL_GEN_K3;
-        let cl = corr_channel_last(&ctx.info, c);
+        let cl = v.channel_last();
         let writes_t = k3 && cl;
         let kernel_channel_last = writes_t && mode == Mode::Inference;
         let channel_last = match cl {
@@ -156,13 +154,11 @@ impl ForwardPlan {
             c.out_channels as u64,
             (s.out_height * s.out_width) as u64,
             c.region_num as u64,
-            corr_staged(&ctx.info),
+            v.staged(),
         );
         let sel_slots =
             (s.out_height * s.out_width).div_ceil(sel_tiling.pixels() as usize) + c.region_num - 1;
-        // `DRCONV_INDIRECT=0` sizes the correlation's grid on the host even where the device
-        // could (tests compare both).
-        let indirect = ctx.indirect && std::env::var("DRCONV_INDIRECT").as_deref() != Ok("0");
+        let indirect = v.device_grid;
         let lists = match mode {
             Mode::Inference => Some(RegionLists {
                 order: ctx.empty("region_order", &s.region())?,
@@ -301,7 +297,7 @@ impl ForwardPlan {
             false => &shaders::CORRELATION,
         };
         if let Some(corr) = &corr {
-            let t = CorrTiling::dense(r * o, hw, corr_staged(&ctx.info));
+            let t = CorrTiling::dense(r * o, hw, v.staged());
             let tiled = Dims {
                 aux0: t.groups as u32,
                 ..dims
@@ -309,7 +305,7 @@ impl ForwardPlan {
             add(ctx.group_steps(
                 "corr_all_regions",
                 corr_shader,
-                corr_entries(&ctx.info, c).0,
+                corr_entries(v).0,
                 tiled,
                 &[&[(3, &corr.buffer)], &xk[..]].concat(),
                 batch * (r * o).div_ceil(t.rows()) * hw.div_ceil(t.pixels()),
@@ -362,7 +358,7 @@ impl ForwardPlan {
             let mut corr_steps = ctx.group_steps(
                 "corr_selected",
                 corr_shader,
-                corr_entries(&ctx.info, c).1,
+                corr_entries(v).1,
                 tiled,
                 &[
                     &[
@@ -443,46 +439,38 @@ impl ForwardPlan {
     }
 }
 
-/// The kernel generator's shader, entry point and invocation count. CPU adapters with k = 3,
-/// r in {4, 8} and I*O % 8 == 0 take the fully unrolled vec4 kernels of
-/// `shaders/kernel_gen_k3.wgsl`; otherwise r <= 8 holds its weights in registers over every tap
-/// (`main_r8`) and larger r computes one block of taps per invocation (`main`).
-/// `DRCONV_KERNEL_GEN=main|r8|k3` forces one (k3 only where it applies), for tests. The last
-/// value is `d.aux0` of the step: for the k = 3 kernels, the blocks of 8 channels per invocation
-/// (4 or 2 where they divide I*O / 8 and leave 256 invocations or more: the sigmoid map is then
-/// read once for them all).
+/// The kernel generator's shader, entry point and invocation count for `v.kernel_gen`
+/// (`Variants::choose` picks it), and `d.aux0` of the step: for the k = 3 kernels, the blocks of
+/// 8 channels per invocation (4 or 2 where they divide I*O / 8 and leave 256 invocations or
+/// more: the sigmoid map is then read once for them all).
 pub fn kernel_gen_entry(
-    info: &wgpu::AdapterInfo,
+    v: &Variants,
     c: &DrConvConfig,
     batch: u64,
 ) -> (&'static shaders::Shader, &'static str, u64, u32) {
     let (r, io) = (c.region_num as u64, (c.in_channels * c.out_channels) as u64);
     let kk = (c.kernel_size * c.kernel_size) as u64;
-    let forced = std::env::var("DRCONV_KERNEL_GEN");
-    let forced = forced.as_deref().ok();
-    let k3 = c.kernel_size == 3 && (r == 4 || r == 8) && io.is_multiple_of(8);
-    let cpu = !corr_staged(info);
-    if k3 && (forced == Some("k3") || (forced.is_none() && cpu)) {
-        let entry = if r == 8 { "main_r8" } else { "main_r4" };
-        let blocks = batch * r * io / 8;
-        let nb = [4, 2]
-            .into_iter()
-            .find(|&nb| (io / 8).is_multiple_of(nb) && blocks / nb >= 256)
-            .unwrap_or(1);
-        return (&shaders::KERNEL_GEN_K3, entry, blocks / nb, nb as u32);
-    }
-    if r <= 8 && forced != Some("main") {
-        return (
+    match v.kernel_gen {
+        KernelGen::UnrolledK3 => {
+            let entry = if r == 8 { "main_r8" } else { "main_r4" };
+            let blocks = batch * r * io / 8;
+            let nb = [4, 2]
+                .into_iter()
+                .find(|&nb| (io / 8).is_multiple_of(nb) && blocks / nb >= 256)
+                .unwrap_or(1);
+            (&shaders::KERNEL_GEN_K3, entry, blocks / nb, nb as u32)
+        }
+        KernelGen::Registers => (
             &shaders::KERNEL_GEN,
             "main_r8",
             batch * r * io.div_ceil(8),
             0,
-        );
+        ),
+        KernelGen::Blocked => (
+            &shaders::KERNEL_GEN,
+            "main",
+            batch * r * io.div_ceil(8) * kk.div_ceil(4),
+            0,
+        ),
     }
-    (
-        &shaders::KERNEL_GEN,
-        "main",
-        batch * r * io.div_ceil(8) * kk.div_ceil(4),
-        0,
-    )
 }

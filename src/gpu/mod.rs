@@ -13,8 +13,10 @@ pub mod program;
 pub mod shaders;
 pub mod split;
 pub mod tiles;
+pub mod variants;
 
 pub use backward::{BackwardPlan, GpuGradients};
 pub use buffers::GpuTensor;
 pub use context::{ContextOptions, GpuContext};
 pub use forward::{ForwardPlan, Mode};
+pub use variants::{Backward, Correlation, KernelGen, VariantOverrides, Variants};

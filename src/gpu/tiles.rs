@@ -6,12 +6,12 @@
 //! limit like every other step. The shader recovers its tile with `group_index` (in each tiled
 //! shader): `wid.x + wid.y * nwg.x` plus `d.base / WG`, and stops at `d.count / WG`.
 
-use crate::config::DrConvConfig;
 use crate::error::{DrConvError, Result};
 use crate::gpu::buffers::{GpuTensor, UNIFORM_WINDOW};
 use crate::gpu::context::GpuContext;
 use crate::gpu::program::{Dims, Step, WG};
 use crate::gpu::shaders::{self, Shader};
+use crate::gpu::variants::{Correlation, Variants};
 
 impl GpuContext {
     /// The steps that run `entry` of `shader` on `groups` workgroups.
@@ -75,59 +75,26 @@ impl GpuContext {
 /// `shaders/correlation.wgsl`), checked against the device.
 pub const CORR_WORKGROUP_BYTES: u32 = 8192;
 
-/// Whether the correlation stages its weights in workgroup memory: on GPUs, not on CPU adapters
-/// (lavapipe), where it measured slower. `DRCONV_CORR=staged|direct|direct4|cl4` overrides the
-/// choice (to test or time the variants on one adapter).
-pub fn corr_staged(info: &wgpu::AdapterInfo) -> bool {
-    match std::env::var("DRCONV_CORR").as_deref() {
-        Ok("staged") => true,
-        Ok("direct" | "direct4" | "cl4") => false,
-        _ => info.device_type != wgpu::DeviceType::Cpu,
-    }
-}
-
-/// Whether the correlation reads channel-last copies of x and the kernel (the `_cl4` entries):
-/// on CPU adapters where I % 4 == 0, unless `DRCONV_CORR` forces another variant.
-pub fn corr_channel_last(info: &wgpu::AdapterInfo, c: &DrConvConfig) -> bool {
-    let forced = std::env::var("DRCONV_CORR");
-    let other = matches!(forced.as_deref(), Ok("direct" | "direct4"));
-    !corr_staged(info) && c.in_channels.is_multiple_of(4) && !other
-}
-
 /// Whether the `_cl4` correlation reads its kernel rows (`kernel_bytes` in all) through the
-/// 64 KiB uniform window of `shaders::CORRELATION_UBO`: where it runs the channel-last entries,
-/// the whole kernel fits and the device binds that much as uniform and as storage data (the
-/// window's buffer is also written and read whole as storage). `DRCONV_CORR_UBO=0` turns it off
-/// (tests run both).
-pub fn corr_kernel_uniform(
-    info: &wgpu::AdapterInfo,
-    limits: &wgpu::Limits,
-    c: &DrConvConfig,
-    kernel_bytes: u64,
-) -> bool {
-    corr_channel_last(info, c)
+/// 64 KiB uniform window of `shaders::CORRELATION_UBO`: where the variants run the channel-last
+/// entries with the window on, the whole kernel fits and the device binds that much as uniform
+/// and as storage data (the window's buffer is also written and read whole as storage).
+pub fn corr_kernel_uniform(v: &Variants, limits: &wgpu::Limits, kernel_bytes: u64) -> bool {
+    v.channel_last()
+        && v.kernel_window
         && kernel_bytes <= UNIFORM_WINDOW
         && limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
         && limits.max_storage_buffer_binding_size >= UNIFORM_WINDOW
         && limits.max_buffer_size >= UNIFORM_WINDOW
-        && std::env::var("DRCONV_CORR_UBO").as_deref() != Ok("0")
 }
 
-/// The correlation's entry points: (all regions, selected region). CPU adapters read the
-/// weights directly: with channel-last copies where I % 4 == 0 (`corr_channel_last`), else as
-/// vec4s when a kernel row (I*k*k values) is a whole number of vec4s, else as scalars.
-/// `DRCONV_CORR=staged|direct|direct4|cl4` forces a variant (where the shape allows it).
-pub fn corr_entries(info: &wgpu::AdapterInfo, c: &DrConvConfig) -> (&'static str, &'static str) {
-    let vec4_rows = (c.in_channels * c.kernel_size * c.kernel_size).is_multiple_of(4);
-    let forced = std::env::var("DRCONV_CORR");
-    if corr_staged(info) {
-        ("all_regions", "selected")
-    } else if corr_channel_last(info, c) {
-        ("all_regions_cl4", "selected_cl4")
-    } else if vec4_rows && forced.as_deref() != Ok("direct") {
-        ("all_regions_direct4", "selected_direct4")
-    } else {
-        ("all_regions_direct", "selected_direct")
+/// The correlation's entry points for `v.correlation`: (all regions, selected region).
+pub fn corr_entries(v: &Variants) -> (&'static str, &'static str) {
+    match v.correlation {
+        Correlation::Staged => ("all_regions", "selected"),
+        Correlation::ChannelLast => ("all_regions_cl4", "selected_cl4"),
+        Correlation::Direct4 => ("all_regions_direct4", "selected_direct4"),
+        Correlation::Direct => ("all_regions_direct", "selected_direct"),
     }
 }
 

@@ -3,9 +3,31 @@
 //! comparisons (also `determinism.rs`).
 #![allow(dead_code)]
 
+use std::sync::Arc;
+
 use drconv::rng::Rng;
 use drconv::tensor::Tensor;
-use drconv::{DrConvConfig, Gradients};
+use drconv::{ContextOptions, DrConvConfig, GpuContext, Gradients, VariantOverrides};
+
+/// The variants named as the CLI's switches spell them (`None`: the adapter's choice).
+pub fn forced(corr: Option<&str>, kernel_gen: Option<&str>, bwd: Option<&str>) -> VariantOverrides {
+    let mut o = VariantOverrides::default();
+    o.correlation = corr.map(|v| v.parse().unwrap());
+    o.kernel_gen = kernel_gen.map(|v| v.parse().unwrap());
+    o.backward = bwd.map(|v| v.parse().unwrap());
+    o
+}
+
+/// A context on the default adapter running the `variants` forced.
+pub async fn context_with(variants: VariantOverrides) -> Arc<GpuContext> {
+    let opts = ContextOptions {
+        variants,
+        ..Default::default()
+    };
+    GpuContext::with_options(opts)
+        .await
+        .expect("a GPU adapter (lavapipe on CI)")
+}
 
 /// (in, out, k, r, stride, padding, dilation, input shape)
 pub type Case = (usize, usize, usize, usize, usize, usize, usize, [usize; 4]);
