@@ -176,25 +176,16 @@ impl DrConvConfig {
     pub fn kernel_channels(&self) -> usize {
         self.region_num * self.in_channels * self.out_channels
     }
+}
 
-    /// Shapes of the parameters in state_dict order (see [`crate::params::ParamId`]).
-    pub fn param_shape(&self, id: crate::params::ParamId) -> Vec<usize> {
-        use crate::params::ParamId::*;
-        let (i, o, k, r) = (
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            self.region_num,
-        );
-        match id {
-            KernelW1 => vec![r * r, i, 1, 1],
-            KernelB1 => vec![r * r],
-            KernelW3 => vec![r * i * o, r, 1, 1],
-            KernelB3 => vec![r * i * o],
-            GuideW => vec![r, i, k, k],
-            GuideB => vec![r],
-        }
-    }
+/// Which forward to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Guide and argmax first, then only each pixel's own region's correlation: r times less
+    /// correlation work and no B x r x O x H' x W' tensor.
+    Inference,
+    /// Every region's correlation (kept for the backward's guide gradient and for inspection).
+    Training,
 }
 
 impl ForwardShape {

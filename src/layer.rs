@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use crate::config::DrConvConfig;
+use crate::config::Mode;
 use crate::error::{DrConvError, Result};
 use crate::gpu::backward::{BackwardPlan, GpuGradients};
-use crate::gpu::forward::{ForwardPlan, Mode};
+use crate::gpu::forward::ForwardPlan;
 use crate::gpu::params::GpuParams;
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::params::DrConvParams;
@@ -100,7 +101,7 @@ impl DrConv2d {
                 let (ctx, config, params) = (&self.ctx, &self.config, &self.params);
                 let plan = ctx
                     .scoped("building the forward plan", || {
-                        ForwardPlan::build(ctx, config, params, x, mode)
+                        crate::gpu::plan::forward(ctx, config, params, x, mode)
                     })
                     .await??;
                 if self.plans.len() >= MAX_PLANS {
@@ -207,7 +208,7 @@ impl DrConv2d {
                 let fwd = &self.plans[fpos].1;
                 let plan = ctx
                     .scoped("building the backward plan", || {
-                        BackwardPlan::build(ctx, config, params, fwd, &grads)
+                        crate::gpu::plan::backward(ctx, config, params, fwd, &grads)
                     })
                     .await??;
                 self.backward_plans.push((out, plan));

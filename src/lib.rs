@@ -22,11 +22,9 @@ pub mod verify;
 pub mod web;
 pub mod weights;
 
-pub use config::{DrConvConfig, ForwardShape};
+pub use config::{DrConvConfig, ForwardShape, Mode};
 pub use error::{DrConvError, Result};
-pub use gpu::{
-    ContextOptions, GpuContext, GpuGradients, GpuTensor, Mode, VariantOverrides, Variants,
-};
+pub use gpu::{ContextOptions, GpuContext, GpuGradients, GpuTensor, VariantOverrides, Variants};
 pub use layer::DrConv2d;
 pub use optim::{OptimizerConfig, OptimizerState};
 pub use params::{DrConvParams, ParamId};

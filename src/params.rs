@@ -111,3 +111,24 @@ impl DrConvParams {
         self.config.param_shape(id)
     }
 }
+
+impl DrConvConfig {
+    /// Shapes of the parameters in state_dict order (see [`ParamId`]).
+    pub fn param_shape(&self, id: ParamId) -> Vec<usize> {
+        use ParamId::*;
+        let (i, o, k, r) = (
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.region_num,
+        );
+        match id {
+            KernelW1 => vec![r * r, i, 1, 1],
+            KernelB1 => vec![r * r],
+            KernelW3 => vec![r * i * o, r, 1, 1],
+            KernelB3 => vec![r * i * o],
+            GuideW => vec![r, i, k, k],
+            GuideB => vec![r],
+        }
+    }
+}

@@ -11,7 +11,8 @@ use std::sync::Arc;
 mod limits_common;
 use limits_common::*;
 
-use drconv::gpu::limits::{self, Split};
+use drconv::gpu::limits;
+use drconv::gpu::split::{self, Split};
 use drconv::{
     DrConv2d, DrConvConfig, DrConvError, DrConvParams, GpuContext, Mode, OptimizerConfig, ParamId,
     Trainer,
@@ -42,15 +43,15 @@ fn batch_split_matches_cpu_with_remainder_chunks() {
         let ctx = small_ctx(28 << 10, 16).await;
         let s = config().forward_shape(&[5, 4, 12, 12]).unwrap();
         assert_eq!(
-            limits::forward_chunk(&ctx.limits, &config(), &s, Mode::Training).unwrap(),
+            split::forward_chunk(&ctx.limits, &config(), &s, Mode::Training).unwrap(),
             2
         );
         assert_eq!(
-            limits::forward_chunk(&ctx.limits, &config(), &s, Mode::Inference).unwrap(),
+            split::forward_chunk(&ctx.limits, &config(), &s, Mode::Inference).unwrap(),
             5
         );
         assert_eq!(
-            limits::backward_chunk(&ctx.limits, &config(), &s).unwrap(),
+            split::backward_chunk(&ctx.limits, &config(), &s).unwrap(),
             2
         );
         let seen = check_default(ctx.clone(), 5, true).await;
@@ -69,11 +70,11 @@ fn batch_split_of_one_sample_chunks_and_inference() {
         let ctx = small_ctx(16 << 10, 16).await;
         let s = config().forward_shape(&[5, 4, 12, 12]).unwrap();
         assert_eq!(
-            limits::forward_chunk(&ctx.limits, &config(), &s, Mode::Inference).unwrap(),
+            split::forward_chunk(&ctx.limits, &config(), &s, Mode::Inference).unwrap(),
             3
         );
         assert_eq!(
-            limits::forward_chunk(&ctx.limits, &config(), &s, Mode::Training).unwrap(),
+            split::forward_chunk(&ctx.limits, &config(), &s, Mode::Training).unwrap(),
             1
         );
         let seen = check_default(ctx.clone(), 5, true).await;
@@ -128,7 +129,7 @@ fn training_correlation_over_the_binding_splits_over_channels() {
         // tensor) runs whole samples.
         let ctx = small_ctx(8 << 10, 16).await;
         let s = config().forward_shape(&[2, 4, 12, 12]).unwrap();
-        let split = |mode| limits::forward_split(&ctx.limits, &config(), &s, mode).unwrap();
+        let split = |mode| split::forward_split(&ctx.limits, &config(), &s, mode).unwrap();
         assert_eq!(
             split(Mode::Training),
             Split {
@@ -198,16 +199,13 @@ fn webgpu_default_limits_split_the_large_layer() {
     assert_eq!(kernel.bytes(), 16 * 8 * 256 * 256 * 9 * 4);
     assert!(limits::check_forward(&l, &c, &s, Mode::Inference).is_err());
     assert_eq!(
-        limits::forward_chunk(&l, &c, &s, Mode::Inference).unwrap(),
+        split::forward_chunk(&l, &c, &s, Mode::Inference).unwrap(),
         7
     );
-    assert_eq!(
-        limits::forward_chunk(&l, &c, &s, Mode::Training).unwrap(),
-        7
-    );
+    assert_eq!(split::forward_chunk(&l, &c, &s, Mode::Training).unwrap(), 7);
     // A 2048 x 2048 image is 4 GiB of input per sample: refused, naming the tensor.
     let s = c.forward_shape(&[1, 256, 2048, 2048]).unwrap();
-    match limits::forward_chunk(&l, &c, &s, Mode::Inference) {
+    match split::forward_chunk(&l, &c, &s, Mode::Inference) {
         Err(DrConvError::TooLarge { what, .. }) => assert!(what.contains("`input`"), "{what}"),
         other => panic!("{other:?}"),
     }
@@ -233,10 +231,10 @@ async fn check_channel_split(
 ) {
     let s = c.forward_shape(&shape).unwrap();
     for mode in [Mode::Inference, Mode::Training] {
-        let got = limits::forward_split(&ctx.limits, &c, &s, mode).unwrap();
+        let got = split::forward_split(&ctx.limits, &c, &s, mode).unwrap();
         assert_eq!(got, want, "{mode:?} on {shape:?}");
     }
-    assert_eq!(limits::backward_split(&ctx.limits, &c, &s).unwrap(), want);
+    assert_eq!(split::backward_split(&ctx.limits, &c, &s).unwrap(), want);
     let seen = check_against_cpu(ctx.clone(), c, shape, train).await;
     assert_all_checked(ctx, &format!("{shape:?}"), &seen);
 }
@@ -417,14 +415,14 @@ fn channel_split_with_several_samples_per_chunk_and_remainders() {
         };
         let l = &ctx.limits;
         assert_eq!(
-            limits::forward_split(l, &c, &s, Mode::Training).unwrap(),
+            split::forward_split(l, &c, &s, Mode::Training).unwrap(),
             split(3, 32)
         );
         assert_eq!(
-            limits::forward_split(l, &c, &s, Mode::Inference).unwrap(),
+            split::forward_split(l, &c, &s, Mode::Inference).unwrap(),
             split(4, 32)
         );
-        assert_eq!(limits::backward_split(l, &c, &s).unwrap(), split(3, 32));
+        assert_eq!(split::backward_split(l, &c, &s).unwrap(), split(3, 32));
         let train = [
             (OptimizerConfig::adam(0.01), 2),
             (OptimizerConfig::sgd(0.05).with_momentum(0.9), 2),

@@ -38,21 +38,16 @@ impl Gemm {
         let hbt: Vec<f32> = (0..n * n).map(|t| hb[(t % n) * n + t / n]).collect();
         let bt = ctx.upload("matmul b^T", &Tensor::new(&[n, n], hbt)?)?;
         let c = ctx.empty("matmul c", &[n, n])?;
-        let dims = Dims {
-            cin: n as u32,
-            aux0: n as u32,
-            aux1: n as u32,
-            ..Default::default()
-        };
+        let dims = Dims::default().matmul(n);
         let mut variants = Vec::new();
         for (entry, tm, tn) in VARIANTS {
             let groups = (n as u64).div_ceil(tm) * (n as u64).div_ceil(tn);
             // `direct4` and `nt4` read A through its vec4 view (binding 4), `nt4` B transposed
             // (binding 5).
             let bindings = match entry {
-                "direct4" => [(4, &a.buffer), (2, &b.buffer), (3, &c.buffer)],
-                "nt4" => [(4, &a.buffer), (5, &bt.buffer), (3, &c.buffer)],
-                _ => [(1, &a.buffer), (2, &b.buffer), (3, &c.buffer)],
+                "direct4" => [("a4", &a.buffer), ("bm", &b.buffer), ("c", &c.buffer)],
+                "nt4" => [("a4", &a.buffer), ("bt4", &bt.buffer), ("c", &c.buffer)],
+                _ => [("a", &a.buffer), ("bm", &b.buffer), ("c", &c.buffer)],
             };
             let steps =
                 ctx.group_steps("matmul", &shaders::MATMUL, entry, dims, &bindings, groups)?;

@@ -1,6 +1,6 @@
 //! The benchmark report as the fixed-width table `drconv bench` prints.
 
-use super::BenchReport;
+use super::report::BenchReport;
 
 /// The report as a fixed-width table: both paths per shape and their forward-time ratio.
 pub fn table(r: &BenchReport) -> String {

@@ -1,19 +1,8 @@
 //! The issue's targets, checked on each benchmarked shape: the table prints them under the rows
 //! and the JSON report carries them, so a run says by itself whether they were met.
 
-use serde::Serialize;
-
-use super::{BenchRow, BenchShape};
-
-/// One target at one shape.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetCheck {
-    pub target: &'static str,
-    pub shape: String,
-    pub value: f64,
-    pub required: f64,
-    pub met: bool,
-}
+use super::report::{BenchRow, TargetCheck};
+use super::shapes::BenchShape;
 
 /// The forward-time ratio the fused path must reach: 5x at r = 8, 2.5x at r = 4 (the issue
 /// names no other r).

@@ -8,12 +8,13 @@ use std::time::Instant;
 use image::imageops::FilterType;
 
 use crate::config::DrConvConfig;
+use crate::config::Mode;
 use crate::demo::args::DemoArgs;
 use crate::demo::image_io;
 use crate::demo::run::image_name;
 use crate::demo::summary::{write_json, ApplySummary};
 use crate::error::{DrConvError, Result};
-use crate::gpu::{GpuContext, Mode};
+use crate::gpu::GpuContext;
 use crate::layer::DrConv2d;
 use crate::params::DrConvParams;
 use crate::tensor::Tensor;

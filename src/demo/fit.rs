@@ -6,8 +6,9 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::DrConvConfig;
+use crate::config::Mode;
 use crate::error::{DrConvError, Result};
-use crate::gpu::{GpuContext, GpuTensor, Mode};
+use crate::gpu::{GpuContext, GpuTensor};
 use crate::optim::OptimizerConfig;
 use crate::params::DrConvParams;
 use crate::tensor::Tensor;

@@ -17,6 +17,31 @@ impl GpuTensor {
         numel(&self.shape)
     }
 
+    /// The binding of window `(start, len)` (elements) of this tensor, from
+    /// [`limits::windows`].
+    pub fn window(&self, (start, len): (usize, usize)) -> wgpu::BufferBinding<'_> {
+        wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: start as u64 * 4,
+            size: std::num::NonZeroU64::new(len as u64 * 4),
+        }
+    }
+
+    /// The buffer must hold the shape: `GpuTensor` is plain data anyone can build, and a short
+    /// buffer would make the shaders read past its end (clamped, silently wrong).
+    pub fn check_holds(&self, what: &str) -> Result<()> {
+        let spec = TensorSpec::new(what, &self.shape);
+        if spec.bytes() > self.buffer.size() {
+            return Err(DrConvError::Shape(format!(
+                "{what} of shape {:?} needs {} bytes but its buffer holds {} bytes",
+                self.shape,
+                spec.bytes(),
+                self.buffer.size()
+            )));
+        }
+        Ok(())
+    }
+
     /// Reads the tensor back as f32 (async: the browser cannot block on the GPU).
     pub async fn read(&self, ctx: &GpuContext) -> Result<Tensor> {
         let data = ctx.read_f32(&self.buffer, self.numel()).await?;

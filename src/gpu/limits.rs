@@ -4,13 +4,14 @@
 //!
 //! Sizes are computed in u128 so absurd shapes cannot overflow here either.
 
-use crate::config::{DrConvConfig, ForwardShape};
+use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::error::{DrConvError, Result};
-use crate::gpu::buffers::GpuTensor;
-use crate::gpu::forward::Mode;
-use crate::gpu::program::WG;
-use crate::gpu::split::band_shape;
+use crate::gpu::shaders::{CORR_WORKGROUP_BYTES, WG};
 use crate::params::ParamId;
+
+/// Output positions per partial sum of the guide conv's weight gradient (first reduction stage;
+/// the backward's `grad.guide_partial` holds one row per chunk).
+pub const GUIDE_CHUNK: usize = 256;
 
 /// One tensor of a plan: its name and shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +169,7 @@ pub fn check_workgroups(limits: &wgpu::Limits) -> Result<()> {
     }
     // The largest workgroup memory of any shader: the correlation's staged weights (the
     // matmul's tiles are the same 8 KiB).
-    let needed = crate::gpu::tiles::CORR_WORKGROUP_BYTES;
+    let needed = CORR_WORKGROUP_BYTES;
     if limits.max_compute_workgroup_storage_size < needed {
         return Err(DrConvError::TooLarge {
             what: "workgroup memory of the shaders vs the device's \
@@ -187,21 +188,6 @@ pub fn check_workgroups(limits: &wgpu::Limits) -> Result<()> {
             size: 1,
             limit: 0,
         });
-    }
-    Ok(())
-}
-
-/// A device tensor's buffer must hold its shape: `GpuTensor` is plain data anyone can build, and
-/// a short buffer would make the shaders read past its end (clamped, silently wrong).
-pub fn check_holds(what: &str, t: &GpuTensor) -> Result<()> {
-    let spec = TensorSpec::new(what, &t.shape);
-    if spec.bytes() > t.buffer.size() {
-        return Err(DrConvError::Shape(format!(
-            "{what} of shape {:?} needs {} bytes but its buffer holds {} bytes",
-            t.shape,
-            spec.bytes(),
-            t.buffer.size()
-        )));
     }
     Ok(())
 }
@@ -247,7 +233,7 @@ pub fn backward_tensors(c: &DrConvConfig, s: &ForwardShape, with_corr: bool) -> 
     let kk = c.kernel_size as u128 * c.kernel_size as u128;
     let guide_elems = c.region_num as u128 * c.in_channels as u128 * kk + c.region_num as u128;
     let positions = s.batch as u128 * s.out_height as u128 * s.out_width as u128;
-    let chunks = positions.div_ceil(crate::gpu::backward::GUIDE_CHUNK as u128);
+    let chunks = positions.div_ceil(GUIDE_CHUNK as u128);
     let clamp = |v: u128| v.min(usize::MAX as u128) as usize;
     let mut v = vec![
         TensorSpec::new("grad_output", &s.output(c)),
@@ -279,178 +265,6 @@ pub fn check_backward(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape)
         check_bound(limits, &t)?;
     }
     Ok(())
-}
-
-/// How a plan is split to fit the device: samples, output channels and output rows per sub-plan
-/// (see `crate::gpu::split`). The whole batch, every channel and every row is no split; rows are
-/// split only with one sample per sub-plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Split {
-    pub batch: usize,
-    pub channels: usize,
-    pub rows: usize,
-}
-
-impl Split {
-    /// Whether the plan runs as sub-plans at all.
-    pub fn splits(&self, c: &DrConvConfig, s: &ForwardShape) -> bool {
-        self.batch < s.batch || self.channels < c.out_channels || self.splits_rows(s)
-    }
-
-    /// Whether sub-plans take bands of output rows (`crate::gpu::split::rows`).
-    pub fn splits_rows(&self, s: &ForwardShape) -> bool {
-        self.rows < s.out_height
-    }
-}
-
-/// The layer restricted to `out_channels` outputs: an output-channel chunk's sub-layer (same
-/// pool, kernel logits and guide; its rows of conv_kernel.3).
-pub fn with_out_channels(c: &DrConvConfig, out_channels: usize) -> DrConvConfig {
-    DrConvConfig { out_channels, ..*c }
-}
-
-/// The split of a forward of `shape`: the whole batch and every channel when every tensor fits
-/// the device; else the most samples per sub-plan whose tensors all fit; else, when one sample
-/// is already too large, one sample and the most output channels that fit (then the most samples
-/// with those channels); else, when one sample is too large even with one output channel, one
-/// sample and the channels and output rows per sub-plan that make the fewest sub-plans. Refuses,
-/// naming the tensor and the limit, when even one output row of one channel of one sample does
-/// not fit, or when a full tensor the split plan keeps (input, output, region map, guide; the
-/// pooled map and one input row for a row split) exceeds its limit.
-pub fn forward_split(
-    limits: &wgpu::Limits,
-    c: &DrConvConfig,
-    s: &ForwardShape,
-    mode: Mode,
-) -> Result<Split> {
-    let split = largest_split(c, s, |c, sub| check_forward(limits, c, sub, mode))?;
-    if split.splits(c, s) {
-        for t in [
-            TensorSpec::new("input", &s.input(c)),
-            TensorSpec::new("output", &s.output(c)),
-            TensorSpec::new("region_index", &s.region()),
-            TensorSpec::new("guide", &s.guide(c)),
-        ] {
-            check_stored(limits, &t)?;
-        }
-    }
-    if split.splits_rows(s) {
-        check_stored(limits, &TensorSpec::new("pooled", &s.pooled(c)))?;
-        let row = [1, 1, 1, s.width];
-        check_bound(limits, &TensorSpec::new("one input row, to pool", &row))?;
-    }
-    Ok(split)
-}
-
-/// The split of a backward (with its training forward) of `shape`, as [`forward_split`]; a split
-/// backward keeps full `grad_output` and `grad.x`.
-pub fn backward_split(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape) -> Result<Split> {
-    let split = largest_split(c, s, |c, sub| check_backward(limits, c, sub))?;
-    if split.splits(c, s) {
-        if split.splits_rows(s) {
-            check_stored(limits, &TensorSpec::new("grad.pooled", &s.pooled(c)))?;
-        }
-        forward_split(limits, c, s, Mode::Training)?;
-        for t in [
-            TensorSpec::new("grad_output", &s.output(c)),
-            TensorSpec::new("grad.x", &s.input(c)),
-        ] {
-            check_stored(limits, &t)?;
-        }
-    }
-    Ok(split)
-}
-
-/// Samples per sub-plan of a forward of `shape` ([`forward_split`]'s batch).
-pub fn forward_chunk(
-    limits: &wgpu::Limits,
-    c: &DrConvConfig,
-    s: &ForwardShape,
-    mode: Mode,
-) -> Result<usize> {
-    Ok(forward_split(limits, c, s, mode)?.batch)
-}
-
-/// Samples per sub-plan of a backward of `shape` ([`backward_split`]'s batch).
-pub fn backward_chunk(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape) -> Result<usize> {
-    Ok(backward_split(limits, c, s)?.batch)
-}
-
-/// The split `check` accepts with the most work per sub-plan: over the batch while one sample
-/// fits, else over output channels with one sample, then the most samples at those channels;
-/// else bands of output rows of one sample (`crate::gpu::split::rows`). Every size checked grows
-/// with the batch, the output channels and the rows per band (or does not depend on them), so
-/// acceptance is monotone in each and a binary search finds the largest.
-fn largest_split(
-    c: &DrConvConfig,
-    s: &ForwardShape,
-    check: impl Fn(&DrConvConfig, &ForwardShape) -> Result<()>,
-) -> Result<Split> {
-    let with = |batch: usize| ForwardShape { batch, ..*s };
-    let one = with(1);
-    if s.batch == 0 || check(c, &one).is_ok() {
-        let batch = largest(s.batch, |b| check(c, &with(b)).is_ok());
-        return Ok(Split {
-            batch,
-            channels: c.out_channels,
-            rows: s.out_height,
-        });
-    }
-    let sub = |o: usize| with_out_channels(c, o);
-    let rows = s.out_height;
-    if check(&sub(1), &one).is_ok() {
-        let channels = largest(c.out_channels - 1, |o| check(&sub(o), &one).is_ok());
-        let batch = largest(s.batch, |b| check(&sub(channels), &with(b)).is_ok());
-        return Ok(Split {
-            batch,
-            channels,
-            rows,
-        });
-    }
-    // Bands of output rows (one sample each): the most channels with one row, then the most rows.
-    let band = |ny: usize| band_shape(c, s, ny);
-    let fits = check(&sub(1), &band(1));
-    let fits = if rows > 1 { fits } else { check(&sub(1), &one) };
-    fits.map_err(|e| match e {
-        DrConvError::TooLarge { what, size, limit } => DrConvError::TooLarge {
-            what: format!(
-                "{what}, even with one sample, one output channel and one output row per \
-                 sub-plan (plans split work over the batch, the output channels and the output \
-                 rows, not over input channels)"
-            ),
-            size,
-            limit,
-        },
-        other => other,
-    })?;
-    // Of the channel counts that fit with one row, the one with the fewest chunks (channel
-    // chunks times bands, each band as tall as fits), the most channels on ties.
-    let most = largest(c.out_channels, |o| check(&sub(o), &band(1)).is_ok());
-    let split = |channels: usize| Split {
-        batch: 1,
-        channels,
-        rows: largest(rows - 1, |ny| check(&sub(channels), &band(ny)).is_ok()),
-    };
-    let count = |t: &Split| c.out_channels.div_ceil(t.channels) * s.out_height.div_ceil(t.rows);
-    let best = (1..=most).rev().map(split).min_by_key(count);
-    Ok(best.expect("one channel fits"))
-}
-
-/// The largest n in `1..=max` with `ok(n)`, given `ok(1)` and `ok` monotone (`max` when 0).
-pub fn largest(max: usize, ok: impl Fn(usize) -> bool) -> usize {
-    if max <= 1 || ok(max) {
-        return max;
-    }
-    let (mut lo, mut hi) = (1, max - 1);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if ok(mid) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    lo
 }
 
 /// Element windows `(start, len)` covering a tensor of `numel` f32 that elementwise shaders bind
@@ -487,15 +301,6 @@ pub fn windows(
         .step_by(step)
         .map(|start| (start, step.min(numel - start)))
         .collect())
-}
-
-/// The binding of window `(start, len)` (elements) of `t`, from [`windows`].
-pub fn window_binding(t: &GpuTensor, (start, len): (usize, usize)) -> wgpu::BufferBinding<'_> {
-    wgpu::BufferBinding {
-        buffer: &t.buffer,
-        offset: start as u64 * 4,
-        size: std::num::NonZeroU64::new(len as u64 * 4),
-    }
 }
 
 fn lcm(a: usize, b: usize) -> usize {

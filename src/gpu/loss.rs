@@ -37,7 +37,7 @@ impl MsePlan {
         }
         crate::gpu::limits::check_storage_bindings(&ctx.limits)?;
         for (what, t) in [("output", y), ("target", target), ("gradient", grad)] {
-            crate::gpu::limits::check_holds(what, t)?;
+            t.check_holds(what)?;
         }
         let n = y.numel();
         // u32 element counts in the shader.
@@ -51,22 +51,16 @@ impl MsePlan {
         let chunks = n.div_ceil(LOSS_CHUNK);
         let loss = ctx.empty("loss", &[1])?;
         let partial = ctx.empty("loss_partial", &[chunks])?;
-        let dims = Dims {
-            aux0: n as u32,
-            aux1: LOSS_CHUNK as u32,
-            ..Default::default()
-        };
+        let dims = Dims::default().loss(n, LOSS_CHUNK);
         // Outputs larger than one storage binding (a plan split over the batch or channels keeps
         // them whole) are bound in windows of whole chunks.
         let windows = crate::gpu::limits::windows(&ctx.limits, "MSE loss output", n, LOSS_CHUNK)?;
         let mut program = Program::default();
         for (start, len) in windows {
-            let range = |t| crate::gpu::limits::window_binding(t, (start, len));
-            let win = Dims {
-                cin: len as u32,
-                cout: (start / LOSS_CHUNK) as u32,
-                ..dims
-            };
+            // This window's elements and first chunk.
+            let mut win = dims;
+            win.cin = len as u32;
+            win.cout = (start / LOSS_CHUNK) as u32;
             let whole = wgpu::BufferBinding {
                 buffer: &partial.buffer,
                 offset: 0,
@@ -77,7 +71,11 @@ impl MsePlan {
                 &shaders::MSE,
                 "grad",
                 win,
-                &[(1, range(y)), (2, range(target)), (3, range(grad))],
+                &[
+                    ("y", y.window((start, len))),
+                    ("tgt", target.window((start, len))),
+                    ("gy", grad.window((start, len))),
+                ],
                 len as u64,
             )?);
             program.steps.extend(ctx.steps_ranged(
@@ -85,7 +83,11 @@ impl MsePlan {
                 &shaders::MSE,
                 "loss_partial",
                 win,
-                &[(1, range(y)), (2, range(target)), (4, whole)],
+                &[
+                    ("y", y.window((start, len))),
+                    ("tgt", target.window((start, len))),
+                    ("partial", whole),
+                ],
                 len.div_ceil(LOSS_CHUNK) as u64,
             )?);
         }
@@ -94,7 +96,7 @@ impl MsePlan {
             &shaders::MSE,
             "loss_reduce",
             dims,
-            &[(4, &partial.buffer), (5, &loss.buffer)],
+            &[("partial", &partial.buffer), ("loss", &loss.buffer)],
             1,
         )?);
         Ok(MsePlan {

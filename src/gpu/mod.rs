@@ -9,14 +9,17 @@ pub mod loss;
 pub mod optim;
 pub mod params;
 pub mod pipelines;
+pub mod plan;
 pub mod program;
 pub mod shaders;
 pub mod split;
+pub mod stages;
 pub mod tiles;
 pub mod variants;
 
+pub use crate::config::Mode;
 pub use backward::{BackwardPlan, GpuGradients};
 pub use buffers::GpuTensor;
 pub use context::{ContextOptions, GpuContext};
-pub use forward::{ForwardPlan, Mode};
+pub use forward::ForwardPlan;
 pub use variants::{Backward, Correlation, KernelGen, VariantOverrides, Variants};

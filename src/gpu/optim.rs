@@ -62,32 +62,35 @@ impl GpuOptimizer {
                     p.shape
                 )));
             }
-            limits::check_holds(id.name(), p)?;
-            limits::check_holds(id.name(), g)?;
-            // The entry point and its state buffers (bindings 4 and 5).
+            p.check_holds(id.name())?;
+            g.check_holds(id.name())?;
+            // The entry point and its state buffers (by their names in the shader).
             let (label, shader, entry, state) = match config {
                 OptimizerConfig::Sgd { momentum, .. } if momentum != 0.0 => {
                     m.push(zeros("sgd momentum", p)?);
-                    let state = vec![m[m.len() - 1].clone()];
+                    let state = vec![("buf", m[m.len() - 1].clone())];
                     ("sgd", &shaders::SGD, "momentum", state)
                 }
                 OptimizerConfig::Sgd { .. } => ("sgd", &shaders::SGD, "plain", Vec::new()),
                 OptimizerConfig::Adam { .. } => {
                     m.push(zeros("adam m", p)?);
                     v.push(zeros("adam v", p)?);
-                    let state = vec![m[m.len() - 1].clone(), v[v.len() - 1].clone()];
+                    let state = vec![("m", m[m.len() - 1].clone()), ("v", v[v.len() - 1].clone())];
                     ("adam", &shaders::ADAM, "main", state)
                 }
             };
             for window in limits::windows(&ctx.limits, id.name(), p.numel(), 1)? {
-                let range = |t| limits::window_binding(t, window);
                 let hyper = wgpu::BufferBinding {
                     buffer: &hyper,
                     offset: 0,
                     size: None,
                 };
-                let mut bindings = vec![(1, hyper), (2, range(p)), (3, range(g))];
-                bindings.extend((4..).zip(state.iter().map(range)));
+                let mut bindings = vec![
+                    ("hyper", hyper),
+                    ("param", p.window(window)),
+                    ("grad", g.window(window)),
+                ];
+                bindings.extend(state.iter().map(|(name, t)| (*name, t.window(window))));
                 program.steps.extend(ctx.steps_ranged(
                     label,
                     shader,

@@ -37,7 +37,7 @@ impl GpuParams {
     pub async fn read(
         &self,
         ctx: &GpuContext,
-        config: crate::DrConvConfig,
+        config: crate::config::DrConvConfig,
     ) -> Result<DrConvParams> {
         let mut values: [Vec<f32>; 6] = Default::default();
         for id in ParamId::ALL {

@@ -5,10 +5,7 @@ use crate::config::{DrConvConfig, ForwardShape};
 use crate::error::{DrConvError, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::limits::{MAX_GRID_DIM, MAX_ITEMS};
-use crate::gpu::shaders::Shader;
-
-/// Workgroup size of every 1-D shader (`WG` in `shaders/common.wgsl`).
-pub const WG: u32 = 64;
+use crate::gpu::shaders::{Shader, WG};
 
 /// The uniform every shader reads (`struct Dims` in `shaders/common.wgsl`).
 #[repr(C)]
@@ -28,8 +25,71 @@ pub struct Dims {
     pub dil: u32,
     pub count: u32,
     pub base: u32,
-    pub aux0: u32,
-    pub aux1: u32,
+    /// Two words each shader reads under its own meaning; set only through the named setters
+    /// below, each of which says which shader reads them as what.
+    aux0: u32,
+    aux1: u32,
+}
+
+/// The shader-specific words of `Dims`, one setter per meaning.
+impl Dims {
+    /// `correlation.wgsl`, `region_select.wgsl` `tiles`: row groups per correlation tile
+    /// ([`crate::gpu::tiles::CorrTiling`]).
+    pub fn row_groups(mut self, groups: u64) -> Self {
+        self.aux0 = groups as u32;
+        self
+    }
+
+    /// `region_select.wgsl` `tiles`: the indirect grid's per-dimension limit.
+    pub fn grid_limit(mut self, max: u32) -> Self {
+        self.aux1 = max;
+        self
+    }
+
+    /// `kernel_gen_k3.wgsl`: blocks of 8 channels per invocation, and the layouts written
+    /// (bit 0: as laid out, bit 1: the correlation's channel-last rows).
+    pub fn kernel_gen(mut self, blocks: u32, layouts: u32) -> Self {
+        self.aux0 = blocks;
+        self.aux1 = layouts;
+        self
+    }
+
+    /// `transpose.wgsl`: `n x channels x positions` into `n x positions x channels`.
+    pub fn transpose(mut self, channels: usize, positions: usize) -> Self {
+        self.aux0 = channels as u32;
+        self.aux1 = positions as u32;
+        self
+    }
+
+    /// `guide_conv_bwd.wgsl`: output positions per weight partial sum, and their number.
+    pub fn guide_chunks(mut self, chunk: usize, chunks: usize) -> Self {
+        self.aux0 = chunk as u32;
+        self.aux1 = chunks as u32;
+        self
+    }
+
+    /// `adaptive_pool.wgsl` `pool_rows`, `adaptive_pool_bwd.wgsl` `rows`: the first input row
+    /// of the chunk and its row count.
+    pub fn pool_rows(mut self, y0: usize, rows: usize) -> Self {
+        self.aux0 = y0 as u32;
+        self.aux1 = rows as u32;
+        self
+    }
+
+    /// `mse.wgsl`: elements, and elements per partial sum.
+    pub fn loss(mut self, n: usize, chunk: usize) -> Self {
+        self.aux0 = n as u32;
+        self.aux1 = chunk as u32;
+        self
+    }
+
+    /// `matmul.wgsl`: an `n x n x n` product.
+    pub fn matmul(mut self, n: usize) -> Self {
+        self.cin = n as u32;
+        self.aux0 = n as u32;
+        self.aux1 = n as u32;
+        self
+    }
 }
 
 impl Dims {
@@ -275,7 +335,7 @@ impl GpuContext {
     }
 
     /// Builds the steps that run `entry` of `shader` over `items` invocations with `dims` and the
-    /// storage `buffers` at the given binding numbers (as the WGSL declares them). Jobs larger than one dispatch can address are split
+    /// storage `buffers` bound by the names the WGSL declares them with ([`Shader::binding`]). Jobs larger than one dispatch can address are split
     /// into several dispatches over consecutive item ranges (`Dims::base`).
     pub fn steps(
         &self,
@@ -283,7 +343,7 @@ impl GpuContext {
         shader: &Shader,
         entry: &'static str,
         dims: Dims,
-        buffers: &[(u32, &wgpu::Buffer)],
+        buffers: &[(&str, &wgpu::Buffer)],
         items: u64,
     ) -> Result<Vec<Step>> {
         let whole: Vec<_> = buffers
@@ -309,9 +369,11 @@ impl GpuContext {
         shader: &Shader,
         entry: &'static str,
         dims: Dims,
-        buffers: &[(u32, wgpu::BufferBinding<'_>)],
+        buffers: &[(&str, wgpu::BufferBinding<'_>)],
         items: u64,
     ) -> Result<Vec<Step>> {
+        let buffers = resolve(shader, entry, buffers)?;
+        let buffers = &buffers[..];
         // Every binding but the uniform is a storage buffer: refused here, not by validation.
         let storage_limit = self.limits.max_storage_buffers_per_shader_stage;
         if buffers.len() as u64 > storage_limit as u64 {
@@ -388,6 +450,25 @@ impl GpuContext {
         }
         Ok(steps)
     }
+}
+
+/// The binding numbers of `buffers`' names in `shader`; an unknown name is a bug of the plan
+/// builder, reported as an error rather than a validation failure at dispatch.
+fn resolve<'a>(
+    shader: &Shader,
+    entry: &str,
+    buffers: &[(&str, wgpu::BufferBinding<'a>)],
+) -> Result<Vec<(u32, wgpu::BufferBinding<'a>)>> {
+    buffers
+        .iter()
+        .map(|(name, b)| match shader.binding(name) {
+            Some(n) => Ok((n, b.clone())),
+            None => Err(DrConvError::Gpu {
+                op: format!("binding {}::{entry}", shader.name),
+                message: format!("the shader declares no buffer named {name:?}"),
+            }),
+        })
+        .collect()
 }
 
 /// Refuses a buffer range bound twice in one bind group where either binding is writable:

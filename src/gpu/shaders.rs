@@ -15,6 +15,13 @@ pub struct Shader {
     swap: Option<(&'static str, &'static str)>,
 }
 
+/// Workgroup size of every 1-D shader (`WG` in `shaders/common.wgsl`).
+pub const WG: u32 = 64;
+
+/// Workgroup memory of the correlation (the staged weights, `wsh` in
+/// `shaders/correlation.wgsl`), checked against the device.
+pub const CORR_WORKGROUP_BYTES: u32 = 8192;
+
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 macro_rules! shader {
@@ -156,6 +163,25 @@ impl Shader {
         }
     }
 
+    /// The binding number of the module's buffer `name` (as its WGSL declares it, e.g. `x` for
+    /// `@group(0) @binding(1) var<storage, read> x: array<f32>;`): plan builders bind buffers by
+    /// these names, so a binding number lives only in its shader.
+    pub fn binding(&self, name: &str) -> Option<u32> {
+        self.bindings().find(|(_, n)| *n == name).map(|(b, _)| b)
+    }
+
+    /// Every `(binding, name)` the module declares (the common uniform `d` at 0 included).
+    pub fn bindings(&self) -> impl Iterator<Item = (u32, &'static str)> {
+        COMMON.lines().chain(self.body.lines()).filter_map(|line| {
+            let rest = line.trim().strip_prefix("@group(0) @binding(")?;
+            let (number, decl) = rest.split_once(')')?;
+            let decl = decl.trim().strip_prefix("var")?;
+            let decl = decl.split_once('>').map_or(decl, |(_, name)| name);
+            let name = decl.split_once(':')?.0.trim();
+            Some((number.parse().ok()?, name))
+        })
+    }
+
     /// Whether the module declares `binding` as a writable storage buffer (WebGPU forbids
     /// binding one buffer range there and at any other binding of the same bind group).
     pub fn writable(&self, binding: u32) -> bool {
@@ -176,6 +202,23 @@ mod tests {
                 assert!(s.source().contains(to) && !s.source().contains(from));
             }
         }
+    }
+
+    #[test]
+    fn every_binding_has_one_name_and_every_name_one_binding() {
+        for s in ALL {
+            let all: Vec<_> = s.bindings().collect();
+            assert!(all.len() >= 2, "{}: {all:?}", s.name);
+            for (i, (b, n)) in all.iter().enumerate() {
+                for (b2, n2) in &all[i + 1..] {
+                    assert!(b != b2 && n != n2, "{}: {b} {n} vs {b2} {n2}", s.name);
+                }
+            }
+            assert_eq!(s.binding("d"), Some(0), "{}", s.name);
+        }
+        assert_eq!(CORRELATION_UBO.binding("kern4"), Some(6));
+        assert_eq!(ADAPTIVE_POOL.binding("pooled"), Some(2));
+        assert_eq!(ADAPTIVE_POOL.binding("nope"), None);
     }
 
     #[test]

@@ -9,8 +9,8 @@
 use crate::error::{DrConvError, Result};
 use crate::gpu::buffers::{GpuTensor, UNIFORM_WINDOW};
 use crate::gpu::context::GpuContext;
-use crate::gpu::program::{Dims, Step, WG};
-use crate::gpu::shaders::{self, Shader};
+use crate::gpu::program::{Dims, Step};
+use crate::gpu::shaders::{self, Shader, WG};
 use crate::gpu::variants::{Correlation, Variants};
 
 impl GpuContext {
@@ -21,7 +21,7 @@ impl GpuContext {
         shader: &Shader,
         entry: &'static str,
         dims: Dims,
-        buffers: &[(u32, &wgpu::Buffer)],
+        buffers: &[(&str, &wgpu::Buffer)],
         groups: u64,
     ) -> Result<Vec<Step>> {
         let items = groups
@@ -48,17 +48,13 @@ impl GpuContext {
         dst: &GpuTensor,
         (ch, sp): (usize, usize),
     ) -> Result<Vec<Step>> {
-        let tdims = Dims {
-            aux0: ch as u32,
-            aux1: sp as u32,
-            ..dims
-        };
+        let tdims = dims.transpose(ch, sp);
         // 4 x 4 blocks, vec4 loads and stores, where the positions come in fours.
         let (entry, src_binding, per_item) = match sp % 4 {
-            0 => ("transpose4", 15, 16),
-            _ => ("transpose", 11, 4),
+            0 => ("transpose4", "src4", 16),
+            _ => ("transpose", "tsrc", 4),
         };
-        let buffers = [(src_binding, &src.buffer), (12, &dst.buffer)];
+        let buffers = [(src_binding, &src.buffer), ("tdst", &dst.buffer)];
         let items = (src.numel() / per_item) as u64;
         self.steps(
             label,
@@ -70,10 +66,6 @@ impl GpuContext {
         )
     }
 }
-
-/// Workgroup memory of the correlation (the staged weights, `wsh` in
-/// `shaders/correlation.wgsl`), checked against the device.
-pub const CORR_WORKGROUP_BYTES: u32 = 8192;
 
 /// Whether the `_cl4` correlation reads its kernel rows (`kernel_bytes` in all) through the
 /// 64 KiB uniform window of `shaders::CORRELATION_UBO`: where the variants run the channel-last

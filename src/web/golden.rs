@@ -7,13 +7,15 @@ use std::collections::HashMap;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use crate::config::Mode;
 use crate::error::DrConvError;
 use crate::golden::GoldenCase;
-use crate::gpu::{GpuContext, Mode};
+use crate::gpu::GpuContext;
 use crate::layer::DrConv2d;
 use crate::tensor::compare;
 use crate::verify::{compare_case, CaseReport, FORWARD_TOL};
-use crate::web::{js_err, now_ms, to_json, WebGpu};
+use crate::web::gpu::WebGpu;
+use crate::web::js::{js_err, now_ms, to_json};
 
 /// One case's verdict on this device.
 #[derive(Debug, Clone, Serialize)]

@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 use crate::error::DrConvError;
 use crate::gpu::context::{instance, AdapterSummary};
 use crate::gpu::GpuContext;
-use crate::web::{js_err, to_json};
+use crate::web::js::{js_err, to_json};
 
 /// One WebGPU device for the page; layers, golden runs and trainers share it.
 #[wasm_bindgen]

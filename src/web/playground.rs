@@ -9,16 +9,18 @@ use image::{Rgb, RgbImage};
 use wasm_bindgen::prelude::*;
 
 use crate::config::DrConvConfig;
+use crate::config::Mode;
 use crate::cpu::mse_loss;
 use crate::demo::{image_io, target};
 use crate::error::{DrConvError, Result};
-use crate::gpu::{GpuContext, GpuTensor, Mode};
+use crate::gpu::{GpuContext, GpuTensor};
 use crate::layer::DrConv2d;
 use crate::optim::OptimizerConfig;
 use crate::params::DrConvParams;
 use crate::tensor::Tensor;
 use crate::train::Trainer;
-use crate::web::{js_err, now_ms, to_json, work_done, WebGpu};
+use crate::web::gpu::WebGpu;
+use crate::web::js::{js_err, now_ms, to_json, work_done};
 use crate::weights;
 
 /// A layer's output and region map on the playground's image, ready for `putImageData`.

@@ -1,18 +1,19 @@
 //! The split backward: per chunk, the training forward recomputed, the chunk's `grad_output`
 //! copied in, its backward run and its gradients summed into the layer's.
 
+use super::band::band;
 use super::channels::{kernel3_of, kernel3_rows, shared_grads, SubParams};
+use super::chunks::{chunks, last_size, Chunk, PerSize, Size};
 use super::copies::{samples, slices, whole, Dir};
 use super::forward::{chunk_forward, pool_stage, sub_forward};
-use super::rows::{add_input_grad, band, out_rows};
-use super::{chunks, last_size, Chunk, PerSize, Size};
-use crate::config::DrConvConfig;
+use super::plan::{with_out_channels, Split};
+use super::rows::{add_input_grad, out_rows};
+use crate::config::{DrConvConfig, Mode};
 use crate::error::Result;
 use crate::gpu::backward::{param_grad_buffers, BackwardPlan, POOL_GRAD_STEP};
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
-use crate::gpu::forward::{ForwardPlan, Mode};
-use crate::gpu::limits::{self, with_out_channels};
+use crate::gpu::forward::ForwardPlan;
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Dims, Program, Step};
 use crate::gpu::shaders;
@@ -24,18 +25,6 @@ use crate::params::ParamId;
 /// windows.
 pub fn layer_param_grad_buffers(ctx: &GpuContext, config: &DrConvConfig) -> Result<[GpuTensor; 6]> {
     crate::gpu::backward::grad_buffers_with(config, |name, shape| ctx.empty_stored(name, shape))
-}
-
-/// The parts of a backward split over chunks (assembled into a `BackwardPlan` by
-/// `BackwardPlan::build`).
-pub struct SplitBackward {
-    /// Full batch, B x O x H' x W'.
-    pub grad_output: GpuTensor,
-    /// Full batch, B x I x H x W.
-    pub grad_x: GpuTensor,
-    pub program: Program,
-    /// The last chunk's backward plan: its intermediate gradients stand for the plan's.
-    pub last: BackwardPlan,
 }
 
 /// One chunk size's sub-plans: the training forward it recomputes, its backward, its own
@@ -138,13 +127,13 @@ fn accumulate(
         &shaders::ACCUMULATE,
         "add",
         Dims::default(),
-        &[(1, &src.buffer), (2, &dst.buffer)],
+        &[("src", &src.buffer), ("dst", &dst.buffer)],
         src.numel() as u64,
     )
 }
 
-/// The backward of the training forward `fwd` as sub-plans over batch and output-channel
-/// chunks, or `None` when the unsplit backward fits the device. Parameter gradients go to
+/// The backward of the training forward `fwd` as sub-plans of `split`'s chunks
+/// (`plan::backward_split`). Parameter gradients go to
 /// `param_grads`: the first chunk's are copied there, the later ones added in chunk order
 /// (conv_kernel.3's per channel chunk, to its rows).
 pub fn backward(
@@ -153,12 +142,9 @@ pub fn backward(
     params: &GpuParams,
     fwd: &ForwardPlan,
     param_grads: &[GpuTensor; 6],
-) -> Result<Option<SplitBackward>> {
+    split: Split,
+) -> Result<BackwardPlan> {
     let (c, s) = (config, fwd.shape);
-    let split = limits::backward_split(&ctx.limits, c, &s)?;
-    if !split.splits(c, &s) {
-        return Ok(None);
-    }
     let rows_split = split.splits_rows(&s);
     let (batch_split, channel_split) = (split.batch < s.batch, split.channels < c.out_channels);
     let grad_output = ctx.empty_stored("grad_output", &s.output(c))?;
@@ -355,10 +341,13 @@ pub fn backward(
             steps.extend(grad_rows_out(k3.sums.each_ref(), (*o0, k3.no)));
         }
     }
-    Ok(Some(SplitBackward {
-        grad_output,
-        grad_x,
-        program: Program { steps },
-        last: subs.take(last_size(&all)).bwd,
-    }))
+    let last = subs.take(last_size(&all)).bwd;
+    Ok(BackwardPlan::from_chunks(
+        c,
+        fwd,
+        param_grads,
+        last,
+        (grad_output, grad_x),
+        Program { steps },
+    ))
 }

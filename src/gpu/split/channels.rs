@@ -2,13 +2,13 @@
 //! rows for its outputs (copied in by the program, parameters change between calls) and shares
 //! every other parameter buffer with the layer.
 
+use super::chunks::{Chunk, PerSize};
 use super::copies::{copy, Dir};
-use super::{Chunk, PerSize};
+use super::plan::with_out_channels;
 use crate::config::DrConvConfig;
 use crate::error::Result;
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
-use crate::gpu::limits::with_out_channels;
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::Step;
 use crate::params::ParamId;

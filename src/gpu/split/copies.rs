@@ -1,6 +1,6 @@
 //! Buffer copies between a split plan's full tensors and its chunks' tensors.
 
-use super::Chunk;
+use super::chunks::Chunk;
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::program::Step;
 

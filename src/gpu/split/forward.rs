@@ -1,34 +1,31 @@
 //! The split forward, and the per-chunk forward the split backward recomputes.
 
+use super::band::band;
 use super::channels::SubParams;
+use super::chunks::{chunks, last_size, Chunk, PerSize, Size};
 use super::copies::{samples, slices, Dir};
+use super::plan::{with_out_channels, Split};
 use super::pool::PoolStage;
-use super::rows::{band, input_in, out_rows};
-use super::{chunks, last_size, Chunk, PerSize, Size};
-use crate::config::{DrConvConfig, ForwardShape};
+use super::rows::{input_in, out_rows};
+use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::error::Result;
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
-use crate::gpu::forward::{ForwardPlan, Mode, POOL_STEP};
-use crate::gpu::limits::{self, with_out_channels};
+use crate::gpu::forward::{ForwardPlan, POOL_STEP};
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Program, Step};
 
-/// The forward of `input` as sub-plans over batch and output-channel chunks, or `None` when the
-/// unsplit plan fits the device. Refuses (before allocating) what no split can fit.
+/// The forward of `input` as sub-plans of `split`'s chunks (`plan::forward_split`, which
+/// checked every sub-plan's tensors and the full ones this plan keeps against the device).
 pub fn forward(
     ctx: &GpuContext,
     config: &DrConvConfig,
     params: &GpuParams,
     input: &GpuTensor,
     mode: Mode,
-) -> Result<Option<ForwardPlan>> {
+    split: Split,
+) -> Result<ForwardPlan> {
     let (c, s) = (config, config.forward_shape(&input.shape)?);
-    let split = limits::forward_split(&ctx.limits, c, &s, mode)?;
-    if !split.splits(c, &s) {
-        return Ok(None);
-    }
-    limits::check_holds("input", input)?;
     let output = ctx.empty_stored("output", &s.output(c))?;
     let region = ctx.empty_stored("region_index", &s.region())?;
     let guide = ctx.empty_stored("guide", &s.guide(c))?;
@@ -104,7 +101,7 @@ pub fn forward(
             steps.push(samples("guide chunk out", &guide, &sub.guide, ch, Dir::Out));
         }
     }
-    Ok(Some(ForwardPlan {
+    Ok(ForwardPlan {
         shape: s,
         mode,
         input: input.clone(),
@@ -113,7 +110,7 @@ pub fn forward(
         output,
         program: Program { steps },
         ..subs.take(last_size(&all))
-    }))
+    })
 }
 
 /// The pool stage of a row split (`rows`), else `None`.

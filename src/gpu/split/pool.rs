@@ -58,7 +58,7 @@ impl PoolStage {
             Dims::new(&cc, &one)
         };
         let (walk, xc, pc) = if fits(&[1, 1, h, w]).is_ok() {
-            let nc = limits::largest(c.in_channels, |n| fits(&[1, n, h, w]).is_ok());
+            let nc = super::plan::largest(c.in_channels, |n| fits(&[1, n, h, w]).is_ok());
             let xc = ctx.empty("input channels to pool", &[1, nc, h, w])?;
             let pc = ctx.empty("pooled channels", &[1, nc, k, k])?;
             let mut chunks = Vec::new();
@@ -70,17 +70,13 @@ impl PoolStage {
             }
             (Walk::Planes(chunks), xc, pc)
         } else {
-            let nr = limits::largest(h, |n| fits(&[1, 1, n, w]).is_ok());
+            let nr = super::plan::largest(h, |n| fits(&[1, 1, n, w]).is_ok());
             let xc = ctx.empty("input rows to pool", &[1, 1, nr, w])?;
             let pc = ctx.empty("pooled channel", &[1, 1, k, k])?;
             let mut chunks = Vec::new();
             for y0 in (0..h).step_by(nr) {
                 let ny = nr.min(h - y0);
-                let dims = Dims {
-                    aux0: y0 as u32,
-                    aux1: ny as u32,
-                    ..dims_for(1)
-                };
+                let dims = dims_for(1).pool_rows(y0, ny);
                 let entries = ("pool_rows", "rows");
                 let (fwd, bwd) = pool_steps(ctx, dims, ny, &xc, &pc, entries)?;
                 chunks.push((y0, ny, fwd, bwd));
@@ -90,7 +86,7 @@ impl PoolStage {
                 &shaders::ADAPTIVE_POOL,
                 "pool_finish",
                 dims_for(1),
-                &[(2, &pc.buffer)],
+                &[("pooled", &pc.buffer)],
                 (k * k) as u64,
             )?;
             (Walk::Rows { chunks, finish }, xc, pc)
@@ -195,7 +191,7 @@ fn pool_steps(
     (fwd_entry, bwd_entry): (&'static str, &'static str),
 ) -> Result<(Vec<Step>, Vec<Step>)> {
     let (k, w, n, rows) = (dims.k as u64, dims.w as u64, dims.cin as u64, rows as u64);
-    let buffers = [(1, &xc.buffer), (2, &pc.buffer)];
+    let buffers = [("x", &xc.buffer), ("pooled", &pc.buffer)];
     let fwd = ctx.steps(
         "adaptive_pool",
         &shaders::ADAPTIVE_POOL,
@@ -209,7 +205,7 @@ fn pool_steps(
         &shaders::ADAPTIVE_POOL_BWD,
         bwd_entry,
         dims,
-        &[(1, &pc.buffer), (2, &xc.buffer)],
+        &[("dpooled", &pc.buffer), ("dx", &xc.buffer)],
         n * rows * w,
     )?;
     Ok((fwd, bwd))

@@ -1,0 +1,51 @@
+//! Planning above building: every forward and backward plan starts here. The shape is checked
+//! against the device's limits once, the split decision (`split::forward_split`,
+//! `split::backward_split`) is made once, and then either the unsplit builder
+//! (`ForwardPlan::build`, `BackwardPlan::build`) or the split one (`split::forward`,
+//! `split::backward`, which run unsplit builders per chunk size) allocates and binds. No builder
+//! calls back up here.
+
+use crate::config::{DrConvConfig, Mode};
+use crate::error::Result;
+use crate::gpu::backward::{training_corr, BackwardPlan};
+use crate::gpu::buffers::GpuTensor;
+use crate::gpu::context::GpuContext;
+use crate::gpu::forward::ForwardPlan;
+use crate::gpu::params::GpuParams;
+use crate::gpu::split;
+
+/// The forward plan of `input` (its buffer bound, its shape's buffers allocated) in `mode`.
+/// Refuses, before allocating, a shape no split fits, naming the tensor and the limit.
+pub fn forward(
+    ctx: &GpuContext,
+    config: &DrConvConfig,
+    params: &GpuParams,
+    input: &GpuTensor,
+    mode: Mode,
+) -> Result<ForwardPlan> {
+    let shape = config.forward_shape(&input.shape)?;
+    let split = split::forward_split(&ctx.limits, config, &shape, mode)?;
+    // After the limits: a shape too large for the device is `TooLarge`, whatever buffer holds it.
+    input.check_holds("input")?;
+    match split.splits(config, &shape) {
+        true => split::forward(ctx, config, params, input, mode, split),
+        false => ForwardPlan::build(ctx, config, params, input, mode),
+    }
+}
+
+/// The backward plan of the training forward `fwd`, writing the parameter gradients into
+/// `param_grads`.
+pub fn backward(
+    ctx: &GpuContext,
+    config: &DrConvConfig,
+    params: &GpuParams,
+    fwd: &ForwardPlan,
+    param_grads: &[GpuTensor; 6],
+) -> Result<BackwardPlan> {
+    training_corr(fwd)?;
+    let split = split::backward_split(&ctx.limits, config, &fwd.shape)?;
+    match split.splits(config, &fwd.shape) {
+        true => split::backward(ctx, config, params, fwd, param_grads, split),
+        false => BackwardPlan::build(ctx, config, params, fwd, param_grads),
+    }
+}

@@ -1,0 +1,366 @@
+//! The forward's stages, one function each: pool, kernel logits, kernel generation, the
+//! channel-last copies, guide conv + argmax, and then either every region's correlation and the
+//! gather (training) or the region lists, the tiles and the selected region's correlation
+//! (inference). Each binds the plan's buffers by their names in the shader and returns its steps.
+
+use super::Stages;
+use crate::error::Result;
+use crate::gpu::buffers::GpuTensor;
+use crate::gpu::program::Step;
+use crate::gpu::shaders::{self, Shader};
+use crate::gpu::tiles::{corr_entries, CorrTiling};
+use crate::gpu::variants::{KernelGen, Variants};
+use crate::params::ParamId;
+
+/// The label of the pool's steps (a row split leaves them out of its bands' sub-plans).
+pub const POOL_STEP: &str = "adaptive_pool";
+
+/// Where the kernel generator writes (see [`Stages::kernel_gen`]).
+pub struct KernelTargets<'a> {
+    /// The kernel as its shape says (or, when `channel_last_only`, its channel-last rows).
+    pub kernel: &'a GpuTensor,
+    /// The correlation's channel-last copy of the kernel, where it has one.
+    pub kernel_t: Option<&'a GpuTensor>,
+    /// Inference with the unrolled k = 3 generator on channel-last adapters: only the channel-last
+    /// rows are needed, written into `kernel` itself.
+    pub channel_last_only: bool,
+}
+
+/// What the correlation reads x and the kernel from: every entry declares every source (the
+/// variant is a constant argument of shared code), the unused ones get any buffer.
+pub struct CorrSources<'a> {
+    pub x: &'a GpuTensor,
+    pub kernel: &'a GpuTensor,
+    /// The kernel as vec4s: as laid out for `_direct4`, its channel-last copy for `_cl4`.
+    pub kernel4: &'a GpuTensor,
+    /// x channel-last, for `_cl4`.
+    pub x_t4: &'a GpuTensor,
+    /// `CORRELATION`, or `CORRELATION_UBO` when the kernel rows go through the uniform window.
+    pub shader: &'static Shader,
+}
+
+impl CorrSources<'_> {
+    fn bindings(&self) -> [(&'static str, &wgpu::Buffer); 4] {
+        [
+            ("x", &self.x.buffer),
+            ("kern", &self.kernel.buffer),
+            ("kern4", &self.kernel4.buffer),
+            ("xt4", &self.x_t4.buffer),
+        ]
+    }
+}
+
+/// The per-region pixel lists of the fused path and the correlation's tiles over them.
+pub struct ListBuffers<'a> {
+    pub order: &'a GpuTensor,
+    pub starts: &'a GpuTensor,
+    pub tiles: &'a GpuTensor,
+    pub tile_args: &'a wgpu::Buffer,
+}
+
+impl Stages<'_> {
+    /// Adaptive average pooling of x to `k x k`.
+    pub fn pool(&self, input: &GpuTensor, pooled: &GpuTensor) -> Result<Vec<Step>> {
+        self.ctx.steps(
+            POOL_STEP,
+            &shaders::ADAPTIVE_POOL,
+            "main",
+            self.dims,
+            &[("x", &input.buffer), ("pooled", &pooled.buffer)],
+            pooled.numel() as u64,
+        )
+    }
+
+    /// conv_kernel.1 (1x1 conv of the pooled map) and its sigmoid.
+    pub fn logits(
+        &self,
+        pooled: &GpuTensor,
+        logits: &GpuTensor,
+        sigmoid: &GpuTensor,
+    ) -> Result<Vec<Step>> {
+        self.ctx.steps(
+            "kernel_logits",
+            &shaders::KERNEL_LOGITS,
+            "main",
+            self.dims,
+            &[
+                ("pooled", &pooled.buffer),
+                ("w1", self.param(ParamId::KernelW1)),
+                ("b1", self.param(ParamId::KernelB1)),
+                ("logits", &logits.buffer),
+                ("sig", &sigmoid.buffer),
+            ],
+            logits.numel() as u64,
+        )
+    }
+
+    /// conv_kernel.3 (grouped 1x1) of the sigmoid map: the generated kernels. The k = 3 generator
+    /// declares both layouts' bindings; the one it does not write gets a small buffer of its own
+    /// (WebGPU forbids one buffer at two writable bindings).
+    pub fn kernel_gen(&self, sigmoid: &GpuTensor, out: KernelTargets<'_>) -> Result<Vec<Step>> {
+        let (shader, entry, items, blocks) = kernel_gen_entry(self.v, self.c, self.s.batch as u64);
+        if self.v.kernel_gen != KernelGen::UnrolledK3 {
+            let buffers = [
+                ("sig", &sigmoid.buffer),
+                ("w3", self.param(ParamId::KernelW3)),
+                ("b3", self.param(ParamId::KernelB3)),
+                ("kern", &out.kernel.buffer),
+            ];
+            let dims = self.dims.kernel_gen(blocks, 1);
+            return self
+                .ctx
+                .steps("kernel_gen", shader, entry, dims, &buffers, items);
+        }
+        // Bit 0: the kernel as laid out, bit 1: its channel-last rows.
+        let layouts = match (out.kernel_t, out.channel_last_only) {
+            (None, _) => 1,
+            (Some(_), false) => 3,
+            (Some(_), true) => 2,
+        };
+        let unused = match layouts {
+            3 => None,
+            _ => Some(self.ctx.empty("kernel_gen unwritten layout", &[4])?),
+        };
+        let (laid_out, rows) = match (&unused, out.kernel_t) {
+            (Some(u), _) if out.channel_last_only => (u, out.kernel),
+            (Some(u), _) => (out.kernel, u),
+            (None, Some(t)) => (out.kernel, t),
+            (None, None) => (out.kernel, out.kernel),
+        };
+        let buffers = [
+            ("sig4", &sigmoid.buffer),
+            ("w34", self.param(ParamId::KernelW3)),
+            ("b34", self.param(ParamId::KernelB3)),
+            ("kern4", &laid_out.buffer),
+            ("kt4", &rows.buffer),
+        ];
+        let dims = self.dims.kernel_gen(blocks, layouts);
+        self.ctx
+            .steps("kernel_gen", shader, entry, dims, &buffers, items)
+    }
+
+    /// The channel-last copies the `_cl4` correlation and the guide read: x, the kernel (unless
+    /// the generator wrote them) and the guide weight ([r*I, k*k] as k*k x r*I).
+    pub fn channel_last(
+        &self,
+        input: &GpuTensor,
+        kernel: &GpuTensor,
+        copies: (&GpuTensor, &GpuTensor, &GpuTensor),
+        generator_wrote_rows: bool,
+    ) -> Result<Vec<Step>> {
+        let (x_t, kernel_t, guide_w_t) = copies;
+        let (c, s, d) = (self.c, self.s, self.dims);
+        let (i, kk) = (c.in_channels, c.kernel_size * c.kernel_size);
+        let mut steps =
+            self.ctx
+                .transpose_steps("corr_x_t", d, input, x_t, (i, s.height * s.width))?;
+        if !generator_wrote_rows {
+            steps.extend(self.ctx.transpose_steps(
+                "corr_kernel_t",
+                d,
+                kernel,
+                kernel_t,
+                (i, kk),
+            )?);
+        }
+        let w = self.params.get(ParamId::GuideW);
+        let ri = (c.region_num * i, kk);
+        steps.extend(
+            self.ctx
+                .transpose_steps("guide_weight_t", d, w, guide_w_t, ri)?,
+        );
+        Ok(steps)
+    }
+
+    /// The guide conv and the argmax over regions (first maximal index): 8 pixels x 4 regions
+    /// per invocation up to r = 4, else 4 pixels x 8 regions; from x and the guide weight, or
+    /// their channel-last copies `(x_t, guide_w_t)`.
+    pub fn guide_argmax(
+        &self,
+        input: &GpuTensor,
+        channel_last: Option<(&GpuTensor, &GpuTensor)>,
+        guide: &GpuTensor,
+        region: &GpuTensor,
+    ) -> Result<Vec<Step>> {
+        let (entry, px) = match (self.c.region_num <= 4, channel_last.is_some()) {
+            (true, false) => ("guide_argmax4", 8),
+            (false, false) => ("guide_argmax8", 4),
+            (true, true) => ("guide_argmax4_cl", 8),
+            (false, true) => ("guide_argmax8_cl", 4),
+        };
+        let mut buffers = vec![
+            ("bg", self.param(ParamId::GuideB)),
+            ("guide", &guide.buffer),
+            ("region", &region.buffer),
+        ];
+        match channel_last {
+            Some((x_t, w_t)) => buffers.extend([("xt4", &x_t.buffer), ("wt4", &w_t.buffer)]),
+            None => buffers.extend([("x", &input.buffer), ("wg", self.param(ParamId::GuideW))]),
+        }
+        let items = (region.numel() as u64).div_ceil(64 * px) * 64;
+        self.ctx.steps(
+            "guide_argmax",
+            &shaders::GUIDE_CONV,
+            entry,
+            self.dims,
+            &buffers,
+            items,
+        )
+    }
+
+    /// Every region's correlation (training): one GEMM of r*O kernel rows by H'W' pixels per
+    /// sample, tiled with the least padded work.
+    pub fn corr_all_regions(&self, src: &CorrSources<'_>, corr: &GpuTensor) -> Result<Vec<Step>> {
+        let (batch, hw) = (self.s.batch as u64, self.out_pixels());
+        let rows = (self.c.region_num * self.c.out_channels) as u64;
+        let t = CorrTiling::dense(rows, hw, self.v.staged());
+        let buffers = [&[("out", &corr.buffer)], &src.bindings()[..]].concat();
+        self.ctx.group_steps(
+            "corr_all_regions",
+            src.shader,
+            corr_entries(self.v).0,
+            self.dims.row_groups(t.groups),
+            &buffers,
+            batch * rows.div_ceil(t.rows()) * hw.div_ceil(t.pixels()),
+        )
+    }
+
+    /// Each pixel's output from its own region's correlation.
+    pub fn gather(
+        &self,
+        region: &GpuTensor,
+        corr: &GpuTensor,
+        output: &GpuTensor,
+    ) -> Result<Vec<Step>> {
+        self.ctx.steps(
+            "gather",
+            &shaders::REGION_SELECT,
+            "gather",
+            self.dims,
+            &[
+                ("region", &region.buffer),
+                ("corr", &corr.buffer),
+                ("out", &output.buffer),
+            ],
+            output.numel() as u64,
+        )
+    }
+
+    /// The fused correlation's tiling, and the most pixel tiles its regions can need per sample:
+    /// region g needs ceil(n_g / tile) tiles, over all regions at most ceil(H'W' / tile) + r - 1.
+    pub fn fused_tiling(&self) -> (CorrTiling, usize) {
+        let (o, r) = (self.c.out_channels as u64, self.c.region_num);
+        let t = CorrTiling::per_region(o, self.out_pixels(), r as u64, self.v.staged());
+        let slots = (self.out_pixels() as usize).div_ceil(t.pixels() as usize) + r - 1;
+        (t, slots)
+    }
+
+    /// Pixels grouped by region with a deterministic counting sort (`region_select.wgsl`
+    /// `lists`), then the tiles that hold pixels and the grid that covers exactly them.
+    pub fn region_lists(&self, region: &GpuTensor, lists: &ListBuffers<'_>) -> Result<Vec<Step>> {
+        let mut steps = self.ctx.group_steps(
+            "region_lists",
+            &shaders::REGION_SELECT,
+            "lists",
+            self.dims,
+            &[
+                ("region", &region.buffer),
+                ("order", &lists.order.buffer),
+                ("starts", &lists.starts.buffer),
+            ],
+            self.s.batch as u64,
+        )?;
+        let dims = (self.dims.row_groups(self.fused_tiling().0.groups))
+            .grid_limit(self.ctx.max_grid_dim());
+        steps.extend(self.ctx.steps(
+            "corr_tiles",
+            &shaders::REGION_SELECT,
+            "tiles",
+            dims,
+            &[
+                ("starts", &lists.starts.buffer),
+                ("tile_list", &lists.tiles.buffer),
+                ("tile_args", lists.tile_args),
+            ],
+            64,
+        )?);
+        Ok(steps)
+    }
+
+    /// The selected region's correlation over the listed tiles, its grid read from the device
+    /// where the variants say so (one dispatch), else the largest the regions could need (the
+    /// extra tiles exit at once; the shader checks the bound either way).
+    pub fn corr_selected(
+        &self,
+        src: &CorrSources<'_>,
+        lists: &ListBuffers<'_>,
+        output: &GpuTensor,
+    ) -> Result<Vec<Step>> {
+        let (t, slots) = self.fused_tiling();
+        let o = self.c.out_channels as u64;
+        let buffers = [
+            &[
+                ("out", &output.buffer),
+                ("order", &lists.order.buffer),
+                ("tile_list", &lists.tiles.buffer),
+            ],
+            &src.bindings()[..],
+        ]
+        .concat();
+        let steps = self.ctx.group_steps(
+            "corr_selected",
+            src.shader,
+            corr_entries(self.v).1,
+            self.dims.row_groups(t.groups),
+            &buffers,
+            self.s.batch as u64 * o.div_ceil(t.rows()) * slots as u64,
+        )?;
+        Ok(match self.v.device_grid && steps.len() == 1 {
+            true => steps
+                .into_iter()
+                .map(|s| s.indirect(lists.tile_args))
+                .collect(),
+            false => steps,
+        })
+    }
+
+    fn out_pixels(&self) -> u64 {
+        (self.s.out_height * self.s.out_width) as u64
+    }
+}
+
+/// The kernel generator's shader, entry point and invocation count for `v.kernel_gen`
+/// (`Variants::choose` picks it), and for the k = 3 kernels the blocks of 8 channels per
+/// invocation (4 or 2 where they divide I*O / 8 and leave 256 invocations or more: the sigmoid
+/// map is then read once for them all).
+pub fn kernel_gen_entry(
+    v: &Variants,
+    c: &crate::config::DrConvConfig,
+    batch: u64,
+) -> (&'static Shader, &'static str, u64, u32) {
+    let (r, io) = (c.region_num as u64, (c.in_channels * c.out_channels) as u64);
+    let kk = (c.kernel_size * c.kernel_size) as u64;
+    match v.kernel_gen {
+        KernelGen::UnrolledK3 => {
+            let entry = if r == 8 { "main_r8" } else { "main_r4" };
+            let blocks = batch * r * io / 8;
+            let nb = [4, 2]
+                .into_iter()
+                .find(|&nb| (io / 8).is_multiple_of(nb) && blocks / nb >= 256)
+                .unwrap_or(1);
+            (&shaders::KERNEL_GEN_K3, entry, blocks / nb, nb as u32)
+        }
+        KernelGen::Registers => (
+            &shaders::KERNEL_GEN,
+            "main_r8",
+            batch * r * io.div_ceil(8),
+            0,
+        ),
+        KernelGen::Blocked => (
+            &shaders::KERNEL_GEN,
+            "main",
+            batch * r * io.div_ceil(8) * kk.div_ceil(4),
+            0,
+        ),
+    }
+}

@@ -1,0 +1,48 @@
+//! Ops as small stage builders: each stage of the forward (`forward`) and of the backward
+//! (`backward`) is one function that binds the plan's buffers, by their names in the shader, and
+//! returns its steps. The plan builders (`crate::gpu::forward`, `crate::gpu::backward`) allocate
+//! the buffers and read as a list of these stages.
+
+pub mod backward;
+pub mod forward;
+
+use crate::config::{DrConvConfig, ForwardShape};
+use crate::gpu::context::GpuContext;
+use crate::gpu::params::GpuParams;
+use crate::gpu::program::Dims;
+use crate::gpu::variants::Variants;
+use crate::params::ParamId;
+
+/// What every stage of one plan reads: the device, the layer, the shape, the variants chosen
+/// for the layer, its parameters and the plan's uniform.
+pub struct Stages<'a> {
+    pub ctx: &'a GpuContext,
+    pub c: &'a DrConvConfig,
+    pub s: &'a ForwardShape,
+    pub v: &'a Variants,
+    pub params: &'a GpuParams,
+    pub dims: Dims,
+}
+
+impl<'a> Stages<'a> {
+    pub fn new(
+        ctx: &'a GpuContext,
+        c: &'a DrConvConfig,
+        s: &'a ForwardShape,
+        v: &'a Variants,
+        params: &'a GpuParams,
+    ) -> Self {
+        Stages {
+            ctx,
+            c,
+            s,
+            v,
+            params,
+            dims: Dims::new(c, s),
+        }
+    }
+
+    fn param(&self, id: ParamId) -> &'a wgpu::Buffer {
+        &self.params.get(id).buffer
+    }
+}
