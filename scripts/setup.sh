@@ -17,6 +17,8 @@ packages=(
   libegl1 libegl-mesa0 libgl1-mesa-dri libgles2
   # The C linker rustc calls.
   gcc libc6-dev
+  # tests/generated_shaders.rs runs the k = 3 kernel generator (scripts/gen_kernel_gen_k3.py).
+  python3
 )
 web=0
 if [ "${1:-}" = "--web" ]; then

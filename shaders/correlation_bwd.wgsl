@@ -1,8 +1,8 @@
 // Backward of the per-sample correlation. Only each pixel's own region receives gradient
 // (dcorr = gy masked by the region map), so both entries read gy and the region map directly.
 // Gather form (`kernel_grad`, `input_grad`; GPUs): one invocation per gradient element (block),
-// contributors summed in a fixed order. CPU adapters (src/gpu/backward.rs `cpu_corr_entry`):
-// `transpose` makes channel-last copies of x and gy, `kernel_grad_lists8`/`_lists4` run one GEMM
+// contributors summed in a fixed order. CPU adapters (`Backward::RegionLists`):
+// `transpose.wgsl` makes channel-last copies of x and gy, `kernel_grad_lists8`/`_lists4` run one GEMM
 // per (sample, region) over the region's pixel list, `kernel_t3` (k = 3; `transpose` otherwise)
 // transposes the kernel and `input_grad_t` reads it as vec4s; same sums in the same order,
 // bitwise equal results.
@@ -127,54 +127,13 @@ fn input_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
 }
 
-// Channel-last copies for the CPU-adapter entries (I % 4 == 0, O % 4 == 0): `transpose` turns
-// [n, C, S] (d.aux0 = C, d.aux1 = S) into [n, S, C] read as vec4s along C; x becomes
-// B x H x W x I, gy B x H' x W' x O.
-@group(0) @binding(11) var<storage, read> tsrc: array<f32>;
-@group(0) @binding(12) var<storage, read_write> tdst: array<vec4<f32>>;
+// Channel-last copies of x and gy for the CPU-adapter entries (`transpose.wgsl`): x as
+// B x H x W x I, gy as B x H' x W' x O, read as vec4s along the channels.
 @group(0) @binding(13) var<storage, read> x_t: array<vec4<f32>>;
 @group(0) @binding(14) var<storage, read> gy_t: array<vec4<f32>>;
 
-// One invocation per (n, s, block of 4 channels): 4 loads, one vec4 store.
-@compute @workgroup_size(WG)
-fn transpose(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = item_index(gid, nwg);
-    if (idx == 0xffffffffu) { return; }
-    let c4 = d.aux0 / 4u;
-    let blk = idx % c4;
-    let sp = (idx / c4) % d.aux1;
-    let n = idx / (c4 * d.aux1);
-    let a = (n * d.aux0 + blk * 4u) * d.aux1 + sp;
-    tdst[idx] = vec4<f32>(tsrc[a], tsrc[a + d.aux1], tsrc[a + 2u * d.aux1], tsrc[a + 3u * d.aux1]);
-}
-
-// A source read as vec4s: [n, C, S] for `transpose4`, the kernel for `kernel_t3`.
+// The kernel read as vec4s, for `kernel_t3`.
 @group(0) @binding(15) var<storage, read> src4: array<vec4<f32>>;
-
-// `transpose` where S % 4 == 0: one invocation per (n, block of 4 s, block of 4 channels) reads
-// 4 vec4s (4 channels, 4 positions each) and writes 4 (4 positions, 4 channels each): 8 memory
-// instructions per 16 values instead of 20.
-
-@compute @workgroup_size(WG)
-fn transpose4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = item_index(gid, nwg);
-    if (idx == 0xffffffffu) { return; }
-    let c4 = d.aux0 / 4u;
-    let s4 = d.aux1 / 4u;
-    let blk = idx % c4;
-    let sb = (idx / c4) % s4;
-    let n = idx / (c4 * s4);
-    let a = (n * d.aux0 + blk * 4u) * s4 + sb;
-    let q0 = src4[a];
-    let q1 = src4[a + s4];
-    let q2 = src4[a + 2u * s4];
-    let q3 = src4[a + 3u * s4];
-    let o = (n * d.aux1 + sb * 4u) * c4 + blk;
-    tdst[o] = vec4(q0.x, q1.x, q2.x, q3.x);
-    tdst[o + c4] = vec4(q0.y, q1.y, q2.y, q3.y);
-    tdst[o + 2u * c4] = vec4(q0.z, q1.z, q2.z, q3.z);
-    tdst[o + 3u * c4] = vec4(q0.w, q1.w, q2.w, q3.w);
-}
 
 // `kernel_grad` for CPU adapters (llvmpipe runs a per-lane loop for every load and keeps a
 // dynamically indexed private array in memory): one GEMM per (sample, region) over that region's

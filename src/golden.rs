@@ -106,87 +106,9 @@ impl GoldenCase {
         let meta: CaseJson = serde_json::from_str(&text)
             .map_err(|e| case_err(format!("bad JSON in {}: {e}", json_path.display())))?;
 
-        let cp = &meta.effective_conv_params;
-        let config = DrConvConfig {
-            in_channels: meta.in_channels,
-            out_channels: meta.out_channels,
-            kernel_size: meta.kernel_size,
-            region_num: meta.region_num,
-            stride: cp.stride,
-            padding: cp.padding,
-            dilation: cp.dilation,
-        };
-        let input_shape = [meta.batch, meta.in_channels, meta.height, meta.width];
-        let shape = config.forward_shape(&input_shape).map_err(|e| {
-            case_err(format!(
-                "{}: layer {config:?} on input {input_shape:?} is invalid: {e}",
-                json_path.display()
-            ))
-        })?;
-        if (shape.out_height, shape.out_width) != (meta.out_height, meta.out_width) {
-            return Err(case_err(format!(
-                "{}: H_out x W_out = {} x {} but the layer gives {} x {}",
-                json_path.display(),
-                meta.out_height,
-                meta.out_width,
-                shape.out_height,
-                shape.out_width
-            )));
-        }
-
-        let mut tensors = HashMap::new();
-        let mut region_index = None;
-        // Sorted so that the first error reported does not depend on HashMap order.
-        let mut files: Vec<_> = meta.tensors.iter().collect();
-        files.sort_by(|a, b| a.0.cmp(b.0));
-        for (file, tm) in files {
-            if file.contains('/') || file.contains('\\') || !file.ends_with(".bin") {
-                return Err(case_err(format!(
-                    "{}: tensor file name {file:?} must be a plain `<stem>.bin` name",
-                    json_path.display()
-                )));
-            }
-            let stem = file.trim_end_matches(".bin").to_string();
-            if let Some(expected) = expected_shape(&stem, &config, &shape) {
-                if tm.shape != expected {
-                    return Err(case_err(format!(
-                        "{}: {file} has shape {:?} in case.json but the layer needs {expected:?}",
-                        dir.display(),
-                        tm.shape
-                    )));
-                }
-            }
-            let bytes = read_bin(&dir, file, tm, &mut read)?;
-            match (tm.dtype.as_str(), file.as_str()) {
-                ("int32", REGION_INDEX_FILE) => {
-                    let v: Vec<i32> = bytes
-                        .chunks_exact(4)
-                        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
-                    if let Some(bad) = v.iter().find(|&&g| g < 0 || g as usize >= config.region_num) {
-                        return Err(case_err(format!(
-                            "{}: {file} holds region {bad}, outside 0..{}",
-                            dir.display(),
-                            config.region_num
-                        )));
-                    }
-                    region_index = Some(v);
-                }
-                ("float32", _) => {
-                    let data: Vec<f32> = bytes
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
-                    tensors.insert(stem, Tensor::new(&tm.shape, data)?);
-                }
-                (dt, _) => {
-                    return Err(case_err(format!(
-                        "{}: {file} has dtype {dt:?}; only float32 (and int32 for {REGION_INDEX_FILE}) are supported",
-                        dir.display()
-                    )))
-                }
-            }
-        }
+        let (config, shape) = layer_of(&meta, &json_path)?;
+        let (tensors, region_index) =
+            read_tensors(&dir, &json_path, &meta, &config, &shape, &mut read)?;
 
         let required = |stem: &str| -> Result<Tensor> {
             tensors.get(stem).cloned().ok_or_else(|| {
@@ -234,6 +156,107 @@ impl GoldenCase {
         v.sort_unstable();
         v
     }
+}
+
+/// A case's float32 tensors by stem.
+type Tensors = HashMap<String, Tensor>;
+
+/// The case's layer and forward shape, checked against the output size it records.
+fn layer_of(meta: &CaseJson, json_path: &Path) -> Result<(DrConvConfig, ForwardShape)> {
+    let cp = &meta.effective_conv_params;
+    let config = DrConvConfig {
+        in_channels: meta.in_channels,
+        out_channels: meta.out_channels,
+        kernel_size: meta.kernel_size,
+        region_num: meta.region_num,
+        stride: cp.stride,
+        padding: cp.padding,
+        dilation: cp.dilation,
+    };
+    let input_shape = [meta.batch, meta.in_channels, meta.height, meta.width];
+    let shape = config.forward_shape(&input_shape).map_err(|e| {
+        case_err(format!(
+            "{}: layer {config:?} on input {input_shape:?} is invalid: {e}",
+            json_path.display()
+        ))
+    })?;
+    if (shape.out_height, shape.out_width) != (meta.out_height, meta.out_width) {
+        return Err(case_err(format!(
+            "{}: H_out x W_out = {} x {} but the layer gives {} x {}",
+            json_path.display(),
+            meta.out_height,
+            meta.out_width,
+            shape.out_height,
+            shape.out_width
+        )));
+    }
+    Ok((config, shape))
+}
+
+/// Every tensor of the case's manifest, read and checked against the layer's shapes: the
+/// float32 ones by stem, and the region map.
+fn read_tensors(
+    dir: &Path,
+    json_path: &Path,
+    meta: &CaseJson,
+    config: &DrConvConfig,
+    shape: &ForwardShape,
+    read: &mut impl FnMut(&str) -> Result<Vec<u8>>,
+) -> Result<(Tensors, Option<Vec<i32>>)> {
+    let mut tensors = HashMap::new();
+    let mut region_index = None;
+    // Sorted so that the first error reported does not depend on HashMap order.
+    let mut files: Vec<_> = meta.tensors.iter().collect();
+    files.sort_by(|a, b| a.0.cmp(b.0));
+    for (file, tm) in files {
+        if file.contains('/') || file.contains('\\') || !file.ends_with(".bin") {
+            return Err(case_err(format!(
+                "{}: tensor file name {file:?} must be a plain `<stem>.bin` name",
+                json_path.display()
+            )));
+        }
+        let stem = file.trim_end_matches(".bin").to_string();
+        if let Some(expected) = expected_shape(&stem, config, shape) {
+            if tm.shape != expected {
+                return Err(case_err(format!(
+                    "{}: {file} has shape {:?} in case.json but the layer needs {expected:?}",
+                    dir.display(),
+                    tm.shape
+                )));
+            }
+        }
+        let bytes = read_bin(dir, file, tm, read)?;
+        match (tm.dtype.as_str(), file.as_str()) {
+            ("int32", REGION_INDEX_FILE) => {
+                let v: Vec<i32> = bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                if let Some(bad) = v.iter().find(|&&g| g < 0 || g as usize >= config.region_num) {
+                    return Err(case_err(format!(
+                        "{}: {file} holds region {bad}, outside 0..{}",
+                        dir.display(),
+                        config.region_num
+                    )));
+                }
+                region_index = Some(v);
+            }
+            ("float32", _) => {
+                let data: Vec<f32> = bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                tensors.insert(stem, Tensor::new(&tm.shape, data)?);
+            }
+            (dt, _) => {
+                return Err(case_err(format!(
+                    "{}: {file} has dtype {dt:?}; only float32 (and int32 for {REGION_INDEX_FILE}) are supported",
+                    dir.display()
+                )))
+            }
+        }
+    }
+    Ok((tensors, region_index))
 }
 
 /// Every case under `root` (see [`list_cases`]), loaded.

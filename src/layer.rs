@@ -7,6 +7,7 @@ use crate::config::DrConvConfig;
 use crate::config::Mode;
 use crate::error::{DrConvError, Result};
 use crate::gpu::backward::{BackwardPlan, GpuGradients};
+use crate::gpu::cache::PlanCache;
 use crate::gpu::forward::ForwardPlan;
 use crate::gpu::params::GpuParams;
 use crate::gpu::{GpuContext, GpuTensor};
@@ -29,10 +30,10 @@ pub struct DrConv2d {
     ctx: Arc<GpuContext>,
     config: DrConvConfig,
     params: GpuParams,
-    plans: Vec<(PlanKey, ForwardPlan)>,
+    plans: PlanCache<PlanKey, ForwardPlan>,
     /// Backward plans, keyed by their forward plan's output buffer (a rebuilt forward plan has
     /// new buffers, so a stale backward plan can never be picked up).
-    backward_plans: Vec<(wgpu::Buffer, BackwardPlan)>,
+    backward_plans: PlanCache<wgpu::Buffer, BackwardPlan>,
     /// Parameter gradients, shared by every backward plan; made on the first backward.
     param_grads: Option<[GpuTensor; 6]>,
 }
@@ -47,8 +48,8 @@ impl DrConv2d {
             ctx,
             config: params.config,
             params: gp,
-            plans: Vec::new(),
-            backward_plans: Vec::new(),
+            plans: PlanCache::new(MAX_PLANS),
+            backward_plans: PlanCache::new(MAX_PLANS),
             param_grads: None,
         })
     }
@@ -94,7 +95,7 @@ impl DrConv2d {
             shape: x.shape.clone(),
             mode,
         };
-        let pos = match self.plans.iter().position(|(k, _)| *k == key) {
+        let pos = match self.plans.position(&key) {
             Some(pos) => pos,
             None => {
                 self.config.forward_shape(&x.shape)?;
@@ -104,14 +105,10 @@ impl DrConv2d {
                         crate::gpu::plan::forward(ctx, config, params, x, mode)
                     })
                     .await??;
-                if self.plans.len() >= MAX_PLANS {
-                    self.plans.remove(0);
-                }
-                self.plans.push((key, plan));
-                self.plans.len() - 1
+                self.plans.insert(key, plan)
             }
         };
-        Ok(&self.plans[pos].1)
+        Ok(self.plans.at(pos))
     }
 
     /// Records the forward of `x` into `encoder` (to chain layers in one submission) and returns
@@ -174,7 +171,7 @@ impl DrConv2d {
             shape: x.shape.clone(),
             mode: Mode::Training,
         };
-        self.plans.iter().position(|(k, _)| *k == key)
+        self.plans.position(&key)
     }
 
     /// The forward and backward plans of `x`. The training forward plan is built when
@@ -198,24 +195,23 @@ impl DrConv2d {
         // Drop backward plans whose forward plan was evicted (they hold its buffers alive).
         let plans = &self.plans;
         self.backward_plans
-            .retain(|(out, _)| plans.iter().any(|(_, p)| p.output.buffer == *out));
-        let out = self.plans[fpos].1.output.buffer.clone();
-        let bpos = match self.backward_plans.iter().position(|(o, _)| *o == out) {
+            .retain(|out, _| plans.values().any(|p| p.output.buffer == *out));
+        let out = self.plans.at(fpos).output.buffer.clone();
+        let bpos = match self.backward_plans.position(&out) {
             Some(pos) => pos,
             None => {
                 let grads = self.param_grads()?;
                 let (ctx, config, params) = (&self.ctx, &self.config, &self.params);
-                let fwd = &self.plans[fpos].1;
+                let fwd = self.plans.at(fpos);
                 let plan = ctx
                     .scoped("building the backward plan", || {
                         crate::gpu::plan::backward(ctx, config, params, fwd, &grads)
                     })
                     .await??;
-                self.backward_plans.push((out, plan));
-                self.backward_plans.len() - 1
+                self.backward_plans.insert(out, plan)
             }
         };
-        Ok((&self.plans[fpos].1, &mut self.backward_plans[bpos].1))
+        Ok((self.plans.at(fpos), self.backward_plans.at_mut(bpos)))
     }
 
     /// The backward plan of `x` (built on first use; its training forward plan must exist), e.g.

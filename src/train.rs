@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::{DrConvError, Result};
+use crate::gpu::cache::PlanCache;
 use crate::gpu::loss::MsePlan;
 use crate::gpu::optim::GpuOptimizer;
 use crate::gpu::{GpuContext, GpuTensor};
@@ -20,7 +21,7 @@ pub struct Trainer {
     layer: DrConv2d,
     optimizer: GpuOptimizer,
     /// Keyed by (forward output buffer, target buffer).
-    losses: Vec<((wgpu::Buffer, wgpu::Buffer), MsePlan)>,
+    losses: PlanCache<(wgpu::Buffer, wgpu::Buffer), MsePlan>,
     steps: u64,
 }
 
@@ -42,7 +43,7 @@ impl Trainer {
         Ok(Trainer {
             layer,
             optimizer,
-            losses: Vec::new(),
+            losses: PlanCache::new(MAX_LOSS_PLANS),
             steps: 0,
         })
     }
@@ -67,7 +68,7 @@ impl Trainer {
         let ctx = self.layer.context().clone();
         let (fwd, bwd) = self.layer.training_plans(x, true).await?;
         let key = (fwd.output.buffer.clone(), target.buffer.clone());
-        let pos = match self.losses.iter().position(|(k, _)| *k == key) {
+        let pos = match self.losses.position(&key) {
             Some(pos) => pos,
             None => {
                 let plan = ctx
@@ -75,14 +76,10 @@ impl Trainer {
                         MsePlan::build(&ctx, &fwd.output, target, &bwd.grad_output)
                     })
                     .await??;
-                if self.losses.len() >= MAX_LOSS_PLANS {
-                    self.losses.remove(0);
-                }
-                self.losses.push((key, plan));
-                self.losses.len() - 1
+                self.losses.insert(key, plan)
             }
         };
-        let loss = &self.losses[pos].1;
+        let loss = self.losses.at(pos);
         self.optimizer.prepare(&ctx, self.steps + 1);
         let mut encoder = ctx.encoder("drconv train step");
         fwd.program.encode(&mut encoder);

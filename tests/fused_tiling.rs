@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use drconv::gpu::tiles::CorrTiling;
+use drconv::gpu::correlation::CorrTiling;
 mod cases;
 use cases::{config, context_with, forced, input, Case};
 
@@ -168,67 +168,83 @@ async fn check_cases(ctx: &Arc<GpuContext>, variant: &str) {
             );
         }
 
-        // The lists: per sample, region g's pixels ascending, every pixel exactly once.
-        let plan = layer.plan(&xg, Mode::Inference).await.unwrap();
-        let lists = plan
-            .lists
-            .as_ref()
-            .expect("the fused plan has region lists");
-        let order = lists.order.read_i32(ctx).await.unwrap();
-        let starts = lists.starts.read_i32(ctx).await.unwrap();
-        let r = cfg.region_num;
-        for b in 0..s.batch {
-            let st = &starts[b * (r + 1)..(b + 1) * (r + 1)];
-            assert_eq!(
-                (st[0], st[r]),
-                (0, hw as i32),
-                "{what}: sample {b} starts {st:?}"
-            );
-            let mut seen = vec![false; hw];
-            for g in 0..r {
-                let run = &order[b * hw + st[g] as usize..b * hw + st[g + 1] as usize];
-                assert!(
-                    run.windows(2).all(|w| w[0] < w[1]),
-                    "{what}: region {g} order"
-                );
-                for &p in run {
-                    assert_eq!(fused.region_index[b * hw + p as usize], g as i32);
-                    assert!(!seen[p as usize], "{what}: pixel {p} listed twice");
-                    seen[p as usize] = true;
-                }
-            }
-            assert!(seen.iter().all(|&v| v), "{what}: a pixel is missing");
-        }
+        check_lists(ctx, &mut layer, &xg, &fused.region_index, case, &what).await;
+    }
+}
 
-        // The correlation's tiles: every (sample, region) tile with pixels, in order, nothing
-        // else; and the grid sized to them where the device sizes it.
-        let t = CorrTiling::per_region(
-            cfg.out_channels as u64,
-            hw as u64,
-            r as u64,
-            ctx.variants(&cfg).staged(),
+/// The fused plan's lists: per sample, region g's pixels ascending, every pixel exactly once;
+/// and the correlation's tiles over them, and its grid where the device sizes it.
+async fn check_lists(
+    ctx: &Arc<GpuContext>,
+    layer: &mut DrConv2d,
+    xg: &drconv::GpuTensor,
+    region_index: &[i32],
+    case: &Case,
+    what: &str,
+) {
+    let cfg = config(case);
+    let s = cfg.forward_shape(&case.7).unwrap();
+    let hw = s.out_height * s.out_width;
+    // The lists: per sample, region g's pixels ascending, every pixel exactly once.
+    let plan = layer.plan(xg, Mode::Inference).await.unwrap();
+    let lists = plan
+        .lists
+        .as_ref()
+        .expect("the fused plan has region lists");
+    let order = lists.order.read_i32(ctx).await.unwrap();
+    let starts = lists.starts.read_i32(ctx).await.unwrap();
+    let r = cfg.region_num;
+    for b in 0..s.batch {
+        let st = &starts[b * (r + 1)..(b + 1) * (r + 1)];
+        assert_eq!(
+            (st[0], st[r]),
+            (0, hw as i32),
+            "{what}: sample {b} starts {st:?}"
         );
-        let tile_px = t.pixels() as usize;
-        let mut want = vec![0i32];
-        for b in 0..s.batch {
-            for g in 0..r {
-                let (s0, s1) = (starts[b * (r + 1) + g], starts[b * (r + 1) + g + 1]);
-                for f in (s0..s1).step_by(tile_px) {
-                    want.extend([(b * r + g) as i32, f, (s1 - f).min(tile_px as i32)]);
-                }
+        let mut seen = vec![false; hw];
+        for g in 0..r {
+            let run = &order[b * hw + st[g] as usize..b * hw + st[g + 1] as usize];
+            assert!(
+                run.windows(2).all(|w| w[0] < w[1]),
+                "{what}: region {g} order"
+            );
+            for &p in run {
+                assert_eq!(region_index[b * hw + p as usize], g as i32);
+                assert!(!seen[p as usize], "{what}: pixel {p} listed twice");
+                seen[p as usize] = true;
             }
         }
-        want[0] = (want.len() as i32 - 1) / 3;
-        let tiles = lists.tiles.read_i32(ctx).await.unwrap();
-        assert_eq!(&tiles[..want.len()], &want[..], "{what}: tile list");
-        if ctx.variants(&cfg).device_grid {
-            let args = ctx.read_bytes(&lists.tile_args, 12).await.unwrap();
-            let args: &[u32] = bytemuck::cast_slice(&args);
-            let groups = want[0] as u32 * cfg.out_channels.div_ceil(t.rows() as usize) as u32;
-            assert!(
-                args[0] * args[1] >= groups && args[0] * (args[1] - 1) < groups && args[2] == 1,
-                "{what}: grid {args:?} for {groups} workgroups"
-            );
+        assert!(seen.iter().all(|&v| v), "{what}: a pixel is missing");
+    }
+
+    // The correlation's tiles: every (sample, region) tile with pixels, in order, nothing
+    // else; and the grid sized to them where the device sizes it.
+    let t = CorrTiling::per_region(
+        cfg.out_channels as u64,
+        hw as u64,
+        r as u64,
+        ctx.variants(&cfg).staged(),
+    );
+    let tile_px = t.pixels() as usize;
+    let mut want = vec![0i32];
+    for b in 0..s.batch {
+        for g in 0..r {
+            let (s0, s1) = (starts[b * (r + 1) + g], starts[b * (r + 1) + g + 1]);
+            for f in (s0..s1).step_by(tile_px) {
+                want.extend([(b * r + g) as i32, f, (s1 - f).min(tile_px as i32)]);
+            }
         }
+    }
+    want[0] = (want.len() as i32 - 1) / 3;
+    let tiles = lists.tiles.read_i32(ctx).await.unwrap();
+    assert_eq!(&tiles[..want.len()], &want[..], "{what}: tile list");
+    if ctx.variants(&cfg).device_grid {
+        let args = ctx.read_bytes(&lists.tile_args, 12).await.unwrap();
+        let args: &[u32] = bytemuck::cast_slice(&args);
+        let groups = want[0] as u32 * cfg.out_channels.div_ceil(t.rows() as usize) as u32;
+        assert!(
+            args[0] * args[1] >= groups && args[0] * (args[1] - 1) < groups && args[2] == 1,
+            "{what}: grid {args:?} for {groups} workgroups"
+        );
     }
 }

@@ -59,12 +59,15 @@ fn for_each_shader(check: impl Fn(&Shader, &Module, &ModuleInfo) -> Vec<String>)
 
 #[test]
 fn registry_lists_every_shader_file() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/shaders");
-    let mut files: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".wgsl") && n != "common.wgsl")
-        .map(|n| n.trim_end_matches(".wgsl").to_string())
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files: Vec<String> = ["shaders", "src/bench"]
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(format!("{root}/{dir}"))
+                .unwrap()
+                .map(move |e| format!("{dir}/{}", e.unwrap().file_name().to_string_lossy()))
+        })
+        .filter(|n| n.ends_with(".wgsl") && n != "shaders/common.wgsl")
         .collect();
     files.sort();
     let mut registered: Vec<String> = ALL.iter().map(|s| s.file.to_string()).collect();
@@ -72,7 +75,7 @@ fn registry_lists_every_shader_file() {
     registered.dedup();
     assert_eq!(
         files, registered,
-        "every shaders/*.wgsl must be in gpu::shaders::ALL"
+        "every shaders/*.wgsl (and the benchmark's) must be in gpu::shaders::ALL"
     );
 }
 

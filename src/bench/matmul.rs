@@ -8,7 +8,7 @@ use crate::tensor::Tensor;
 
 use super::timer::{median_of, Timer};
 
-/// The GEMM variants of `shaders/matmul.wgsl`: (entry point, rows per tile, columns per tile).
+/// The GEMM variants of `matmul.wgsl` (beside this file): (entry point, rows per tile, columns per tile).
 /// `direct4` and `nt4` are the blockings the correlation uses on CPU adapters (`nt4` with B
 /// stored transposed, as the channel-last correlation reads x), so the reported attainable rate
 /// (the best variant) includes them.

@@ -4,7 +4,7 @@
 //! is ordinary autograd. Each stage reads the f32 gradient of the stage after it and accumulates
 //! in f64, like the forward.
 
-use crate::config::adaptive_bin;
+use crate::config::{adaptive_bin, DrConvConfig, ForwardShape};
 use crate::cpu::forward::{check_inputs, correlation, input_pos};
 use crate::error::{DrConvError, Result};
 use crate::params::{DrConvParams, ParamId};
@@ -21,6 +21,110 @@ pub fn backward(
     grad_output: &Tensor,
 ) -> Result<Gradients> {
     let c = &params.config;
+    let s = check_trace(params, x, trace, grad_output)?;
+    let recomputed;
+    let corr = match &trace.corr {
+        Some(t) => {
+            expect("trace.corr", t, &s.corr(c))?;
+            t
+        }
+        None => {
+            recomputed = correlation(c, &s, x, &trace.kernel);
+            &recomputed
+        }
+    };
+    let z = Sizes::new(c, &s);
+    let gy = &grad_output.data;
+    let (dcorr, dguide) = select_backward(z, c, &s, trace, corr, gy);
+    let (d_wg, d_bg, d_k, mut d_x) = conv_backward(z, params, x, trace, &dguide, &dcorr);
+    let dkernel = Tensor {
+        shape: s.kernel(c).to_vec(),
+        data: d_k.iter().map(|&v| v as f32).collect(),
+    };
+    let (d_w3, d_b3, dsig) = kernel_gen_backward(z, params, &s, trace, &dkernel);
+    // --- sigmoid backward ---
+    let dlogits = Tensor {
+        shape: dsig.shape.clone(),
+        data: dsig
+            .data
+            .iter()
+            .zip(&trace.sigmoid.data)
+            .map(|(&d, &sg)| (d as f64 * sg as f64 * (1.0 - sg as f64)) as f32)
+            .collect(),
+    };
+    let (d_w1, d_b1, dpooled) = logits_backward(z, params, &s, trace, &dlogits);
+    pool_backward(z, &dpooled, &mut d_x);
+
+    let to_f32 = |v: Vec<f64>| -> Vec<f32> { v.into_iter().map(|a| a as f32).collect() };
+    let mut grads: [Vec<f32>; 6] = Default::default();
+    grads[ParamId::KernelW1.index()] = to_f32(d_w1);
+    grads[ParamId::KernelB1.index()] = to_f32(d_b1);
+    grads[ParamId::KernelW3.index()] = to_f32(d_w3);
+    grads[ParamId::KernelB3.index()] = to_f32(d_b3);
+    grads[ParamId::GuideW.index()] = to_f32(d_wg);
+    grads[ParamId::GuideB.index()] = to_f32(d_bg);
+    Ok(Gradients {
+        x: Tensor {
+            shape: s.input(c).to_vec(),
+            data: to_f32(d_x),
+        },
+        params: grads,
+        pooled: dpooled,
+        kernel_logits: dlogits,
+        sigmoid: dsig,
+        kernel: dkernel,
+        corr: Some(dcorr),
+        guide: dguide,
+    })
+}
+
+/// The loop bounds every stage uses.
+#[derive(Clone, Copy)]
+struct Sizes {
+    bn: usize,
+    r: usize,
+    i_n: usize,
+    o_n: usize,
+    k: usize,
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+    hw: usize,
+    kk: usize,
+    io: usize,
+    rr: usize,
+}
+
+impl Sizes {
+    fn new(c: &DrConvConfig, s: &ForwardShape) -> Self {
+        let (r, i_n, o_n, k) = (c.region_num, c.in_channels, c.out_channels, c.kernel_size);
+        Sizes {
+            bn: s.batch,
+            r,
+            i_n,
+            o_n,
+            k,
+            h: s.height,
+            w: s.width,
+            ho: s.out_height,
+            wo: s.out_width,
+            hw: s.out_height * s.out_width,
+            kk: k * k,
+            io: i_n * o_n,
+            rr: r * r,
+        }
+    }
+}
+
+/// The trace and the upstream gradient checked against the layer's shapes for `x`.
+fn check_trace(
+    params: &DrConvParams,
+    x: &Tensor,
+    trace: &ForwardTrace,
+    grad_output: &Tensor,
+) -> Result<ForwardShape> {
+    let c = &params.config;
     let s = check_inputs(params, x)?;
     if trace.shape != s {
         return Err(DrConvError::Shape(format!(
@@ -28,16 +132,6 @@ pub fn backward(
             trace.shape
         )));
     }
-    let expect = |what: &str, t: &Tensor, shape: &[usize]| -> Result<()> {
-        if t.shape != shape || t.data.len() != numel(shape) {
-            return Err(DrConvError::Shape(format!(
-                "{what} has shape {:?} ({} values) but the layer needs {shape:?}",
-                t.shape,
-                t.data.len()
-            )));
-        }
-        Ok(())
-    };
     expect("grad_output", grad_output, &s.output(c))?;
     expect("trace.pooled", &trace.pooled, &s.pooled(c))?;
     expect("trace.sigmoid", &trace.sigmoid, &s.logits(c))?;
@@ -60,30 +154,33 @@ pub fn backward(
             c.region_num
         )));
     }
-    let recomputed;
-    let corr = match &trace.corr {
-        Some(t) => {
-            expect("trace.corr", t, &s.corr(c))?;
-            t
-        }
-        None => {
-            recomputed = correlation(c, &s, x, &trace.kernel);
-            &recomputed
-        }
-    };
+    Ok(s)
+}
 
-    let (bn, r, i_n, o_n, k) = (
-        s.batch,
-        c.region_num,
-        c.in_channels,
-        c.out_channels,
-        c.kernel_size,
-    );
-    let (h, w, ho, wo) = (s.height, s.width, s.out_height, s.out_width);
-    let (hw, kk, io, rr) = (ho * wo, k * k, i_n * o_n, r * r);
-    let gy = &grad_output.data;
+/// The tensor must have `shape`.
+fn expect(what: &str, t: &Tensor, shape: &[usize]) -> Result<()> {
+    if t.shape != shape || t.data.len() != numel(shape) {
+        return Err(DrConvError::Shape(format!(
+            "{what} has shape {:?} ({} values) but the layer needs {shape:?}",
+            t.shape,
+            t.data.len()
+        )));
+    }
+    Ok(())
+}
+
+/// asign_index.backward: dcorr (gy masked to the selected region) and dguide (the softmax
+/// straight-through gradient).
+fn select_backward(
+    z: Sizes,
+    c: &DrConvConfig,
+    s: &ForwardShape,
+    trace: &ForwardTrace,
+    corr: &Tensor,
+    gy: &[f32],
+) -> (Tensor, Tensor) {
+    let Sizes { bn, r, o_n, hw, .. } = z;
     let region = &trace.region_index;
-
     // --- asign_index.backward ---
     // dcorr = gy masked to the selected region.
     let mut dcorr = Tensor::zeros(&s.corr(c));
@@ -122,7 +219,35 @@ pub fn backward(
             }
         }
     }
+    (dcorr, dguide)
+}
 
+/// The guide conv's and the correlation's backward: the guide weight and bias, the kernel, and
+/// x's first two paths.
+fn conv_backward(
+    z: Sizes,
+    params: &DrConvParams,
+    x: &Tensor,
+    trace: &ForwardTrace,
+    dguide: &Tensor,
+    dcorr: &Tensor,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let c = &params.config;
+    let Sizes {
+        bn,
+        r,
+        i_n,
+        o_n,
+        k,
+        h,
+        w,
+        ho,
+        wo,
+        hw,
+        kk,
+        io,
+        ..
+    } = z;
     // --- guide conv and correlation backward: weights, kernel, and x (two of its three paths) ---
     let wg = params.get(ParamId::GuideW);
     let mut d_wg = vec![0.0f64; r * i_n * kk];
@@ -167,11 +292,21 @@ pub fn backward(
             }
         }
     }
-    let dkernel = Tensor {
-        shape: s.kernel(c).to_vec(),
-        data: d_k.iter().map(|&v| v as f32).collect(),
-    };
+    (d_wg, d_bg, d_k, d_x)
+}
 
+/// conv_kernel.3 (grouped 1x1): its weight and bias, and the sigmoid map's gradient.
+fn kernel_gen_backward(
+    z: Sizes,
+    params: &DrConvParams,
+    s: &ForwardShape,
+    trace: &ForwardTrace,
+    dkernel: &Tensor,
+) -> (Vec<f64>, Vec<f64>, Tensor) {
+    let c = &params.config;
+    let Sizes {
+        bn, r, kk, io, rr, ..
+    } = z;
     // --- conv_kernel.3 (grouped 1x1) backward ---
     let w3 = params.get(ParamId::KernelW3);
     let mut d_w3 = vec![0.0f64; r * io * r];
@@ -203,18 +338,21 @@ pub fn backward(
             }
         }
     }
+    (d_w3, d_b3, dsig)
+}
 
-    // --- sigmoid backward ---
-    let dlogits = Tensor {
-        shape: dsig.shape.clone(),
-        data: dsig
-            .data
-            .iter()
-            .zip(&trace.sigmoid.data)
-            .map(|(&d, &sg)| (d as f64 * sg as f64 * (1.0 - sg as f64)) as f32)
-            .collect(),
-    };
-
+/// conv_kernel.1 (1x1): its weight and bias, and the pooled map's gradient.
+fn logits_backward(
+    z: Sizes,
+    params: &DrConvParams,
+    s: &ForwardShape,
+    trace: &ForwardTrace,
+    dlogits: &Tensor,
+) -> (Vec<f64>, Vec<f64>, Tensor) {
+    let c = &params.config;
+    let Sizes {
+        bn, i_n, kk, rr, ..
+    } = z;
     // --- conv_kernel.1 (1x1) backward ---
     let w1 = params.get(ParamId::KernelW1);
     let mut d_w1 = vec![0.0f64; rr * i_n];
@@ -240,7 +378,15 @@ pub fn backward(
             }
         }
     }
+    (d_w1, d_b1, dpooled)
+}
 
+/// The adaptive average pool: each bin spreads dpooled/area over its (overlapping) window,
+/// x's third path.
+fn pool_backward(z: Sizes, dpooled: &Tensor, d_x: &mut [f64]) {
+    let Sizes {
+        bn, i_n, k, h, w, ..
+    } = z;
     // --- adaptive avg pool backward: each bin spreads dpooled/area over its (overlapping) window ---
     for b in 0..bn {
         for i in 0..i_n {
@@ -259,26 +405,4 @@ pub fn backward(
             }
         }
     }
-
-    let to_f32 = |v: Vec<f64>| -> Vec<f32> { v.into_iter().map(|a| a as f32).collect() };
-    let mut grads: [Vec<f32>; 6] = Default::default();
-    grads[ParamId::KernelW1.index()] = to_f32(d_w1);
-    grads[ParamId::KernelB1.index()] = to_f32(d_b1);
-    grads[ParamId::KernelW3.index()] = to_f32(d_w3);
-    grads[ParamId::KernelB3.index()] = to_f32(d_b3);
-    grads[ParamId::GuideW.index()] = to_f32(d_wg);
-    grads[ParamId::GuideB.index()] = to_f32(d_bg);
-    Ok(Gradients {
-        x: Tensor {
-            shape: s.input(c).to_vec(),
-            data: to_f32(d_x),
-        },
-        params: grads,
-        pooled: dpooled,
-        kernel_logits: dlogits,
-        sigmoid: dsig,
-        kernel: dkernel,
-        corr: Some(dcorr),
-        guide: dguide,
-    })
 }

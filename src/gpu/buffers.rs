@@ -131,7 +131,7 @@ impl GpuContext {
 
     /// [`GpuContext::empty`], also bindable as the uniform window of `UNIFORM_WINDOW` bytes a
     /// shader declares (the correlation's kernel rows where they fit, see
-    /// `crate::gpu::tiles::corr_kernel_uniform`): the buffer is at least that large.
+    /// `crate::gpu::correlation::corr_kernel_uniform`): the buffer is at least that large.
     pub fn empty_uniform(&self, label: &str, shape: &[usize]) -> Result<GpuTensor> {
         let spec = TensorSpec::new(label, shape);
         limits::check_bound(&self.limits, &spec)?;

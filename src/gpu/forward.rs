@@ -5,12 +5,12 @@ use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::error::Result;
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
+use crate::gpu::correlation::corr_kernel_uniform;
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Program, Step};
 use crate::gpu::shaders;
 use crate::gpu::stages::forward::{CorrSources, KernelTargets, ListBuffers};
 use crate::gpu::stages::Stages;
-use crate::gpu::tiles::corr_kernel_uniform;
 use crate::gpu::variants::KernelGen;
 
 pub use crate::gpu::stages::forward::POOL_STEP;

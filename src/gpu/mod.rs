@@ -2,7 +2,10 @@
 
 pub mod backward;
 pub mod buffers;
+pub mod cache;
 pub mod context;
+pub mod correlation;
+pub mod dispatch;
 pub mod forward;
 pub mod limits;
 pub mod loss;
@@ -14,7 +17,6 @@ pub mod program;
 pub mod shaders;
 pub mod split;
 pub mod stages;
-pub mod tiles;
 pub mod variants;
 
 pub use crate::config::Mode;

@@ -6,7 +6,8 @@
 pub struct Shader {
     /// The module's name (the pipeline cache's key).
     pub name: &'static str,
-    /// The file of `shaders/` it is built from (its name without `.wgsl`).
+    /// The file it is built from, relative to the crate's root (`shaders/<name>.wgsl`; the
+    /// benchmark's GEMM lives with the benchmark).
     pub file: &'static str,
     body: &'static str,
     pub entry_points: &'static [&'static str],
@@ -25,11 +26,14 @@ pub const CORR_WORKGROUP_BYTES: u32 = 8192;
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 macro_rules! shader {
-    ($ident:ident, $file:literal, [$($entry:literal),+]) => {
+    ($ident:ident, $name:literal, [$($entry:literal),+]) => {
+        shader!($ident, $name, concat!("shaders/", $name, ".wgsl"), [$($entry),+]);
+    };
+    ($ident:ident, $name:literal, $file:expr, [$($entry:literal),+]) => {
         pub const $ident: Shader = Shader {
-            name: $file,
+            name: $name,
             file: $file,
-            body: include_str!(concat!("../../shaders/", $file, ".wgsl")),
+            body: include_str!(concat!("../../", $file)),
             entry_points: &[$($entry),+],
             swap: None,
         };
@@ -69,7 +73,13 @@ shader!(
     ]
 );
 shader!(REGION_SELECT, "region_select", ["gather", "lists", "tiles"]);
-shader!(MATMUL, "matmul", ["tiled", "blocked", "direct4", "nt4"]);
+// The benchmark's plain GEMM, beside the benchmark (validated with the others).
+shader!(
+    MATMUL,
+    "matmul",
+    "src/bench/matmul.wgsl",
+    ["tiled", "blocked", "direct4", "nt4"]
+);
 shader!(
     REGION_SELECT_BWD,
     "region_select_bwd",
@@ -84,9 +94,7 @@ shader!(
         "kernel_grad_lists8",
         "kernel_grad_lists4",
         "input_grad_t",
-        "transpose",
-        "kernel_t3",
-        "transpose4"
+        "kernel_t3"
     ]
 );
 shader!(
@@ -115,10 +123,11 @@ shader!(MSE, "mse", ["grad", "loss_partial", "loss_reduce"]);
 shader!(SGD, "sgd", ["momentum", "plain"]);
 shader!(ADAM, "adam", ["main"]);
 shader!(ACCUMULATE, "accumulate", ["add"]);
+shader!(TRANSPOSE, "transpose", ["transpose", "transpose4"]);
 
 /// `CORRELATION` with the kernel rows of its `_cl4` entries (binding 6) declared as a 64 KiB
 /// uniform buffer instead of a storage buffer, for CPU adapters where the whole kernel fits
-/// (`crate::gpu::tiles::corr_kernel_uniform`): lavapipe gathers uniform loads with vector
+/// (`crate::gpu::correlation::corr_kernel_uniform`): lavapipe gathers uniform loads with vector
 /// instructions, while every storage load inside a loop becomes a per-lane loop.
 pub const CORRELATION_UBO: Shader = Shader {
     name: "correlation_ubo",
@@ -152,6 +161,7 @@ pub const ALL: &[Shader] = &[
     SGD,
     ADAM,
     ACCUMULATE,
+    TRANSPOSE,
 ];
 
 impl Shader {

@@ -6,9 +6,10 @@ use super::channels::{kernel3_of, kernel3_rows, shared_grads, SubParams};
 use super::chunks::{chunks, last_size, Chunk, PerSize, Size};
 use super::copies::{samples, slices, whole, Dir};
 use super::forward::{chunk_forward, pool_stage, sub_forward};
-use super::plan::{with_out_channels, Split};
+use super::plan::{with_out_channels, Split as SplitSizes};
+use super::pool::PoolStage;
 use super::rows::{add_input_grad, out_rows};
-use crate::config::{DrConvConfig, Mode};
+use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::error::Result;
 use crate::gpu::backward::{param_grad_buffers, BackwardPlan, POOL_GRAD_STEP};
 use crate::gpu::buffers::GpuTensor;
@@ -132,71 +133,162 @@ fn accumulate(
     )
 }
 
+/// The full tensors and the per-size sums a split backward adds chunk results into.
+struct Sums {
+    /// Channel split: grad.x of a batch chunk (or band) summed over its channel chunks, per
+    /// `(nb, ny)`.
+    x: PerSize<(usize, usize), Option<GpuTensor>>,
+    /// Row split: per band size, the scratch the full grad.x's band rows pass through.
+    x_bands: PerSize<usize, Option<GpuTensor>>,
+    /// Row split: a sample's pooled-map gradient summed over its chunks.
+    pooled: Option<GpuTensor>,
+}
+
+/// What every part of one split backward reads.
+struct Split<'a> {
+    ctx: &'a GpuContext,
+    c: &'a DrConvConfig,
+    s: ForwardShape,
+    fwd: &'a ForwardPlan,
+    param_grads: &'a [GpuTensor; 6],
+    /// Full batch, B x O x H' x W' and B x I x H x W.
+    grad_output: GpuTensor,
+    grad_x: GpuTensor,
+    channel_split: bool,
+    rows_split: bool,
+}
+
 /// The backward of the training forward `fwd` as sub-plans of `split`'s chunks
-/// (`plan::backward_split`). Parameter gradients go to
-/// `param_grads`: the first chunk's are copied there, the later ones added in chunk order
-/// (conv_kernel.3's per channel chunk, to its rows).
+/// (`plan::backward_split`). Parameter gradients go to `param_grads`: the first chunk's are
+/// copied there, the later ones added in chunk order (conv_kernel.3's per channel chunk, to its
+/// rows).
 pub fn backward(
     ctx: &GpuContext,
     config: &DrConvConfig,
     params: &GpuParams,
     fwd: &ForwardPlan,
     param_grads: &[GpuTensor; 6],
-    split: Split,
+    split: SplitSizes,
 ) -> Result<BackwardPlan> {
     let (c, s) = (config, fwd.shape);
-    let rows_split = split.splits_rows(&s);
-    let (batch_split, channel_split) = (split.batch < s.batch, split.channels < c.out_channels);
-    let grad_output = ctx.empty_stored("grad_output", &s.output(c))?;
-    let grad_x = ctx.empty_stored("grad.x", &s.input(c))?;
+    let sp = Split {
+        ctx,
+        c,
+        s,
+        fwd,
+        param_grads,
+        grad_output: ctx.empty_stored("grad_output", &s.output(c))?,
+        grad_x: ctx.empty_stored("grad.x", &s.input(c))?,
+        channel_split: split.channels < c.out_channels,
+        rows_split: split.splits_rows(&s),
+    };
+    let batch_split = split.batch < s.batch;
     let all = chunks(split, &s, c, false);
-    let pool = pool_stage(ctx, c, &s, rows_split)?;
+    let pool = pool_stage(ctx, c, &s, sp.rows_split)?;
     let mut sub_params = SubParams::build(ctx, c, params, &all)?;
-    let in_rows = |ny: usize| match ny < s.out_height {
-        true => band(c, ny).in_rows,
-        false => s.height,
-    };
-    // Channel split: grad.x of a batch chunk (or band) summed over its channel chunks.
-    let x_sums = PerSize::build(all.iter().map(|ch| (ch.nb, ch.ny)), |(nb, ny)| {
-        if !channel_split {
-            return Ok(None);
-        }
-        let shape = [nb, c.in_channels, in_rows(ny), s.width];
-        ctx.empty("grad.x chunk sum", &shape).map(Some)
-    })?;
-    // Row split: per band size, the scratch the full grad.x's band rows pass through.
-    let x_bands = PerSize::build(all.iter().map(|ch| ch.ny), |ny| {
-        if !rows_split {
-            return Ok(None);
-        }
-        let shape = [1, c.in_channels, in_rows(ny), s.width];
-        ctx.empty("grad.x band", &shape).map(Some)
-    })?;
-    // Row split: a sample's pooled-map gradient summed over its chunks.
-    let pooled_sum = match rows_split {
-        true => Some(ctx.empty(
-            "grad.pooled sum",
-            &[1, c.in_channels, c.kernel_size, c.kernel_size],
-        )?),
-        false => None,
-    };
+    let sums = sp.sums(&all)?;
     let subs = PerSize::build(all.iter().map(Chunk::size), |size| {
+        sp.sub_backward(&sub_params, &sums, size)
+    })?;
+    // Channel split with batch or row split: each channel chunk's conv_kernel.3 gradients summed
+    // over the batch chunks and bands (they fit one binding, the layer's may not), copied to
+    // their rows at the end.
+    let kernel3_sums = PerSize::build(all.iter().map(|ch| ch.o0), |o0| {
+        if !(sp.channel_split && (batch_split || sp.rows_split)) {
+            return Ok(None);
+        }
+        Kernel3Sums::build(ctx, c, &all, &subs, o0).map(Some)
+    })?;
+    let mut steps = Vec::new();
+    if let Some(pool) = &pool {
+        steps.extend(pool.forward(&fwd.input));
+        // Bands add into grad.x (they overlap), the pool last.
+        let bytes = sp.grad_x.numel() as u64 * 4;
+        steps.push(Step::clear("grad.x zeros", &sp.grad_x.buffer, 0, bytes));
+    }
+    for (k, ch) in all.iter().enumerate() {
+        let sub = subs.get(ch.size());
+        steps.extend(chunk_forward(
+            &mut sub_params,
+            c,
+            &s,
+            &fwd.input,
+            pool.as_ref(),
+            &sub.fwd,
+            ch,
+        ));
+        steps.extend(sp.chunk_backward(sub, ch));
+        steps.extend(sp.input_grads(&sums, pool.as_ref(), sub, ch));
+        steps.extend(sp.param_grads(sub, ch, k == 0, kernel3_sums.get(ch.o0).as_ref()));
+    }
+    for (o0, k3) in &kernel3_sums.items {
+        if let Some(k3) = k3 {
+            steps.extend(sp.grad_rows_out(k3.sums.each_ref(), (*o0, k3.no)));
+        }
+    }
+    let last = subs.take(last_size(&all)).bwd;
+    Ok(BackwardPlan::from_chunks(
+        c,
+        fwd,
+        param_grads,
+        last,
+        (sp.grad_output, sp.grad_x),
+        Program { steps },
+    ))
+}
+
+impl Split<'_> {
+    /// The sums the chunks add into (see [`Sums`]).
+    fn sums(&self, all: &[Chunk]) -> Result<Sums> {
+        let (ctx, c, s) = (self.ctx, self.c, &self.s);
+        let in_rows = |ny: usize| match ny < s.out_height {
+            true => band(c, ny).in_rows,
+            false => s.height,
+        };
+        let x = PerSize::build(all.iter().map(|ch| (ch.nb, ch.ny)), |(nb, ny)| {
+            if !self.channel_split {
+                return Ok(None);
+            }
+            let shape = [nb, c.in_channels, in_rows(ny), s.width];
+            ctx.empty("grad.x chunk sum", &shape).map(Some)
+        })?;
+        let x_bands = PerSize::build(all.iter().map(|ch| ch.ny), |ny| {
+            if !self.rows_split {
+                return Ok(None);
+            }
+            let shape = [1, c.in_channels, in_rows(ny), s.width];
+            ctx.empty("grad.x band", &shape).map(Some)
+        })?;
+        let pooled = match self.rows_split {
+            true => Some(ctx.empty(
+                "grad.pooled sum",
+                &[1, c.in_channels, c.kernel_size, c.kernel_size],
+            )?),
+            false => None,
+        };
+        Ok(Sums { x, x_bands, pooled })
+    }
+
+    /// One chunk size's sub-plans and the adds of their gradients into `sums` and the layer's.
+    fn sub_backward(&self, sub_params: &SubParams, sums: &Sums, size: Size) -> Result<SubBackward> {
+        let (ctx, c, s) = (self.ctx, self.c, &self.s);
         let (nb, no, ny) = size;
         let sc = with_out_channels(c, no);
-        let fwd = sub_forward(ctx, c, &s, &sub_params, &fwd.input, size, Mode::Training)?;
+        let input = &self.fwd.input;
+        let fwd = sub_forward(ctx, c, s, sub_params, input, size, Mode::Training)?;
         let grads = param_grad_buffers(ctx, &sc)?;
         let bwd = BackwardPlan::build(ctx, &sc, sub_params.get(no), &fwd, &grads)?;
         let mut acc = Vec::new();
-        for id in shared_grads(channel_split) {
-            let (src, dst) = (&grads[id.index()], &param_grads[id.index()]);
+        for id in shared_grads(self.channel_split) {
+            let (src, dst) = (&grads[id.index()], &self.param_grads[id.index()]);
             acc.extend(accumulate(ctx, "accumulate param grad", src, dst)?);
         }
-        let x_sum = x_sums.get((nb, ny)).as_ref();
+        let x_sum = sums.x.get((nb, ny)).as_ref();
         let add_x = match x_sum {
             Some(sum) => accumulate(ctx, "accumulate grad.x", &bwd.grads.x, sum)?,
             None => Vec::new(),
         };
-        let (add_band, add_pooled) = match (x_bands.get(ny), &pooled_sum) {
+        let (add_band, add_pooled) = match (sums.x_bands.get(ny), &sums.pooled) {
             (Some(scratch), Some(sum)) => (
                 accumulate(
                     ctx,
@@ -217,79 +309,51 @@ pub fn backward(
             add_band,
             add_pooled,
         })
-    })?;
-    // Channel split with batch or row split: each channel chunk's conv_kernel.3 gradients summed
-    // over the batch chunks and bands (they fit one binding, the layer's may not), copied to
-    // their rows at the end.
-    let kernel3_sums = PerSize::build(all.iter().map(|ch| ch.o0), |o0| {
-        if !(channel_split && (batch_split || rows_split)) {
-            return Ok(None);
-        }
-        Kernel3Sums::build(ctx, c, &all, &subs, o0).map(Some)
-    })?;
-
-    // A channel chunk's final conv_kernel.3 gradients to their rows of the layer's.
-    let grad_rows_out = |part, outs| {
-        let full = kernel3_of(param_grads);
-        kernel3_rows("conv_kernel.3 grad rows out", c, full, part, outs, Dir::Out)
-    };
-    let mut steps = Vec::new();
-    if let Some(pool) = &pool {
-        steps.extend(pool.forward(&fwd.input));
-        // Bands add into grad.x (they overlap), the pool last.
-        let bytes = grad_x.numel() as u64 * 4;
-        steps.push(Step::clear("grad.x zeros", &grad_x.buffer, 0, bytes));
     }
-    for (k, ch) in all.iter().enumerate() {
-        let sub = subs.get(ch.size());
-        let (fwd_plan, gy) = (&sub.fwd, &sub.bwd.grad_output);
-        steps.extend(chunk_forward(
-            &mut sub_params,
-            c,
-            &s,
-            &fwd.input,
-            pool.as_ref(),
-            fwd_plan,
-            ch,
-        ));
-        if rows_split {
-            // The band's discarded rows get a zero upstream gradient: they add nothing.
-            steps.push(Step::clear(
-                "grad_output band zeros",
-                &gy.buffer,
-                0,
-                gy.numel() as u64 * 4,
-            ));
-            steps.extend(out_rows(
-                "grad_output band in",
-                c,
-                &grad_output,
-                gy,
-                ch,
-                ch.o0,
-                Dir::In,
-            ));
-            let own_steps = sub
-                .bwd
-                .program
-                .steps
-                .iter()
-                .filter(|st| st.label != POOL_GRAD_STEP);
-            steps.extend(own_steps.cloned());
-        } else {
-            steps.extend(slices(
-                "grad_output chunk in",
-                &grad_output,
-                gy,
-                ch,
-                Dir::In,
-            ));
+
+    /// The chunk's `grad_output` copied in, then its backward (without the pool backward, for a
+    /// band: the pool runs once over the whole image).
+    fn chunk_backward(&self, sub: &SubBackward, ch: &Chunk) -> Vec<Step> {
+        let (c, gy) = (self.c, &sub.bwd.grad_output);
+        let mut steps = Vec::new();
+        if !self.rows_split {
+            let whole_gy = &self.grad_output;
+            steps.extend(slices("grad_output chunk in", whole_gy, gy, ch, Dir::In));
             steps.extend(sub.bwd.program.steps.iter().cloned());
+            return steps;
         }
+        // The band's discarded rows get a zero upstream gradient: they add nothing.
+        let bytes = gy.numel() as u64 * 4;
+        steps.push(Step::clear("grad_output band zeros", &gy.buffer, 0, bytes));
+        let label = "grad_output band in";
+        steps.extend(out_rows(
+            label,
+            c,
+            &self.grad_output,
+            gy,
+            ch,
+            ch.o0,
+            Dir::In,
+        ));
+        let own = sub.bwd.program.steps.iter();
+        steps.extend(own.filter(|st| st.label != POOL_GRAD_STEP).cloned());
+        steps
+    }
+
+    /// The chunk's `grad.x` (once summed over the channel chunks) into the full one, and for a
+    /// row split its pooled-map gradient, whose pool backward runs after a sample's last chunk.
+    fn input_grads(
+        &self,
+        sums: &Sums,
+        pool: Option<&PoolStage>,
+        sub: &SubBackward,
+        ch: &Chunk,
+    ) -> Vec<Step> {
+        let (c, s, grad_x) = (self.c, &self.s, &self.grad_x);
+        let mut steps = Vec::new();
         let last_channels = ch.o0 + ch.no == c.out_channels;
         let dx = &sub.bwd.grads.x;
-        // The chunk's grad.x once summed over the channel chunks.
-        let summed = match x_sums.get((ch.nb, ch.ny)) {
+        let summed = match sums.x.get((ch.nb, ch.ny)) {
             None => Some(dx),
             Some(sum) => {
                 if ch.o0 == 0 {
@@ -300,54 +364,66 @@ pub fn backward(
                 last_channels.then_some(sum)
             }
         };
-        match (summed, x_bands.get(ch.ny)) {
+        match (summed, sums.x_bands.get(ch.ny)) {
             (Some(_), Some(scratch)) => {
-                steps.extend(add_input_grad(c, &grad_x, scratch, &sub.add_band, ch));
+                steps.extend(add_input_grad(c, grad_x, scratch, &sub.add_band, ch));
             }
             (Some(done), None) => {
-                steps.push(samples("grad.x chunk out", &grad_x, done, ch, Dir::Out))
+                steps.push(samples("grad.x chunk out", grad_x, done, ch, Dir::Out))
             }
             (None, _) => {}
         }
-        if let (Some(pool), Some(sum)) = (&pool, &pooled_sum) {
+        if let (Some(pool), Some(sum)) = (pool, &sums.pooled) {
             if ch.y0 == 0 && ch.o0 == 0 {
                 steps.push(whole("grad.pooled sum", &sub.bwd.grads.pooled, sum));
             } else {
                 steps.extend(sub.add_pooled.iter().cloned());
             }
             if ch.y0 + ch.ny == s.out_height && last_channels {
-                steps.extend(pool.backward(ch.b0, sum, &grad_x));
+                steps.extend(pool.backward(ch.b0, sum, grad_x));
             }
         }
-        if k == 0 {
-            for id in shared_grads(channel_split) {
-                let (src, dst) = (&sub.grads[id.index()], &param_grads[id.index()]);
+        steps
+    }
+
+    /// The chunk's parameter gradients into the layer's: the first chunk's copied, later ones
+    /// added; conv_kernel.3's per channel chunk to its rows (directly, or through `k3`'s sums).
+    fn param_grads(
+        &self,
+        sub: &SubBackward,
+        ch: &Chunk,
+        first: bool,
+        k3: Option<&Kernel3Sums>,
+    ) -> Vec<Step> {
+        let mut steps = Vec::new();
+        if first {
+            for id in shared_grads(self.channel_split) {
+                let (src, dst) = (&sub.grads[id.index()], &self.param_grads[id.index()]);
                 steps.push(whole("param grad", src, dst));
             }
         } else {
             steps.extend(sub.accumulate.iter().cloned());
         }
-        if !channel_split {
-            continue;
+        if self.channel_split {
+            match k3 {
+                // One chunk per channel chunk: its conv_kernel.3 gradients are final.
+                None => steps.extend(self.grad_rows_out(kernel3_of(&sub.grads), (ch.o0, ch.no))),
+                Some(k3) => steps.extend(k3.add(ch, sub)),
+            }
         }
-        match kernel3_sums.get(ch.o0) {
-            // One chunk per channel chunk: its conv_kernel.3 gradients are final.
-            None => steps.extend(grad_rows_out(kernel3_of(&sub.grads), (ch.o0, ch.no))),
-            Some(k3) => steps.extend(k3.add(ch, sub)),
-        }
+        steps
     }
-    for (o0, k3) in &kernel3_sums.items {
-        if let Some(k3) = k3 {
-            steps.extend(grad_rows_out(k3.sums.each_ref(), (*o0, k3.no)));
-        }
+
+    /// A channel chunk's final conv_kernel.3 gradients to their rows of the layer's.
+    fn grad_rows_out(&self, part: [&GpuTensor; 2], outs: (usize, usize)) -> Vec<Step> {
+        let full = kernel3_of(self.param_grads);
+        kernel3_rows(
+            "conv_kernel.3 grad rows out",
+            self.c,
+            full,
+            part,
+            outs,
+            Dir::Out,
+        )
     }
-    let last = subs.take(last_size(&all)).bwd;
-    Ok(BackwardPlan::from_chunks(
-        c,
-        fwd,
-        param_grads,
-        last,
-        (grad_output, grad_x),
-        Program { steps },
-    ))
 }

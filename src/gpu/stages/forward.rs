@@ -6,9 +6,9 @@
 use super::Stages;
 use crate::error::Result;
 use crate::gpu::buffers::GpuTensor;
+use crate::gpu::correlation::{corr_entries, CorrTiling};
 use crate::gpu::program::Step;
 use crate::gpu::shaders::{self, Shader};
-use crate::gpu::tiles::{corr_entries, CorrTiling};
 use crate::gpu::variants::{KernelGen, Variants};
 use crate::params::ParamId;
 

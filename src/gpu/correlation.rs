@@ -1,71 +1,14 @@
-//! Tiled shaders: dispatches counted in workgroups rather than invocations (one workgroup per
-//! output tile, whatever its size), and the correlation's tile shapes.
+//! The correlation's tiles and entries: its tile shapes (one workgroup per output tile, counted
+//! with `GpuContext::group_steps`), the entry family of each variant, and whether the kernel
+//! rows go through the uniform window.
 //!
 //! `GpuContext::steps` counts items in lanes of `WG`; asking it for `groups * WG` items gives
 //! exactly `groups` workgroups, folded into y and split over dispatches at the per-dimension
 //! limit like every other step. The shader recovers its tile with `group_index` (in each tiled
 //! shader): `wid.x + wid.y * nwg.x` plus `d.base / WG`, and stops at `d.count / WG`.
 
-use crate::error::{DrConvError, Result};
-use crate::gpu::buffers::{GpuTensor, UNIFORM_WINDOW};
-use crate::gpu::context::GpuContext;
-use crate::gpu::program::{Dims, Step};
-use crate::gpu::shaders::{self, Shader, WG};
+use crate::gpu::buffers::UNIFORM_WINDOW;
 use crate::gpu::variants::{Correlation, Variants};
-
-impl GpuContext {
-    /// The steps that run `entry` of `shader` on `groups` workgroups.
-    pub fn group_steps(
-        &self,
-        label: &'static str,
-        shader: &Shader,
-        entry: &'static str,
-        dims: Dims,
-        buffers: &[(&str, &wgpu::Buffer)],
-        groups: u64,
-    ) -> Result<Vec<Step>> {
-        let items = groups
-            .checked_mul(WG as u64)
-            .filter(|&n| n <= u32::MAX as u64);
-        let items = items.ok_or_else(|| DrConvError::TooLarge {
-            what: format!("{label}: workgroups of one tiled job"),
-            size: groups,
-            limit: u32::MAX as u64 / WG as u64,
-        })?;
-        self.steps(label, shader, entry, dims, buffers, items.max(WG as u64))
-    }
-}
-
-impl GpuContext {
-    /// The steps that transpose `src` (`n x ch x sp`, ch % 4 == 0) into `dst` (`n x sp x ch`):
-    /// the channel-last copies of x, grad_output, kernels and guide weights that CPU adapters read
-    /// as vec4s (`transpose`, `transpose4` in shaders/correlation_bwd.wgsl).
-    pub fn transpose_steps(
-        &self,
-        label: &'static str,
-        dims: Dims,
-        src: &GpuTensor,
-        dst: &GpuTensor,
-        (ch, sp): (usize, usize),
-    ) -> Result<Vec<Step>> {
-        let tdims = dims.transpose(ch, sp);
-        // 4 x 4 blocks, vec4 loads and stores, where the positions come in fours.
-        let (entry, src_binding, per_item) = match sp % 4 {
-            0 => ("transpose4", "src4", 16),
-            _ => ("transpose", "tsrc", 4),
-        };
-        let buffers = [(src_binding, &src.buffer), ("tdst", &dst.buffer)];
-        let items = (src.numel() / per_item) as u64;
-        self.steps(
-            label,
-            &shaders::CORRELATION_BWD,
-            entry,
-            tdims,
-            &buffers,
-            items,
-        )
-    }
-}
 
 /// Whether the `_cl4` correlation reads its kernel rows (`kernel_bytes` in all) through the
 /// 64 KiB uniform window of `shaders::CORRELATION_UBO`: where the variants run the channel-last
