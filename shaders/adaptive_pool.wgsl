@@ -3,6 +3,12 @@
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> pooled: array<f32>;
 
+// The shader-specific words of `Dims`, by name.
+// chunk_y0: the first input row of a row chunk (`Dims::pool_rows`).
+fn chunk_y0() -> u32 { return d.aux0; }
+// chunk_rows: its row count.
+fn chunk_rows() -> u32 { return d.aux1; }
+
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
@@ -23,7 +29,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 // A plane larger than one binding, in chunks of rows (src/gpu/split/pool.rs): `x` holds rows
-// d.aux0 .. d.aux0 + d.aux1 of one channel's H x W plane, `pooled` that channel's k x k sums so
+// chunk_y0() .. chunk_y0() + chunk_rows() of one channel's H x W plane, `pooled` that channel's k x k sums so
 // far (zeroed before the first chunk). Each bin adds the sum of its window's rows in the chunk;
 // `pool_finish` then divides by the bin areas.
 @compute @workgroup_size(WG)
@@ -32,10 +38,10 @@ fn pool_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     if (idx == 0xffffffffu) { return; }
     let v = idx % d.k;
     let u = idx / d.k;
-    let y0 = d.aux0;
+    let y0 = chunk_y0();
     let hb = pool_bin(u, d.h);
     let h0 = max(hb.x, y0);
-    let h1 = min(hb.y, y0 + d.aux1);
+    let h1 = min(hb.y, y0 + chunk_rows());
     let wb = pool_bin(v, d.w);
     var s = 0.0;
     for (var y = h0; y < h1; y++) {

@@ -4,6 +4,12 @@
 @group(0) @binding(1) var<storage, read> dpooled: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dx: array<f32>;
 
+// The shader-specific words of `Dims`, by name.
+// chunk_y0: the first input row of a row chunk (`Dims::pool_rows`).
+fn chunk_y0() -> u32 { return d.aux0; }
+// chunk_rows: its row count.
+fn chunk_rows() -> u32 { return d.aux1; }
+
 // The pool's share of dx at input pixel (iy, ix): every bin whose window covers it spreads its
 // gradient (dpooled[base + u*k + v]) over its area.
 fn share(iy: u32, ix: u32, base: u32) -> f32 {
@@ -31,10 +37,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 // `main` for a plane larger than one binding, in chunks of rows (src/gpu/split/pool.rs): `dx`
-// holds rows d.aux0 .. d.aux0 + d.aux1 of one channel, `dpooled` that channel's k x k values.
+// holds rows chunk_y0() .. chunk_y0() + chunk_rows() of one channel, `dpooled` that channel's k x k values.
 @compute @workgroup_size(WG)
 fn rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
-    dx[idx] += share(d.aux0 + idx / d.w, idx % d.w, 0u);
+    dx[idx] += share(chunk_y0() + idx / d.w, idx % d.w, 0u);
 }

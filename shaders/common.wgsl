@@ -5,7 +5,10 @@ struct Dims {
     r: u32, h: u32, w: u32, ho: u32,
     wo: u32, stride: u32, pad: u32, dil: u32,
     // Items this dispatch covers, and the first one: large jobs are split into several dispatches.
-    count: u32, base: u32, aux0: u32, aux1: u32,
+    count: u32, base: u32,
+    // Two words each shader reads under its own meaning, only through accessors it names
+    // (`fn row_groups() -> u32 { return d.aux0; }`); Rust sets them with `Dims`' named setters.
+    aux0: u32, aux1: u32,
 }
 
 @group(0) @binding(0) var<uniform> d: Dims;
@@ -20,6 +23,17 @@ fn item_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
         return 0xffffffffu;
     }
     return d.base + t;
+}
+
+// Linear tile index of this workgroup for the tiled shaders (one workgroup per output tile,
+// `GpuContext::group_steps`; the grid folds into y like `item_index`'s), or 0xffffffff for the
+// padding of the folded grid.
+fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    let t = wid.x + wid.y * nwg.x;
+    if (t >= d.count / WG) {
+        return 0xffffffffu;
+    }
+    return d.base / WG + t;
 }
 
 // Bin i of d.k over an axis of n (AdaptiveAvgPool2d's bins, PyTorch's rule): [start, end) =

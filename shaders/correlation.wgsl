@@ -8,7 +8,7 @@
 //
 // Tiling: a workgroup of 64 invocations computes an (8*CG rows) x (256/CG pixels) tile, CG in
 // {1, 2, 4, 8} (16 too without staging: 128 x 16 tiles for small regions) chosen by the planner
-// (d.aux0) to fit O and the pixels per region. Invocation li is in row group li / (64/CG) and
+// (row_groups()) to fit O and the pixels per region. Invocation li is in row group li / (64/CG) and
 // pixel lane li % (64/CG); it keeps an 8 x 4 block in registers
 // (8 rows, 4 pixels strided by 64/CG, so consecutive invocations read consecutive pixels): per
 // inner step 2 vec4 weight loads and 4 x loads feed 32 multiply-adds. The weights of a chunk of
@@ -35,6 +35,10 @@
 // x channel-last (B x H x W x I) as vec4s over 4 input channels, for the `_cl4` entries.
 @group(0) @binding(7) var<storage, read> xt4: array<vec4<f32>>;
 
+// The shader-specific words of `Dims`, by name.
+// row_groups: row groups of 8 rows per tile (`Dims::row_groups`).
+fn row_groups() -> u32 { return d.aux0; }
+
 const RB: u32 = 8u; // rows per invocation (two vec4s)
 const PB: u32 = 4u; // pixels per invocation
 const KC: u32 = 32u; // inner indices staged per chunk
@@ -48,20 +52,12 @@ const VEC4: u32 = 2u;
 const CL4: u32 = 3u;
 var<workgroup> wsh: array<vec4<f32>, KC * ROWS4_MAX>; // [kc][row4]: 8 KiB
 
-fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    let t = wid.x + wid.y * nwg.x;
-    if (t >= d.count / WG) {
-        return NONE;
-    }
-    return d.base / WG + t;
-}
-
 // Rows row0 + 8*cg .. +8 (those below row_end) of sample b times the pixels `pix` (>= H'W'
 // means none); acc[q * 2 + h] holds rows 4h .. 4h+3 of pixel q.
 // Per-pixel state and accumulators are vectors and named registers, not arrays indexed in a
 // loop: llvmpipe keeps a dynamically indexed private array in memory.
 fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>, staged: bool) -> array<vec4<f32>, 8> {
-    let groups = d.aux0;
+    let groups = row_groups();
     let rows4 = 2u * groups;
     let kk = d.k * d.k;
     let kd = d.cin * kk;
@@ -307,7 +303,7 @@ fn cl4_step(acc: ptr<function, array<vec4<f32>, 8>>, t: TapCl4, c4: u32, wa: vec
 fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     let t = group_index(wid, nwg);
     if (t == NONE) { return; }
-    let groups = d.aux0;
+    let groups = row_groups();
     let lanes = 64u / groups;
     let cg = li / lanes;
     let pl = li % lanes;
@@ -347,7 +343,7 @@ fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
 fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     let t = group_index(wid, nwg);
     if (t == NONE) { return; }
-    let groups = d.aux0;
+    let groups = row_groups();
     let lanes = 64u / groups;
     // CL4: row groups fastest and 4 consecutive pixels per lane, so that in a region's last,
     // partly filled tile a lane without pixels is a whole SIMD group of a CPU adapter, which

@@ -1,7 +1,7 @@
 // Backward of conv_guide (k x k conv I -> r, stride, zero padding, dilation).
 // `input_grad` adds the guide's share to dx. The weight and bias gradients sum over B*H'*W'
 // positions, so they reduce in two fixed-order stages: `weight_partial` sums each chunk of
-// d.aux0 positions into `partial[chunk][e]`, `weight_reduce` sums the d.aux1 chunks in order.
+// chunk_positions() positions into `partial[chunk][e]`, `weight_reduce` sums the chunk_count() chunks in order.
 // Element e < r*I*k*k is weight[g, i, u, v]; e = r*I*k*k + g is bias[g].
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wg: array<f32>;
@@ -14,6 +14,12 @@
 // copies made by `transpose` of correlation_bwd.wgsl), both as vec4s along I.
 @group(0) @binding(9) var<storage, read> wg_t: array<vec4<f32>>;
 @group(0) @binding(10) var<storage, read> x_t: array<vec4<f32>>;
+
+// The shader-specific words of `Dims`, by name.
+// chunk_positions: output positions per weight partial sum (`Dims::guide_chunks`).
+fn chunk_positions() -> u32 { return d.aux0; }
+// chunk_count: the number of partial sums.
+fn chunk_count() -> u32 { return d.aux1; }
 
 // Input channels per invocation of `input_grad` and `weight_partial` (GUIDE_CHANNELS in
 // src/gpu/backward.rs): each dguide load then feeds GC_CH multiply-adds. Channels past the end
@@ -114,8 +120,8 @@ fn weight_item(idx: u32) -> WeightItem {
     let nw4 = d.r * blocks * kk;
     let e4 = idx % (nw4 + d.r);
     let chunk = idx / (nw4 + d.r);
-    let q0 = chunk * d.aux0;
-    let q1 = min(q0 + d.aux0, d.batch * d.ho * d.wo);
+    let q0 = chunk * chunk_positions();
+    let q1 = min(q0 + chunk_positions(), d.batch * d.ho * d.wo);
     let at = chunk * (nw + d.r);
     if (e4 >= nw4) {
         return WeightItem(true, e4 - nw4, 0u, 0u, q0, q1, at + nw);
@@ -221,7 +227,7 @@ fn weight_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let nw = d.r * d.cin * d.k * d.k;
     let ne = nw + d.r;
     var s = 0.0;
-    for (var c = 0u; c < d.aux1; c++) {
+    for (var c = 0u; c < chunk_count(); c++) {
         s += partial[c * ne + e];
     }
     if (e < nw) {

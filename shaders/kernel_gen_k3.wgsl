@@ -6,7 +6,7 @@
 // keeps dynamically indexed private arrays in memory and runs a per-lane loop per load or store
 // instruction, so this issues a quarter of `main`'s memory instructions. Each output is the bias
 // plus the r products in order j = 0..r-1, as in `main` (bitwise-equal kernels).
-// d.aux1 says which layouts to write: bit 0 the kernel as laid out (`kern4`), bit 1 the
+// layouts() says which layouts to write: bit 0 the kernel as laid out (`kern4`), bit 1 the
 // correlation's channel-last copy (`kt4`: rows g*O + o of B*r*O, inner index (u, v, i), see
 // correlation.wgsl `_cl4`), which needs I % 4 == 0: a vec4 of 4 channels is then 4 consecutive
 // input channels of one row, so the same registers are stored there tap by tap.
@@ -16,14 +16,18 @@
 @group(0) @binding(4) var<storage, read_write> kern4: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> kt4: array<vec4<f32>>;
 
-// Item = (b * 8 + g) * (I*O / (8 * nb)) + group of nb channel blocks (nb = d.aux0 divides
+// The shader-specific words of `Dims`, by name (`Dims::kernel_gen`).
+fn channel_blocks() -> u32 { return d.aux0; }
+fn layouts() -> u32 { return d.aux1; }
+
+// Item = (b * 8 + g) * (I*O / (8 * nb)) + group of nb channel blocks (nb = channel_blocks() divides
 // I*O / 8): the blocks share the sigmoid map's loads, one after the other.
 @compute @workgroup_size(WG)
 fn main_r8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
     let io = d.cin * d.cout;
-    let nb = d.aux0;
+    let nb = channel_blocks();
     let groups = io / (8u * nb);
     let bg = idx / groups;
     let b = bg / 8u;
@@ -171,7 +175,7 @@ fn main_r8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         a6 += wa7 * s17.y; b6 += wb7 * s17.y;
         a7 += wa7 * s17.z; b7 += wb7 * s17.z;
         a8 += wa7 * s17.w; b8 += wb7 * s17.w;
-        if ((d.aux1 & 1u) != 0u) {
+        if ((layouts() & 1u) != 0u) {
             let ob = (b * 8u * io + c0) * 9u / 4u;
             kern4[ob + 0u] = vec4(a0.x, a1.x, a2.x, a3.x);
             kern4[ob + 1u] = vec4(a4.x, a5.x, a6.x, a7.x);
@@ -192,7 +196,7 @@ fn main_r8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             kern4[ob + 16u] = vec4(b1.w, b2.w, b3.w, b4.w);
             kern4[ob + 17u] = vec4(b5.w, b6.w, b7.w, b8.w);
         }
-        if ((d.aux1 & 2u) != 0u) {
+        if ((layouts() & 2u) != 0u) {
             let i4 = d.cin / 4u;
             let fa = b * 8u * io + c0;
             let ta = (fa / d.cin) * 9u * i4 + (fa % d.cin) / 4u;
@@ -219,14 +223,14 @@ fn main_r8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     }
 }
 
-// Item = (b * 4 + g) * (I*O / (8 * nb)) + group of nb channel blocks (nb = d.aux0 divides
+// Item = (b * 4 + g) * (I*O / (8 * nb)) + group of nb channel blocks (nb = channel_blocks() divides
 // I*O / 8): the blocks share the sigmoid map's loads, one after the other.
 @compute @workgroup_size(WG)
 fn main_r4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
     let io = d.cin * d.cout;
-    let nb = d.aux0;
+    let nb = channel_blocks();
     let groups = io / (8u * nb);
     let bg = idx / groups;
     let b = bg / 4u;
@@ -313,7 +317,7 @@ fn main_r4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
         a6 += wa3 * s8.y; b6 += wb3 * s8.y;
         a7 += wa3 * s8.z; b7 += wb3 * s8.z;
         a8 += wa3 * s8.w; b8 += wb3 * s8.w;
-        if ((d.aux1 & 1u) != 0u) {
+        if ((layouts() & 1u) != 0u) {
             let ob = (b * 4u * io + c0) * 9u / 4u;
             kern4[ob + 0u] = vec4(a0.x, a1.x, a2.x, a3.x);
             kern4[ob + 1u] = vec4(a4.x, a5.x, a6.x, a7.x);
@@ -334,7 +338,7 @@ fn main_r4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             kern4[ob + 16u] = vec4(b1.w, b2.w, b3.w, b4.w);
             kern4[ob + 17u] = vec4(b5.w, b6.w, b7.w, b8.w);
         }
-        if ((d.aux1 & 2u) != 0u) {
+        if ((layouts() & 2u) != 0u) {
             let i4 = d.cin / 4u;
             let fa = b * 4u * io + c0;
             let ta = (fa / d.cin) * 9u * i4 + (fa % d.cin) / 4u;

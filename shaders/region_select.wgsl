@@ -16,8 +16,14 @@
 // its pixel count.
 @group(0) @binding(7) var<storage, read_write> tile_list: array<u32>;
 // The correlation's indirect dispatch (x, y, z): n x (row tiles) workgroups, folded into y at
-// d.aux1 (the device's per-dimension limit).
+// grid_limit() (the device's per-dimension limit).
 @group(0) @binding(8) var<storage, read_write> tile_args: array<u32>;
+
+// The shader-specific words of `Dims`, by name.
+// row_groups: row groups of the fused correlation's tiles (`Dims::row_groups`).
+fn row_groups() -> u32 { return d.aux0; }
+// grid_limit: the indirect grid's per-dimension limit (`Dims::grid_limit`).
+fn grid_limit() -> u32 { return d.aux1; }
 
 // One invocation per (b, o, y, x).
 @compute @workgroup_size(WG)
@@ -92,15 +98,15 @@ fn lists(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 
 var<workgroup> scan: array<u32, 64>;
 
-// One workgroup. Tiles are d.aux0 row groups of 8 rows by 256 / d.aux0 pixels, as the
+// One workgroup. Tiles are row_groups() row groups of 8 rows by 256 / row_groups() pixels, as the
 // correlation's (src/gpu/tiles.rs `CorrTiling`). Samples go 64 at a time, one per invocation:
 // count its tiles, offset by the samples before (a scan in workgroup memory), write its entries.
 // With the grid sized to n the correlation runs no empty workgroups; a CPU adapter's threads
 // each take a fixed contiguous share of a dispatch, so empty ones at the end idled one thread.
 @compute @workgroup_size(64)
 fn tiles(@builtin(local_invocation_index) li: u32) {
-    let tile_px = 256u / d.aux0;
-    let tile_rows = 8u * d.aux0;
+    let tile_px = 256u / row_groups();
+    let tile_rows = 8u * row_groups();
     var base = 0u;
     for (var b0 = 0u; b0 < d.batch; b0 += 64u) {
         let b = b0 + li;
@@ -136,7 +142,7 @@ fn tiles(@builtin(local_invocation_index) li: u32) {
     if (li == 0u) {
         tile_list[0] = base;
         let groups = base * ((d.cout + tile_rows - 1u) / tile_rows);
-        let x = clamp(groups, 1u, d.aux1);
+        let x = clamp(groups, 1u, grid_limit());
         tile_args[0] = x;
         tile_args[1] = (groups + x - 1u) / x;
         tile_args[2] = 1u;

@@ -1,18 +1,15 @@
 // A plain single-precision GEMM, C = A B (row-major, A: M x K, B: K x N), timed by the benchmark
-// as the device's attainable rate. M = d.aux0, N = d.aux1, K = d.cin. One workgroup per tile;
+// as the device's attainable rate. M = rows_m(), N = cols_n(), K = d.cin. One workgroup per tile;
 // tiles are numbered by `group_index` (see src/gpu/tiles.rs).
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> bm: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
-// Linear tile index of this workgroup, or 0xffffffff for the padding of the folded grid.
-fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    let t = wid.x + wid.y * nwg.x;
-    if (t >= d.count / WG) {
-        return 0xffffffffu;
-    }
-    return d.base / WG + t;
-}
+// The shader-specific words of `Dims`, by name.
+// rows_m: M, rows of A and C (`Dims::matmul`).
+fn rows_m() -> u32 { return d.aux0; }
+// cols_n: N, columns of B and C.
+fn cols_n() -> u32 { return d.aux1; }
 
 // `tiled`: the textbook 2-D tiling. A 32 x 32 tile of C per workgroup of 8 x 8 invocations, each
 // 4 x 4 outputs in registers; K in chunks of 32 staged through workgroup memory (8 KiB).
@@ -26,8 +23,8 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
          @builtin(local_invocation_index) li: u32) {
     let tile = group_index(wid, nwg);
     if (tile == 0xffffffffu) { return; }
-    let m = d.aux0;
-    let n = d.aux1;
+    let m = rows_m();
+    let n = cols_n();
     let kd = d.cin;
     let tiles_n = (n + T2 - 1u) / T2;
     let m0 = (tile / tiles_n) * T2;
@@ -82,8 +79,8 @@ fn blocked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_index) li: u32) {
     let tile = group_index(wid, nwg);
     if (tile == 0xffffffffu) { return; }
-    let m = d.aux0;
-    let n = d.aux1;
+    let m = rows_m();
+    let n = cols_n();
     let kd = d.cin;
     let tiles_n = (n + 63u) / 64u;
     let m0 = (tile / tiles_n) * 32u;
@@ -138,8 +135,8 @@ struct Block8x4 {
 }
 
 fn block8x4(tile: u32, li: u32, stride: u32) -> Block8x4 {
-    let m = d.aux0;
-    let n = d.aux1;
+    let m = rows_m();
+    let n = cols_n();
     let tiles_n = (n + 63u) / 64u;
     let r0 = (tile / tiles_n) * 32u + 8u * (li / 16u);
     let rl = m - 1u;
@@ -155,7 +152,7 @@ fn store8x4(bl: Block8x4, acc: array<vec4<f32>, 8>) {
         if (!bl.ok[q]) { continue; }
         for (var i = 0u; i < 8u; i++) {
             let row = bl.r0 + i;
-            if (row < d.aux0) { c[row * d.aux1 + bl.col[q]] = acc[2u * q + i / 4u][i % 4u]; }
+            if (row < rows_m()) { c[row * cols_n() + bl.col[q]] = acc[2u * q + i / 4u][i % 4u]; }
         }
     }
 }
@@ -171,7 +168,7 @@ fn direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
            @builtin(local_invocation_index) li: u32) {
     let tile = group_index(wid, nwg);
     if (tile == 0xffffffffu) { return; }
-    let n = d.aux1;
+    let n = cols_n();
     let kd4 = d.cin / 4u;
     let bl = block8x4(tile, li, kd4);
     let rba = bl.rba;
