@@ -54,6 +54,12 @@ impl DrConv2d {
         })
     }
 
+    /// The shader variants this layer's plans run (`GpuContext::variants` for its
+    /// configuration: the adapter's choice with `ContextOptions::variants` applied).
+    pub fn variants(&self) -> crate::gpu::variants::Variants {
+        self.ctx.variants(&self.config)
+    }
+
     pub fn config(&self) -> &DrConvConfig {
         &self.config
     }

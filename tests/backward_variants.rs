@@ -34,8 +34,11 @@ fn cpu_correlation_backward_matches_gather_bitwise() {
             let s = config.forward_shape(&c.7).unwrap();
             let gy = Tensor::randn(&s.output(&config), 90 + n as u64);
             let mut runs = Vec::new();
-            for ctx in &contexts {
+            for (k, ctx) in contexts.iter().enumerate() {
                 let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
+                if k == 0 {
+                    assert_eq!(layer.variants().backward, drconv::gpu::Backward::Gather);
+                }
                 let xg = layer.upload(&x).unwrap();
                 let gyg = ctx.upload("gy", &gy).unwrap();
                 layer.plan(&xg, Mode::Training).await.unwrap().poison(ctx);
