@@ -22,6 +22,9 @@ pub mod verify;
 pub mod web;
 pub mod weights;
 
+/// The wgpu this crate is built on, so that a program names the same version.
+pub use wgpu;
+
 pub use config::{DrConvConfig, ForwardShape, Mode};
 pub use error::{DrConvError, Result};
 pub use gpu::{ContextOptions, GpuContext, GpuGradients, GpuTensor, VariantOverrides, Variants};
