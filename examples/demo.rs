@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use drconv::demo::{run_blocking, DemoArgs};
+use drconv::internal::demo::{run_blocking, DemoArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "demo", about = "Watch DRConv learn regions on the GPU")]

@@ -28,6 +28,23 @@ if [ "${1:-}" = "--web" ]; then
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 
+if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>&1; then
+  # Not Debian or Ubuntu: say what the machine needs instead of failing on apt.
+  cat >&2 <<'EOF2'
+setup.sh: no apt-get here, so nothing was installed. What drconv needs:
+  - Rust 1.87 or newer (rustup), and a C linker.
+  - macOS: nothing else; wgpu runs on Metal.
+  - Windows: nothing else; wgpu runs on DX12 or Vulkan (a GPU driver from its vendor).
+  - Other Linux: a Vulkan driver (Mesa's lavapipe without a GPU: mesa-vulkan-drivers /
+    vulkan-swrast) and the Vulkan loader; for the GL tests Mesa's EGL and llvmpipe; python3.
+  - For the browser test (--web): Chromium, Node.js with npm, and the wasm32-unknown-unknown
+    target (rustup target add wasm32-unknown-unknown).
+Then run: cargo run --release --example demo
+EOF2
+  command -v cargo >/dev/null 2>&1 || exit 1
+  exit 0
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

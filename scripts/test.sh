@@ -6,4 +6,12 @@ cd "$(dirname "$0")/.."
 # Mesa's drivers warn (and some fail) without a runtime dir.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 cargo test --release
+# The library as a dependent takes it: builds without the CLI's crates and pulls none of them in.
+cargo build --release --lib --no-default-features
+if cargo tree -e normal --no-default-features --prefix none | grep -E '^(clap|indicatif|image|pollster|env_logger) '; then
+  echo "test.sh: the library without default features depends on a CLI crate (above)" >&2
+  exit 1
+fi
+# The documentation builds warning-free (every public item documented: missing_docs).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --no-default-features --features golden
 examples/web/run-browser-test.sh

@@ -7,22 +7,34 @@ use crate::error::{DrConvError, Result};
 /// Stride, padding and dilation apply to the guide conv and to the correlation alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct DrConvConfig {
+    /// Input channels `I`.
     pub in_channels: usize,
+    /// Output channels `O`.
     pub out_channels: usize,
+    /// Kernel size `k` (square kernels).
     pub kernel_size: usize,
+    /// Regions `r`: kernels generated per sample, one chosen per pixel by the guide.
     pub region_num: usize,
+    /// Stride of the guide conv and the correlation.
     pub stride: usize,
+    /// Zero padding on every side.
     pub padding: usize,
+    /// Dilation of the kernel taps.
     pub dilation: usize,
 }
 
 /// The shape of one forward: input `B x I x H x W`, output `B x O x H' x W'`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ForwardShape {
+    /// Samples `B`.
     pub batch: usize,
+    /// Input height `H`.
     pub height: usize,
+    /// Input width `W`.
     pub width: usize,
+    /// Output height `H'`.
     pub out_height: usize,
+    /// Output width `W'`.
     pub out_width: usize,
 }
 
@@ -47,18 +59,21 @@ impl DrConvConfig {
         Ok(c)
     }
 
+    /// The same layer with `stride` (at least 1).
     pub fn with_stride(mut self, stride: usize) -> Result<Self> {
         self.stride = stride;
         self.validate()?;
         Ok(self)
     }
 
+    /// The same layer with `padding`.
     pub fn with_padding(mut self, padding: usize) -> Result<Self> {
         self.padding = padding;
         self.validate()?;
         Ok(self)
     }
 
+    /// The same layer with `dilation` (at least 1).
     pub fn with_dilation(mut self, dilation: usize) -> Result<Self> {
         self.dilation = dilation;
         self.validate()?;
@@ -189,15 +204,19 @@ pub enum Mode {
 }
 
 impl ForwardShape {
+    /// B x I x H x W.
     pub fn input(&self, c: &DrConvConfig) -> [usize; 4] {
         [self.batch, c.in_channels, self.height, self.width]
     }
+    /// B x O x H' x W'.
     pub fn output(&self, c: &DrConvConfig) -> [usize; 4] {
         [self.batch, c.out_channels, self.out_height, self.out_width]
     }
+    /// The adaptive pool of the input: B x I x k x k.
     pub fn pooled(&self, c: &DrConvConfig) -> [usize; 4] {
         [self.batch, c.in_channels, c.kernel_size, c.kernel_size]
     }
+    /// The first 1x1 conv of the kernel branch: B x r*r x k x k.
     pub fn logits(&self, c: &DrConvConfig) -> [usize; 4] {
         [
             self.batch,
@@ -206,6 +225,7 @@ impl ForwardShape {
             c.kernel_size,
         ]
     }
+    /// The generated kernels: B x r*I*O x k x k.
     pub fn kernel(&self, c: &DrConvConfig) -> [usize; 4] {
         [
             self.batch,
@@ -214,6 +234,7 @@ impl ForwardShape {
             c.kernel_size,
         ]
     }
+    /// Every region's correlation (training mode): B x r x O x H' x W'.
     pub fn corr(&self, c: &DrConvConfig) -> [usize; 5] {
         [
             self.batch,
@@ -223,9 +244,11 @@ impl ForwardShape {
             self.out_width,
         ]
     }
+    /// The guide conv's logits: B x r x H' x W'.
     pub fn guide(&self, c: &DrConvConfig) -> [usize; 4] {
         [self.batch, c.region_num, self.out_height, self.out_width]
     }
+    /// The region map: B x H' x W'.
     pub fn region(&self) -> [usize; 3] {
         [self.batch, self.out_height, self.out_width]
     }

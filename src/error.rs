@@ -16,7 +16,21 @@ pub enum DrConvError {
     Weights(String),
     /// A tensor or dispatch is larger than the device (or the u32 indexing of the shaders) allows.
     #[error("too large: {what} needs {size} but the limit is {limit}")]
-    TooLarge { what: String, size: u64, limit: u64 },
+    TooLarge {
+        /// The tensor, dispatch or count that is too large.
+        what: String,
+        /// How large it is (bytes, elements or workgroups, as `what` says).
+        size: u64,
+        /// The device's or the shaders' limit for it.
+        limit: u64,
+    },
+    /// A tensor of another device (another `GpuContext`, or a buffer viewed through the wrong one)
+    /// was passed to a layer.
+    #[error("foreign tensor: {0}")]
+    ForeignTensor(String),
+    /// A view of a caller's buffer breaks a rule: offset alignment, size, or buffer usage.
+    #[error("buffer view: {0}")]
+    View(String),
     /// No GPU adapter matched the request.
     #[error("no GPU adapter found: {0}")]
     NoAdapter(String),
@@ -25,7 +39,12 @@ pub enum DrConvError {
     RequestDevice(String),
     /// The GPU reported an error (validation, out of memory, internal) for an operation.
     #[error("GPU error during {op}: {message}")]
-    Gpu { op: String, message: String },
+    Gpu {
+        /// What drconv was doing.
+        op: String,
+        /// wgpu's message.
+        message: String,
+    },
     /// The device was lost; the layer must be rebuilt on a new context.
     #[error("GPU device lost: {0}")]
     DeviceLost(String),
@@ -35,7 +54,9 @@ pub enum DrConvError {
     /// Reading or writing a file failed.
     #[error("I/O error on {path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -47,6 +68,7 @@ pub enum DrConvError {
     Image(String),
 }
 
+/// `Result` with [`DrConvError`] as the error.
 pub type Result<T, E = DrConvError> = std::result::Result<T, E>;
 
 impl DrConvError {

@@ -19,7 +19,9 @@ use crate::tensor::Tensor;
 pub struct GoldenCase {
     /// `case.json` → `case`, or the directory name when absent.
     pub name: String,
+    /// The case directory.
     pub dir: PathBuf,
+    /// The layer's configuration.
     pub config: DrConvConfig,
     /// Shape of the forward (checked against `H_out`, `W_out` of `case.json`).
     pub shape: ForwardShape,

@@ -1,5 +1,6 @@
-//! `DrConv2d` on the GPU: parameters on the device, forward plans cached per input buffer, shape
-//! and mode, one submission per forward; backward plans built once per training forward plan.
+//! `DrConv2d` on the GPU: parameters on the device, forward plans cached per input shape and
+//! mode (each with its own input buffer, into which every call's input view is copied), one
+//! submission per forward; backward plans built once per training forward plan.
 
 use std::sync::Arc;
 
@@ -20,9 +21,28 @@ const MAX_PLANS: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PlanKey {
-    input: wgpu::Buffer,
     shape: Vec<usize>,
     mode: Mode,
+}
+
+/// A forward plan and the view its last recorded forward read: a backward must be of that same
+/// input, and with plans keyed by shape another input of the shape could have come since.
+struct Entry {
+    plan: ForwardPlan,
+    fed: Option<(wgpu::Buffer, u64)>,
+}
+
+/// Records the copy of `src` (a checked view) into `dst` unless they are the same bytes.
+pub(crate) fn copy_view(encoder: &mut wgpu::CommandEncoder, src: &GpuTensor, dst: &GpuTensor) {
+    if !src.same_view(dst) {
+        encoder.copy_buffer_to_buffer(
+            &src.buffer,
+            src.offset,
+            &dst.buffer,
+            dst.offset,
+            src.bytes(),
+        );
+    }
 }
 
 /// A DRConv2d layer on a GPU device.
@@ -30,7 +50,9 @@ pub struct DrConv2d {
     ctx: Arc<GpuContext>,
     config: DrConvConfig,
     params: GpuParams,
-    plans: PlanCache<PlanKey, ForwardPlan>,
+    plans: PlanCache<PlanKey, Entry>,
+    /// Forward and backward plans built so far (tests check that fresh buffers reuse them).
+    built: usize,
     /// Backward plans, keyed by their forward plan's output buffer (a rebuilt forward plan has
     /// new buffers, so a stale backward plan can never be picked up).
     backward_plans: PlanCache<wgpu::Buffer, BackwardPlan>,
@@ -49,6 +71,7 @@ impl DrConv2d {
             config: params.config,
             params: gp,
             plans: PlanCache::new(MAX_PLANS),
+            built: 0,
             backward_plans: PlanCache::new(MAX_PLANS),
             param_grads: None,
         })
@@ -60,14 +83,17 @@ impl DrConv2d {
         self.ctx.variants(&self.config)
     }
 
+    /// The layer's configuration.
     pub fn config(&self) -> &DrConvConfig {
         &self.config
     }
 
+    /// The context the layer runs on.
     pub fn context(&self) -> &Arc<GpuContext> {
         &self.ctx
     }
 
+    #[doc(hidden)]
     pub fn gpu_params(&self) -> &GpuParams {
         &self.params
     }
@@ -94,47 +120,85 @@ impl DrConv2d {
         self.ctx.upload("input", x)
     }
 
-    /// The plan for this input buffer, shape and mode, built (and error-checked) on first use.
-    pub async fn plan(&mut self, x: &GpuTensor, mode: Mode) -> Result<&ForwardPlan> {
-        let key = PlanKey {
-            input: x.buffer.clone(),
-            shape: x.shape.clone(),
-            mode,
-        };
-        let pos = match self.plans.position(&key) {
-            Some(pos) => pos,
-            None => {
-                self.config.forward_shape(&x.shape)?;
-                let (ctx, config, params) = (&self.ctx, &self.config, &self.params);
-                let plan = ctx
-                    .scoped("building the forward plan", || {
-                        crate::gpu::plan::forward(ctx, config, params, x, mode)
-                    })
-                    .await??;
-                self.plans.insert(key, plan)
-            }
-        };
-        Ok(self.plans.at(pos))
+    /// Forward and backward plans this layer has built: one per input shape and mode (and one
+    /// backward per training shape), whatever buffers the inputs arrive in.
+    pub fn plans_built(&self) -> usize {
+        self.built
     }
 
-    /// Records the forward of `x` into `encoder` (to chain layers in one submission) and returns
-    /// the output tensor, valid once the encoder is submitted.
+    /// The index of the plan of inputs of `shape` in `mode`, built (and error-checked) on first
+    /// use.
+    async fn plan_index(&mut self, shape: &[usize], mode: Mode) -> Result<usize> {
+        let key = PlanKey {
+            shape: shape.to_vec(),
+            mode,
+        };
+        if let Some(pos) = self.plans.position(&key) {
+            return Ok(pos);
+        }
+        self.config.forward_shape(shape)?;
+        let (ctx, config, params) = (&self.ctx, &self.config, &self.params);
+        let plan = ctx
+            .scoped("building the forward plan", || {
+                crate::gpu::plan::forward(ctx, config, params, shape, mode)
+            })
+            .await??;
+        self.built += 1;
+        Ok(self.plans.insert(key, Entry { plan, fed: None }))
+    }
+
+    /// The plan of inputs of `x`'s shape in `mode` (tests read its buffers).
+    #[doc(hidden)]
+    pub async fn plan(&mut self, x: &GpuTensor, mode: Mode) -> Result<&ForwardPlan> {
+        let pos = self.plan_index(&x.shape, mode).await?;
+        Ok(&self.plans.at(pos).plan)
+    }
+
+    /// Records the forward of `x` into `encoder` (to chain layers, or beside the caller's own
+    /// passes, in one submission) and returns the output tensor, valid once the encoder is
+    /// submitted. The output belongs to the layer's plan for this shape and mode: the next
+    /// forward of the same shape overwrites it (copy it out, or use
+    /// [`DrConv2d::encode_forward_into`]). `x` may be any view of this device
+    /// ([`GpuTensor::from_buffer`]) with `COPY_SRC` usage; it is copied into the plan's input,
+    /// so it may change once the copy has run.
     pub async fn encode_forward(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
         x: &GpuTensor,
         mode: Mode,
     ) -> Result<GpuTensor> {
-        let plan = self.plan(x, mode).await?;
-        plan.program.encode(encoder);
-        Ok(plan.output.clone())
+        self.config.forward_shape(&x.shape)?;
+        x.check_view(&self.ctx, "input", wgpu::BufferUsages::COPY_SRC)?;
+        let pos = self.plan_index(&x.shape, mode).await?;
+        let entry = self.plans.at_mut(pos);
+        copy_view(encoder, x, &entry.plan.input);
+        entry.fed = Some((x.buffer.clone(), x.offset));
+        entry.plan.program.encode(encoder);
+        Ok(entry.plan.output.clone())
+    }
+
+    /// [`DrConv2d::encode_forward`], then a copy of the output into the caller's view `y`
+    /// (B x O x H' x W', `COPY_DST` usage).
+    pub async fn encode_forward_into(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        y: &GpuTensor,
+        mode: Mode,
+    ) -> Result<()> {
+        let want = self.config.forward_shape(&x.shape)?.output(&self.config);
+        check_shape("output view", y, &want, &x.shape)?;
+        y.check_view(&self.ctx, "output view", wgpu::BufferUsages::COPY_DST)?;
+        let out = self.encode_forward(encoder, x, mode).await?;
+        copy_view(encoder, &out, y);
+        Ok(())
     }
 
     /// Runs the forward with one submission; the output stays on the GPU.
     pub async fn forward(&mut self, x: &GpuTensor, mode: Mode) -> Result<GpuTensor> {
         let mut encoder = self.ctx.encoder("drconv forward");
         let out = self.encode_forward(&mut encoder, x, mode).await?;
-        self.ctx.submit(encoder)?;
+        self.ctx.submit(encoder).await?;
         Ok(out)
     }
 
@@ -152,9 +216,9 @@ impl DrConv2d {
 }
 
 /// Backward and training support. A backward reads the tensors its training forward saved, so it
-/// uses the *last* training forward of the same input buffer: encode `encode_forward(x,
-/// Mode::Training)` and `encode_backward(x, ..)` into one encoder for a single submission, or run
-/// `forward(x, Mode::Training)` first.
+/// uses the *last* training forward of the input's shape, which must have read the same view:
+/// encode `encode_forward(x, Mode::Training)` and `encode_backward(x, ..)` into one encoder for a
+/// single submission, or run `forward(x, Mode::Training)` first.
 impl DrConv2d {
     /// The parameter-gradient buffers (state_dict order), made on first use and shared by every
     /// backward of this layer.
@@ -170,27 +234,13 @@ impl DrConv2d {
         Ok(self.param_grads.clone().expect("just made"))
     }
 
-    /// Index of the training forward plan of `x`, if one was built.
-    fn training_plan_index(&self, x: &GpuTensor) -> Option<usize> {
+    /// Index of the training forward plan of `x`'s shape, if its last forward read `x`.
+    fn training_plan_index(&self, x: &GpuTensor) -> Result<usize> {
         let key = PlanKey {
-            input: x.buffer.clone(),
             shape: x.shape.clone(),
             mode: Mode::Training,
         };
-        self.plans.position(&key)
-    }
-
-    /// The forward and backward plans of `x`. The training forward plan is built when
-    /// `build_forward` (the trainer encodes it itself); otherwise it must exist already.
-    pub(crate) async fn training_plans(
-        &mut self,
-        x: &GpuTensor,
-        build_forward: bool,
-    ) -> Result<(&ForwardPlan, &mut BackwardPlan)> {
-        if build_forward {
-            self.plan(x, Mode::Training).await?;
-        }
-        let fpos = self.training_plan_index(x).ok_or_else(|| {
+        let pos = self.plans.position(&key).ok_or_else(|| {
             DrConvError::Config(format!(
                 "backward of the input of shape {:?} needs its training forward first: run \
                  forward(x, Mode::Training) or encode_forward(.., x, Mode::Training) before the \
@@ -198,64 +248,97 @@ impl DrConv2d {
                 x.shape
             ))
         })?;
+        match &self.plans.at(pos).fed {
+            Some((buffer, offset)) if *buffer == x.buffer && *offset == x.offset => Ok(pos),
+            _ => Err(DrConvError::Config(format!(
+                "backward of an input of shape {:?} whose last training forward read another \
+                 buffer or offset: the backward uses the tensors of that last forward, so run \
+                 the training forward of this input again first",
+                x.shape
+            ))),
+        }
+    }
+
+    /// The forward and backward plans of `x`. When `feed` is given (the trainer encodes the
+    /// forward itself) the training forward plan is built, `x` recorded as its input and copied
+    /// into it in `feed`; otherwise the last training forward must have read `x`.
+    pub(crate) async fn training_plans(
+        &mut self,
+        x: &GpuTensor,
+        feed: Option<&mut wgpu::CommandEncoder>,
+    ) -> Result<(&ForwardPlan, &mut BackwardPlan)> {
+        self.config.forward_shape(&x.shape)?;
+        x.check_view(&self.ctx, "input", wgpu::BufferUsages::COPY_SRC)?;
+        if let Some(encoder) = feed {
+            let pos = self.plan_index(&x.shape, Mode::Training).await?;
+            let entry = self.plans.at_mut(pos);
+            copy_view(encoder, x, &entry.plan.input);
+            entry.fed = Some((x.buffer.clone(), x.offset));
+        }
+        let fpos = self.training_plan_index(x)?;
         // Drop backward plans whose forward plan was evicted (they hold its buffers alive).
         let plans = &self.plans;
         self.backward_plans
-            .retain(|out, _| plans.values().any(|p| p.output.buffer == *out));
-        let out = self.plans.at(fpos).output.buffer.clone();
+            .retain(|out, _| plans.values().any(|e| e.plan.output.buffer == *out));
+        let out = self.plans.at(fpos).plan.output.buffer.clone();
         let bpos = match self.backward_plans.position(&out) {
             Some(pos) => pos,
             None => {
                 let grads = self.param_grads()?;
                 let (ctx, config, params) = (&self.ctx, &self.config, &self.params);
-                let fwd = self.plans.at(fpos);
+                let fwd = &self.plans.at(fpos).plan;
                 let plan = ctx
                     .scoped("building the backward plan", || {
                         crate::gpu::plan::backward(ctx, config, params, fwd, &grads)
                     })
                     .await??;
+                self.built += 1;
                 self.backward_plans.insert(out, plan)
             }
         };
-        Ok((self.plans.at(fpos), self.backward_plans.at_mut(bpos)))
+        Ok((&self.plans.at(fpos).plan, self.backward_plans.at_mut(bpos)))
     }
 
     /// The backward plan of `x` (built on first use; its training forward plan must exist), e.g.
-    /// to poison its buffers in a test or to write `grad_output` directly.
+    /// to poison its buffers in a test.
+    #[doc(hidden)]
     pub async fn backward_plan(&mut self, x: &GpuTensor) -> Result<&mut BackwardPlan> {
-        Ok(self.training_plans(x, false).await?.1)
+        Ok(self.training_plans(x, None).await?.1)
     }
 
     /// Records the backward of the last training forward of `x` into `encoder`: copies
-    /// `grad_output` (B x O x H' x W') into the plan, then the backward pass. The gradients are
-    /// valid once the encoder is submitted.
+    /// `grad_output` (B x O x H' x W', any view with `COPY_SRC`) into the plan, then the
+    /// backward pass. The gradients are the layer's buffers, valid once the encoder is
+    /// submitted and overwritten by the next backward.
     pub async fn encode_backward(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
         x: &GpuTensor,
         grad_output: &GpuTensor,
     ) -> Result<GpuGradients> {
-        let s = self.config.forward_shape(&x.shape)?;
-        let want = s.output(&self.config);
-        if grad_output.shape != want {
-            return Err(DrConvError::Shape(format!(
-                "grad_output has shape {:?} but the output of the input of shape {:?} is {want:?}",
-                grad_output.shape, x.shape
-            )));
-        }
-        let (_, plan) = self.training_plans(x, false).await?;
-        if plan.grad_output.buffer != grad_output.buffer {
-            let bytes = plan.grad_output.numel() as u64 * 4;
-            encoder.copy_buffer_to_buffer(
-                &grad_output.buffer,
-                0,
-                &plan.grad_output.buffer,
-                0,
-                bytes,
-            );
-        }
+        let want = self.config.forward_shape(&x.shape)?.output(&self.config);
+        check_shape("grad_output", grad_output, &want, &x.shape)?;
+        grad_output.check_view(&self.ctx, "grad_output", wgpu::BufferUsages::COPY_SRC)?;
+        let (_, plan) = self.training_plans(x, None).await?;
+        copy_view(encoder, grad_output, &plan.grad_output);
         plan.encode(encoder);
         Ok(plan.grads.clone())
+    }
+
+    /// [`DrConv2d::encode_backward`], then a copy of dL/dx into the caller's view `grad_input`
+    /// (x's shape, `COPY_DST` usage). The parameter gradients stay in the layer's buffers.
+    pub async fn encode_backward_into(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        x: &GpuTensor,
+        grad_output: &GpuTensor,
+        grad_input: &GpuTensor,
+    ) -> Result<GpuGradients> {
+        check_shape("grad_input view", grad_input, &x.shape, &x.shape)?;
+        grad_input.check_view(&self.ctx, "grad_input view", wgpu::BufferUsages::COPY_DST)?;
+        let grads = self.encode_backward(encoder, x, grad_output).await?;
+        copy_view(encoder, &grads.x, grad_input);
+        Ok(grads)
     }
 
     /// Runs the backward of the last training forward of `x` with one submission; the gradients
@@ -267,7 +350,7 @@ impl DrConv2d {
     ) -> Result<GpuGradients> {
         let mut encoder = self.ctx.encoder("drconv backward");
         let grads = self.encode_backward(&mut encoder, x, grad_output).await?;
-        self.ctx.submit(encoder)?;
+        self.ctx.submit(encoder).await?;
         Ok(grads)
     }
 
@@ -279,17 +362,28 @@ impl DrConv2d {
     ) -> Result<Gradients> {
         let ctx = self.ctx.clone();
         let config = self.config;
-        self.training_plans(x, false)
+        self.training_plans(x, None)
             .await?
             .1
             .materialise_corr(&ctx, &config)?;
         let mut encoder = ctx.encoder("drconv backward trace");
         self.encode_backward(&mut encoder, x, grad_output).await?;
-        let (_, plan) = self.training_plans(x, false).await?;
+        let (_, plan) = self.training_plans(x, None).await?;
         plan.encode_inspect(&mut encoder);
-        ctx.submit(encoder)?;
+        ctx.submit(encoder).await?;
         plan.read(&ctx).await
     }
+}
+
+/// `t` must have shape `want` (the shape that the input of shape `input` gives).
+fn check_shape(what: &str, t: &GpuTensor, want: &[usize], input: &[usize]) -> Result<()> {
+    if t.shape != want {
+        return Err(DrConvError::Shape(format!(
+            "{what} has shape {:?} but the input of shape {input:?} needs {want:?}",
+            t.shape
+        )));
+    }
+    Ok(())
 }
 
 /// Reads every tensor of an executed plan back to the host.

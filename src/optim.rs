@@ -15,16 +15,26 @@ use crate::trace::Gradients;
 /// Optimizer hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum OptimizerConfig {
+    /// Stochastic gradient descent with momentum (PyTorch `torch.optim.SGD`).
     Sgd {
+        /// Learning rate.
         lr: f32,
+        /// Momentum (0 for plain SGD).
         momentum: f32,
+        /// L2 weight decay added to the gradient.
         weight_decay: f32,
     },
+    /// Adam (PyTorch `torch.optim.Adam`, L2 weight decay added to the gradient).
     Adam {
+        /// Learning rate.
         lr: f32,
+        /// Decay of the first-moment average.
         beta1: f32,
+        /// Decay of the second-moment average.
         beta2: f32,
+        /// Added to the root of the second moment.
         eps: f32,
+        /// L2 weight decay added to the gradient.
         weight_decay: f32,
     },
 }
@@ -67,6 +77,7 @@ impl OptimizerConfig {
         self
     }
 
+    /// The learning rate.
     pub fn lr(&self) -> f32 {
         match *self {
             OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Adam { lr, .. } => lr,
@@ -123,6 +134,7 @@ impl OptimizerConfig {
 /// (SGD) or the first and second moments (Adam).
 #[derive(Debug, Clone)]
 pub struct OptimizerState {
+    /// The optimizer this state belongs to.
     pub config: OptimizerConfig,
     /// Steps taken so far (PyTorch's `state['step']`).
     pub step: u64,

@@ -22,6 +22,7 @@ pub enum ParamId {
 }
 
 impl ParamId {
+    /// The six, in `state_dict` order.
     pub const ALL: [ParamId; 6] = [
         ParamId::KernelW1,
         ParamId::KernelB1,
@@ -43,10 +44,12 @@ impl ParamId {
         }
     }
 
+    /// The parameter with this `state_dict` name.
     pub fn from_name(name: &str) -> Option<ParamId> {
         ParamId::ALL.into_iter().find(|p| p.name() == name)
     }
 
+    /// Its position in `state_dict` order.
     pub fn index(self) -> usize {
         self as usize
     }
@@ -64,7 +67,9 @@ impl ParamId {
 /// Host copy of a layer's parameters. `values[id.index()]` holds the tensor named `id.name()`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrConvParams {
+    /// The layer these parameters are for.
     pub config: DrConvConfig,
+    /// The values, in `state_dict` order (index with [`ParamId::index`]).
     pub values: [Vec<f32>; 6],
 }
 
@@ -99,14 +104,17 @@ impl DrConvParams {
         Ok(DrConvParams { config, values })
     }
 
+    /// The values of one parameter.
     pub fn get(&self, id: ParamId) -> &[f32] {
         &self.values[id.index()]
     }
 
+    /// The values of one parameter, to change.
     pub fn get_mut(&mut self, id: ParamId) -> &mut Vec<f32> {
         &mut self.values[id.index()]
     }
 
+    /// One parameter's shape (the reference's `state_dict` shape).
     pub fn shape(&self, id: ParamId) -> Vec<usize> {
         self.config.param_shape(id)
     }

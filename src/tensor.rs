@@ -5,7 +5,9 @@ use crate::error::{DrConvError, Result};
 /// Host-side f32 tensor, C-contiguous, last dimension fastest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
+    /// Dimensions, outermost first (NCHW for images).
     pub shape: Vec<usize>,
+    /// Values in row-major order.
     pub data: Vec<f32>,
 }
 
@@ -25,6 +27,7 @@ impl Tensor {
         })
     }
 
+    /// Zeros of this shape.
     pub fn zeros(shape: &[usize]) -> Self {
         Tensor {
             shape: shape.to_vec(),
@@ -32,6 +35,7 @@ impl Tensor {
         }
     }
 
+    /// The number of values.
     pub fn numel(&self) -> usize {
         self.data.len()
     }
@@ -50,6 +54,7 @@ pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+#[cfg(feature = "golden")]
 /// Elementwise `|a - b| <= atol + rtol * |b|` check; returns (max_abs_err, all_ok).
 /// NaN anywhere counts as a failure unless both sides are NaN at that index.
 pub fn compare(a: &[f32], b: &[f32], atol: f64, rtol: f64) -> (f64, bool) {

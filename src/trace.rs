@@ -8,6 +8,7 @@ use crate::tensor::Tensor;
 /// which never materialises the B x r x O x H' x W' correlation.
 #[derive(Debug, Clone)]
 pub struct ForwardTrace {
+    /// The shapes of this forward.
     pub shape: ForwardShape,
     /// B x I x k x k
     pub pooled: Tensor,
@@ -34,12 +35,17 @@ pub struct Gradients {
     pub x: Tensor,
     /// dL/dparam in state_dict order (index with `ParamId::index`).
     pub params: [Vec<f32>; 6],
+    /// dL/d(pooled input).
     pub pooled: Tensor,
+    /// dL/d(kernel logits).
     pub kernel_logits: Tensor,
+    /// dL/d(sigmoid of the logits).
     pub sigmoid: Tensor,
+    /// dL/d(generated kernels).
     pub kernel: Tensor,
     /// B x r x O x H' x W' (the upstream gradient masked to the selected region).
     pub corr: Option<Tensor>,
+    /// dL/d(guide logits), through the reference's softmax straight-through for the argmax.
     pub guide: Tensor,
 }
 

@@ -9,19 +9,25 @@ use crate::gpu::cache::PlanCache;
 use crate::gpu::loss::MsePlan;
 use crate::gpu::optim::GpuOptimizer;
 use crate::gpu::{GpuContext, GpuTensor};
-use crate::layer::DrConv2d;
+use crate::layer::{copy_view, DrConv2d};
 use crate::optim::OptimizerConfig;
 use crate::params::DrConvParams;
 
-/// Loss plans kept; each binds one (forward output, target) pair.
+/// Loss plans kept; each binds one forward output and its own target buffer.
 const MAX_LOSS_PLANS: usize = 8;
+
+/// A loss plan and the target buffer it binds (every step's target view is copied into it).
+struct Loss {
+    plan: MsePlan,
+    target: GpuTensor,
+}
 
 /// A layer, its optimizer state on the device, and the MSE loss plans of the inputs it has seen.
 pub struct Trainer {
     layer: DrConv2d,
     optimizer: GpuOptimizer,
-    /// Keyed by (forward output buffer, target buffer).
-    losses: PlanCache<(wgpu::Buffer, wgpu::Buffer), MsePlan>,
+    /// Keyed by the forward plan's output buffer (one per input shape).
+    losses: PlanCache<wgpu::Buffer, Loss>,
     steps: u64,
 }
 
@@ -66,32 +72,36 @@ impl Trainer {
             )));
         }
         let ctx = self.layer.context().clone();
-        let (fwd, bwd) = self.layer.training_plans(x, true).await?;
-        let key = (fwd.output.buffer.clone(), target.buffer.clone());
+        target.check_view(&ctx, "target", wgpu::BufferUsages::COPY_SRC)?;
+        let mut encoder = ctx.encoder("drconv train step");
+        let (fwd, bwd) = self.layer.training_plans(x, Some(&mut encoder)).await?;
+        let key = fwd.output.buffer.clone();
         let pos = match self.losses.position(&key) {
             Some(pos) => pos,
             None => {
-                let plan = ctx
-                    .scoped("building the loss", || {
-                        MsePlan::build(&ctx, &fwd.output, target, &bwd.grad_output)
+                let loss = ctx
+                    .scoped("building the loss", || -> Result<Loss> {
+                        let target = ctx.empty_stored("target", &fwd.output.shape)?;
+                        let plan = MsePlan::build(&ctx, &fwd.output, &target, &bwd.grad_output)?;
+                        Ok(Loss { plan, target })
                     })
                     .await??;
-                self.losses.insert(key, plan)
+                self.losses.insert(key, loss)
             }
         };
         let loss = self.losses.at(pos);
+        copy_view(&mut encoder, target, &loss.target);
         self.optimizer.prepare(&ctx, self.steps + 1);
-        let mut encoder = ctx.encoder("drconv train step");
         fwd.program.encode(&mut encoder);
-        loss.program.encode(&mut encoder);
+        loss.plan.program.encode(&mut encoder);
         bwd.encode(&mut encoder);
         self.optimizer.encode(&mut encoder);
-        ctx.submit(encoder)?;
+        ctx.submit(encoder).await?;
         self.steps += 1;
         if !read_loss {
             return Ok(None);
         }
-        Ok(Some(loss.loss.read(&ctx).await?.data[0]))
+        Ok(Some(loss.plan.loss.read(&ctx).await?.data[0]))
     }
 
     /// Steps taken so far (Adam's `t`).
@@ -99,10 +109,12 @@ impl Trainer {
         self.steps
     }
 
+    #[doc(hidden)]
     pub fn optimizer(&self) -> &GpuOptimizer {
         &self.optimizer
     }
 
+    /// The layer being trained.
     pub fn layer(&self) -> &DrConv2d {
         &self.layer
     }

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::golden::GoldenCase;
-use crate::tensor::{compare, Tensor};
+pub use crate::tensor::compare;
+use crate::tensor::Tensor;
 use crate::trace::{ForwardTrace, Gradients};
 
 /// Forward tolerance: `|a - b| <= 1e-5 + 1e-4 |b|`.
@@ -17,15 +18,20 @@ pub const BACKWARD_TOL: (f64, f64) = (1e-4, 1e-3);
 /// One tensor's verdict. `ok: None` means the implementation did not produce it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TensorReport {
+    /// The largest |got - expected|, where the tensor was compared.
     pub max_abs_err: Option<f64>,
+    /// Whether every value is within the tolerances, where the tensor was compared.
     pub ok: Option<bool>,
 }
 
 /// One case's verdict: `ok` only when every tensor of the case was produced and is in tolerance.
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseReport {
+    /// The case's name.
     pub case: String,
+    /// Whether every compared tensor is within tolerance.
     pub ok: bool,
+    /// Each compared tensor by name.
     pub tensors: BTreeMap<String, TensorReport>,
 }
 

@@ -151,6 +151,86 @@ pub fn infer_config_with_prefix(
     Ok(config)
 }
 
+/// One DRConv2d layer found in a model file by [`find_layers`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct FoundLayer {
+    /// What precedes the six names, e.g. `"neck.drconv."` (`""` for a lone layer's file); pass
+    /// it to [`load_safetensors_with_prefix`].
+    pub prefix: String,
+    /// Input channels `I`.
+    pub in_channels: usize,
+    /// Output channels `O`.
+    pub out_channels: usize,
+    /// Kernel size `k`.
+    pub kernel_size: usize,
+    /// Regions `r`.
+    pub region_num: usize,
+    /// Values in the six tensors together.
+    pub parameters: usize,
+}
+
+impl FoundLayer {
+    /// The layer's configuration with the given stride, padding and dilation (which the
+    /// tensors do not record).
+    pub fn config(&self, stride: usize, padding: usize, dilation: usize) -> Result<DrConvConfig> {
+        DrConvConfig::new(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.region_num,
+        )?
+        .with_stride(stride)?
+        .with_padding(padding)?
+        .with_dilation(dilation)
+    }
+}
+
+/// Every DRConv2d layer in a safetensors model file (a whole checkpoint's `state_dict`, e.g. a
+/// YOLO model with DRConv blocks in its neck), in the file's name order: each prefix under which
+/// all six of the reference's tensors are present, with the sizes their shapes give. A prefix
+/// with some but not all six, or with shapes that do not fit together, is an error naming it.
+/// Stride, padding and dilation are not in the tensors: the model's code knows them.
+///
+/// ```
+/// use drconv::{weights, DrConvConfig, DrConvParams};
+/// # fn main() -> drconv::Result<()> {
+/// let params = DrConvParams::init(DrConvConfig::new(8, 16, 3, 4)?, 0)?;
+/// let bytes = weights::save_safetensors_bytes(&params)?;
+/// let found = weights::find_layers(&bytes)?;
+/// assert_eq!(found.len(), 1);
+/// assert_eq!((found[0].in_channels, found[0].out_channels, found[0].region_num), (8, 16, 4));
+/// # Ok(()) }
+/// ```
+pub fn find_layers(bytes: &[u8]) -> Result<Vec<FoundLayer>> {
+    let st = open(bytes)?;
+    let marker = ParamId::GuideB.name();
+    let mut prefixes: Vec<&str> = st
+        .names()
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(marker))
+        .filter(|p| p.is_empty() || p.ends_with('.'))
+        .collect();
+    prefixes.sort_unstable();
+    prefixes
+        .into_iter()
+        .map(|prefix| {
+            let c = infer_config_with_prefix(bytes, prefix, 1, 0, 1)?;
+            Ok(FoundLayer {
+                prefix: prefix.to_string(),
+                in_channels: c.in_channels,
+                out_channels: c.out_channels,
+                kernel_size: c.kernel_size,
+                region_num: c.region_num,
+                parameters: ParamId::ALL
+                    .iter()
+                    .map(|&id| c.param_shape(id).iter().product::<usize>())
+                    .sum(),
+            })
+        })
+        .collect()
+}
+
 /// The [`DrConvConfig`] that [`save_safetensors_bytes`] stored in the file's metadata, if any.
 /// `Ok(None)` when the file has no such entry (e.g. it was written by PyTorch); an error when the
 /// file is not valid safetensors or the entry is not a valid config.

@@ -8,7 +8,7 @@
 mod cases;
 use cases::{bits, config, context_with, forced, input, Case};
 
-use drconv::tensor::Tensor;
+use drconv::Tensor;
 use drconv::{DrConv2d, DrConvParams, Mode};
 
 #[test]
@@ -37,7 +37,10 @@ fn cpu_correlation_backward_matches_gather_bitwise() {
             for (k, ctx) in contexts.iter().enumerate() {
                 let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
                 if k == 0 {
-                    assert_eq!(layer.variants().backward, drconv::gpu::Backward::Gather);
+                    assert_eq!(
+                        layer.variants().backward,
+                        drconv::internal::gpu::Backward::Gather
+                    );
                 }
                 let xg = layer.upload(&x).unwrap();
                 let gyg = ctx.upload("gy", &gy).unwrap();

@@ -47,12 +47,16 @@ fn forward_errors(shape: &[usize]) -> (DrConvError, DrConvError) {
     let cpu = drconv::cpu::forward(&params(), &x).expect_err("CPU forward should fail");
     let ctx = ctx();
     let mut layer = DrConv2d::new(ctx.clone(), &params()).unwrap();
-    // A one-element buffer stands in for the data: the shape check must come before any use.
-    let mut xg = ctx
-        .upload("x", &Tensor::new(&[1], vec![0.5]).unwrap())
-        .unwrap();
-    xg.shape = shape.to_vec();
-    let gpu = pollster::block_on(layer.forward(&xg, Mode::Inference))
+    // A view of a buffer of the right size stands in for the data: the shape check must come
+    // before any use (or the view itself is refused, for shapes no tensor has).
+    let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("x"),
+        size: (n as u64 * 4).max(16),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let gpu = drconv::GpuTensor::from_buffer(&ctx, &buffer, 0, shape)
+        .and_then(|xg| pollster::block_on(layer.forward(&xg, Mode::Inference)))
         .expect_err("GPU forward should fail");
     (cpu, gpu)
 }
@@ -221,10 +225,9 @@ fn weights_with_a_missing_tensor_or_wrong_shape_are_named() {
 fn no_adapter_is_an_error() {
     // No backend at all, and Metal, which a Linux build of wgpu does not include.
     for backends in [wgpu::Backends::empty(), wgpu::Backends::METAL] {
-        let r = pollster::block_on(GpuContext::with_options(ContextOptions {
-            backends: Some(backends),
-            ..Default::default()
-        }));
+        let r = pollster::block_on(GpuContext::with_options(
+            ContextOptions::default().backends(backends),
+        ));
         let e = expect_err(r, &["no GPU adapter"]);
         assert!(matches!(e, DrConvError::NoAdapter(_)), "{e:?}");
     }

@@ -14,7 +14,7 @@
 //! `p +- 1e-2` and the quotient uses the step actually taken.
 
 use drconv::cpu::{backward, correlation, forward};
-use drconv::rng::Rng;
+use drconv::internal::rng::Rng;
 use drconv::{DrConvConfig, DrConvParams, ForwardTrace, ParamId, Tensor};
 
 const EPS: f32 = 1e-2;

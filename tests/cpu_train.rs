@@ -2,7 +2,7 @@
 //! student layer towards a teacher layer's outputs lowers the loss with SGD(momentum) and Adam.
 
 use drconv::cpu::{forward, mse_loss, train_step};
-use drconv::rng::Rng;
+use drconv::internal::rng::Rng;
 use drconv::{DrConvConfig, DrConvParams, OptimizerConfig, OptimizerState, ParamId, Tensor};
 
 fn tiny_params(seed: u64) -> DrConvParams {

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use drconv::cpu;
-use drconv::demo::image_io::{self, BUNDLED_IMAGE};
-use drconv::demo::plot::{loss_plot, Curve};
-use drconv::demo::target::{box3, make_target, oracle_params};
-use drconv::demo::{apply_on, train_on, DemoArgs};
+use drconv::internal::demo::image_io::{self, BUNDLED_IMAGE};
+use drconv::internal::demo::plot::{loss_plot, Curve};
+use drconv::internal::demo::target::{box3, make_target, oracle_params};
+use drconv::internal::demo::{apply_on, train_on, DemoArgs};
 use drconv::weights::{infer_config, load_safetensors};
 use drconv::{DrConv2d, GpuContext, Mode};
 
@@ -88,7 +88,7 @@ fn demo_trains_writes_and_reloads() {
             s.single.final_loss
         );
         // The reported final loss is the MSE of the reported output.
-        let mse = drconv::demo::fit::mse(&run.regions.output, &run.target).unwrap();
+        let mse = drconv::internal::demo::fit::mse(&run.regions.output, &run.target).unwrap();
         assert_eq!(mse, s.regions.final_loss);
 
         // Reload the written weights: same config, same parameters, same output and regions.
@@ -177,7 +177,7 @@ fn target_is_a_two_region_drconv() {
     let (t, bright) = make_target(&x).unwrap();
     let oracle = oracle_params().unwrap();
     let trace = cpu::forward(&oracle, &x).unwrap();
-    let (err, ok) = drconv::tensor::compare(&trace.output.data, &t.data, 1e-5, 1e-4);
+    let (err, ok) = drconv::verify::compare(&trace.output.data, &t.data, 1e-5, 1e-4);
     assert!(ok, "oracle output differs from the target by {err}");
     let plane = 40 * 40;
     let lum: Vec<f32> = (0..plane)

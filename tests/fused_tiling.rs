@@ -14,11 +14,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use drconv::gpu::correlation::CorrTiling;
+use drconv::internal::gpu::correlation::CorrTiling;
 mod cases;
 use cases::{config, context_with, forced, input, Case};
 
-use drconv::tensor::compare;
+use drconv::verify::compare;
 use drconv::verify::FORWARD_TOL;
 use drconv::{DrConv2d, DrConvParams, GpuContext, Mode};
 
@@ -239,7 +239,7 @@ async fn check_lists(
     let tiles = lists.tiles.read_i32(ctx).await.unwrap();
     assert_eq!(&tiles[..want.len()], &want[..], "{what}: tile list");
     if ctx.variants(&cfg).device_grid {
-        let args = ctx.read_bytes(&lists.tile_args, 12).await.unwrap();
+        let args = ctx.read_bytes(&lists.tile_args, 0, 12).await.unwrap();
         let args: &[u32] = bytemuck::cast_slice(&args);
         let groups = want[0] as u32 * cfg.out_channels.div_ceil(t.rows() as usize) as u32;
         assert!(

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use drconv::cpu::{backward, forward};
 use drconv::golden::{list_cases, GoldenCase};
-use drconv::tensor::compare;
+use drconv::verify::compare;
 use drconv::{DrConvConfig, DrConvError, DrConvParams, Tensor};
 
 /// README → Tolerances (`case.json` → `tolerance_suggestion`).

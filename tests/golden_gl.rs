@@ -8,18 +8,15 @@
 use std::sync::Arc;
 
 use drconv::golden::{list_cases, GoldenCase};
-use drconv::tensor::compare;
+use drconv::verify::compare;
 use drconv::verify::{compare_case, FORWARD_TOL};
 use drconv::{ContextOptions, DrConv2d, GpuContext, Mode};
 
 fn gl_context() -> Option<Arc<GpuContext>> {
-    let opts = ContextOptions {
-        backends: Some(wgpu::Backends::GL),
-        ..Default::default()
-    };
+    let opts = ContextOptions::default().backends(wgpu::Backends::GL);
     match pollster::block_on(GpuContext::with_options(opts)) {
         Ok(ctx) => {
-            assert_eq!(ctx.info.backend, wgpu::Backend::Gl, "asked for GL, got {:?}", ctx.info);
+            assert_eq!(ctx.info().backend, wgpu::Backend::Gl, "asked for GL, got {:?}", ctx.info());
             Some(ctx)
         }
         Err(e) if std::env::var("DRCONV_SKIP_GL").as_deref() == Ok("1") => {

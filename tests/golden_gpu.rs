@@ -34,7 +34,7 @@ fn golden_forward_gpu() {
             let fused = layer.forward_trace(&x, Mode::Inference).await.unwrap();
             assert!(fused.corr.is_none());
             let gold = case.tensor("output").unwrap();
-            let (err, ok) = drconv::tensor::compare(
+            let (err, ok) = drconv::verify::compare(
                 &fused.output.data,
                 &gold.data,
                 FORWARD_TOL.0,

@@ -6,8 +6,8 @@
 use std::time::Instant;
 
 use drconv::cpu::{forward, mse_loss, train_step};
-use drconv::rng::Rng;
-use drconv::tensor::compare;
+use drconv::internal::rng::Rng;
+use drconv::verify::compare;
 use drconv::{
     DrConvConfig, DrConvParams, GpuContext, OptimizerConfig, OptimizerState, ParamId, Tensor,
     Trainer,
@@ -198,7 +198,7 @@ fn step_timing() {
             let cpu_ms = t0.elapsed().as_secs_f64() * 1e3 / 5.0;
             println!(
                 "{}: one training step ({what}) {gpu_ms:.2} ms on the GPU, {cpu_ms:.2} ms on the CPU reference; loss {loss:.4}",
-                ctx.info.name
+                ctx.info().name
             );
             assert!(loss.is_finite());
         }

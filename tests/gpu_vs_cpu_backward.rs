@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use drconv::cpu;
-use drconv::rng::Rng;
+use drconv::internal::rng::Rng;
 use drconv::verify::BACKWARD_TOL;
 use drconv::{DrConv2d, DrConvConfig, DrConvParams, ForwardTrace, GpuContext, Mode, Tensor};
 

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use drconv::rng::Rng;
-use drconv::tensor::{compare, Tensor};
-use drconv::trace::ForwardTrace;
+use drconv::internal::rng::Rng;
 use drconv::verify::FORWARD_TOL;
+use drconv::ForwardTrace;
+use drconv::{verify::compare, Tensor};
 use drconv::{DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode};
 
 /// Region maps are compared exactly, so every accepted case keeps each pixel's two largest
@@ -284,14 +284,15 @@ fn two_layers_chain_in_one_submission() {
             .await
             .unwrap();
         assert_eq!(
-            y1_enc.buffer, y1.buffer,
+            y1_enc.buffer(),
+            y1.buffer(),
             "encode_forward must reuse the poisoned plan"
         );
         let y2 = l2
             .encode_forward(&mut encoder, &y1_enc, Mode::Inference)
             .await
             .unwrap();
-        ctx.submit(encoder).unwrap();
+        ctx.submit(encoder).await.unwrap();
 
         let got = y2.read(&ctx).await.unwrap();
         assert_eq!(got.shape, cpu2.output.shape);
@@ -333,12 +334,17 @@ fn repeated_forwards_reuse_plans_and_pipelines() {
             // A new plan would allocate a new output buffer.
             let again = layer.forward(&xg, Mode::Training).await.unwrap();
             assert_eq!(
-                again.buffer, first.buffer,
+                again.buffer(),
+                first.buffer(),
                 "same input and mode must reuse the plan"
             );
             let again_inf = layer.forward(&xg, Mode::Inference).await.unwrap();
-            assert_eq!(again_inf.buffer, first_inf.buffer);
-            assert_ne!(again_inf.buffer, again.buffer, "modes have separate plans");
+            assert_eq!(again_inf.buffer(), first_inf.buffer());
+            assert_ne!(
+                again_inf.buffer(),
+                again.buffer(),
+                "modes have separate plans"
+            );
             assert_eq!(
                 again.read(&ctx).await.unwrap(),
                 reference,
@@ -351,10 +357,17 @@ fn repeated_forwards_reuse_plans_and_pipelines() {
             "repeated forwards compiled new pipelines"
         );
 
-        // A second input buffer gets its own plan; a second layer shares the compiled pipelines.
+        // A second input buffer of the same shape reuses the plan (plans are keyed by shape);
+        // a second layer shares the compiled pipelines.
+        let built = layer.plans_built();
         let xg2 = layer.upload(&x).unwrap();
         let other = layer.forward(&xg2, Mode::Training).await.unwrap();
-        assert_ne!(other.buffer, first.buffer);
+        assert_eq!(other.buffer(), first.buffer());
+        assert_eq!(
+            layer.plans_built(),
+            built,
+            "a new buffer of a seen shape built a plan"
+        );
         assert_eq!(other.read(&ctx).await.unwrap(), reference);
         let mut layer2 = DrConv2d::new(ctx.clone(), &params).unwrap();
         layer2.forward(&xg, Mode::Training).await.unwrap();

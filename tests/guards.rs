@@ -9,9 +9,9 @@
 mod cases;
 use cases::{config, context_with, forced, input, Case};
 
-use drconv::tensor::{compare, Tensor};
 use drconv::verify::{BACKWARD_TOL, FORWARD_TOL};
 use drconv::{cpu, DrConv2d, DrConvParams, Mode};
+use drconv::{verify::compare, Tensor};
 
 const CASES: [Case; 6] = [
     (8, 8, 3, 4, 1, 1, 1, [2, 8, 9, 9]),
@@ -67,7 +67,7 @@ fn every_dispatch_stays_inside_its_tensors() {
                     );
                     for t in layer.plan(&xg, mode).await.unwrap().outputs() {
                         let intact = ctx.guard_intact(t).await.unwrap();
-                        assert!(intact, "{what} {mode:?}: a store past {:?}", t.shape);
+                        assert!(intact, "{what} {mode:?}: a store past {:?}", t.shape());
                     }
                 }
                 layer.backward_plan(&xg).await.unwrap().poison(&ctx);
@@ -80,7 +80,7 @@ fn every_dispatch_stays_inside_its_tensors() {
                 );
                 for t in layer.backward_plan(&xg).await.unwrap().outputs() {
                     let intact = ctx.guard_intact(t).await.unwrap();
-                    assert!(intact, "{what}: a backward store past {:?}", t.shape);
+                    assert!(intact, "{what}: a backward store past {:?}", t.shape());
                 }
             }
         }

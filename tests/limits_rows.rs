@@ -11,7 +11,7 @@ use std::sync::Arc;
 mod limits_common;
 use limits_common::*;
 
-use drconv::gpu::split::{self, Split};
+use drconv::internal::gpu::split::{self, Split};
 use drconv::{DrConvConfig, GpuContext, Mode, OptimizerConfig};
 
 fn layer(i: usize, o: usize, k: usize, r: usize) -> DrConvConfig {
@@ -26,9 +26,9 @@ async fn check_rows(
     train: &[(OptimizerConfig, usize)],
 ) -> Vec<Split> {
     let s = c.forward_shape(&shape).unwrap();
-    let mut splits = vec![split::backward_split(&ctx.limits, &c, &s).unwrap()];
+    let mut splits = vec![split::backward_split(ctx.limits(), &c, &s).unwrap()];
     for mode in [Mode::Inference, Mode::Training] {
-        splits.push(split::forward_split(&ctx.limits, &c, &s, mode).unwrap());
+        splits.push(split::forward_split(ctx.limits(), &c, &s, mode).unwrap());
     }
     for split in &splits {
         assert!(

@@ -11,8 +11,8 @@ use std::sync::Arc;
 mod limits_common;
 use limits_common::*;
 
-use drconv::gpu::limits;
-use drconv::gpu::split::{self, Split};
+use drconv::internal::gpu::limits;
+use drconv::internal::gpu::split::{self, Split};
 use drconv::{
     DrConv2d, DrConvConfig, DrConvError, DrConvParams, GpuContext, Mode, OptimizerConfig, ParamId,
     Trainer,
@@ -43,15 +43,15 @@ fn batch_split_matches_cpu_with_remainder_chunks() {
         let ctx = small_ctx(28 << 10, 16).await;
         let s = config().forward_shape(&[5, 4, 12, 12]).unwrap();
         assert_eq!(
-            split::forward_chunk(&ctx.limits, &config(), &s, Mode::Training).unwrap(),
+            split::forward_chunk(ctx.limits(), &config(), &s, Mode::Training).unwrap(),
             2
         );
         assert_eq!(
-            split::forward_chunk(&ctx.limits, &config(), &s, Mode::Inference).unwrap(),
+            split::forward_chunk(ctx.limits(), &config(), &s, Mode::Inference).unwrap(),
             5
         );
         assert_eq!(
-            split::backward_chunk(&ctx.limits, &config(), &s).unwrap(),
+            split::backward_chunk(ctx.limits(), &config(), &s).unwrap(),
             2
         );
         let seen = check_default(ctx.clone(), 5, true).await;
@@ -70,11 +70,11 @@ fn batch_split_of_one_sample_chunks_and_inference() {
         let ctx = small_ctx(16 << 10, 16).await;
         let s = config().forward_shape(&[5, 4, 12, 12]).unwrap();
         assert_eq!(
-            split::forward_chunk(&ctx.limits, &config(), &s, Mode::Inference).unwrap(),
+            split::forward_chunk(ctx.limits(), &config(), &s, Mode::Inference).unwrap(),
             3
         );
         assert_eq!(
-            split::forward_chunk(&ctx.limits, &config(), &s, Mode::Training).unwrap(),
+            split::forward_chunk(ctx.limits(), &config(), &s, Mode::Training).unwrap(),
             1
         );
         let seen = check_default(ctx.clone(), 5, true).await;
@@ -113,7 +113,7 @@ fn dispatch_split_over_a_two_by_two_grid_matches_cpu() {
 }
 
 async fn adapter_binding() -> u64 {
-    let instance = drconv::gpu::context::instance(None);
+    let instance = drconv::internal::gpu::context::instance(None);
     let adapter = instance
         .request_adapter(&wgpu::RequestAdapterOptions::default())
         .await
@@ -129,7 +129,7 @@ fn training_correlation_over_the_binding_splits_over_channels() {
         // tensor) runs whole samples.
         let ctx = small_ctx(8 << 10, 16).await;
         let s = config().forward_shape(&[2, 4, 12, 12]).unwrap();
-        let split = |mode| split::forward_split(&ctx.limits, &config(), &s, mode).unwrap();
+        let split = |mode| split::forward_split(ctx.limits(), &config(), &s, mode).unwrap();
         assert_eq!(
             split(Mode::Training),
             Split {
@@ -231,10 +231,10 @@ async fn check_channel_split(
 ) {
     let s = c.forward_shape(&shape).unwrap();
     for mode in [Mode::Inference, Mode::Training] {
-        let got = split::forward_split(&ctx.limits, &c, &s, mode).unwrap();
+        let got = split::forward_split(ctx.limits(), &c, &s, mode).unwrap();
         assert_eq!(got, want, "{mode:?} on {shape:?}");
     }
-    assert_eq!(split::backward_split(&ctx.limits, &c, &s).unwrap(), want);
+    assert_eq!(split::backward_split(ctx.limits(), &c, &s).unwrap(), want);
     let seen = check_against_cpu(ctx.clone(), c, shape, train).await;
     assert_all_checked(ctx, &format!("{shape:?}"), &seen);
 }
@@ -334,7 +334,7 @@ fn windows_cover_the_tensor_at_aligned_offsets() {
 fn most_storage_bindings_matches_the_shaders() {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
     let mut counts = Vec::new();
-    for shader in drconv::gpu::shaders::ALL {
+    for shader in drconv::internal::gpu::shaders::ALL {
         let module = naga::front::wgsl::parse_str(&shader.source()).unwrap();
         let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
             .validate(&module)
@@ -360,7 +360,7 @@ fn most_storage_bindings_matches_the_shaders() {
 #[test]
 fn too_few_storage_buffers_per_stage_is_refused_before_allocating() {
     pollster::block_on(async {
-        let instance = drconv::gpu::context::instance(None);
+        let instance = drconv::internal::gpu::context::instance(None);
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions::default())
             .await
@@ -413,7 +413,7 @@ fn channel_split_with_several_samples_per_chunk_and_remainders() {
             channels,
             rows: 6,
         };
-        let l = &ctx.limits;
+        let l = ctx.limits();
         assert_eq!(
             split::forward_split(l, &c, &s, Mode::Training).unwrap(),
             split(3, 32)

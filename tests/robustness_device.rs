@@ -67,7 +67,7 @@ fn forward_calls_after_destroy_are_errors() {
         layer.forward(&x, Mode::Inference).await.unwrap();
         ctx.poll_wait().unwrap();
 
-        ctx.device.destroy();
+        ctx.device().destroy();
         let seen = vec![
             lost("cached plan", layer.forward(&x, Mode::Inference).await),
             lost("new plan", layer.forward(&x, Mode::Training).await),
@@ -92,7 +92,7 @@ fn destroy_with_work_in_flight_then_read_is_an_error() {
         let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
         let x = layer.upload(&Tensor::zeros(&[2, 2, 9, 9])).unwrap();
         let y = layer.forward(&x, Mode::Training).await.unwrap();
-        ctx.device.destroy(); // no wait: the forward may still be running
+        ctx.device().destroy(); // no wait: the forward may still be running
         vec![lost("read after destroy", y.read(&ctx).await)]
     });
 }
@@ -108,7 +108,7 @@ fn training_and_backward_after_destroy_are_errors() {
         let t = ctx.upload("t", &Tensor::zeros(&[1, 3, 5, 5])).unwrap();
         trainer.step(&x, &t, true).await.unwrap();
 
-        ctx.device.destroy();
+        ctx.device().destroy();
         let mut seen = vec![lost("train step", trainer.step(&x, &t, false).await)];
         let gy = t.clone();
         seen.push(lost(

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use drconv::gpu::limits;
-use drconv::tensor::compare;
+use drconv::internal::gpu::limits;
+use drconv::verify::compare;
 use drconv::weights::load_safetensors_bytes;
 use drconv::{
     cpu, DrConv2d, DrConvConfig, DrConvError, DrConvParams, GpuContext, GpuTensor, Mode,
@@ -43,6 +43,9 @@ fn err<T>(r: drconv::Result<T>, want: fn(&DrConvError) -> bool) -> String {
 }
 fn shape_err(e: &DrConvError) -> bool {
     matches!(e, DrConvError::Shape(_))
+}
+fn view_err(e: &DrConvError) -> bool {
+    matches!(e, DrConvError::View(_))
 }
 fn config_err(e: &DrConvError) -> bool {
     matches!(e, DrConvError::Config(_))
@@ -224,26 +227,19 @@ fn tensors_beyond_the_binding_and_buffer_limits_are_refused() {
 fn gpu_forward_refuses_absurd_shapes_before_allocating() {
     pollster::block_on(async {
         let ctx = ctx();
-        let c = DrConvConfig::new(64, 64, 3, 4)
-            .unwrap()
-            .with_padding(1)
-            .unwrap();
-        let mut layer = DrConv2d::new(ctx.clone(), &DrConvParams::init(c, 1).unwrap()).unwrap();
-        // A 4-byte buffer claiming a 64 x 70000 x 70000 input: only the shape is looked at
-        // before the refusal, so nothing of that size is ever allocated.
-        let x = GpuTensor {
-            buffer: ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("tiny"),
-                size: 4,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            }),
-            shape: vec![1, 64, 70000, 70000],
-        };
-        for mode in [Mode::Inference, Mode::Training] {
-            let m = err(layer.forward(&x, mode).await, too_large);
-            has(&m, &["input"]);
-        }
+        // A 4-byte buffer viewed as a 64 x 70000 x 70000 input: the shape is checked against
+        // the device before the buffer, so the refusal says the shape is too large.
+        let tiny = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tiny"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let m = err(
+            GpuTensor::from_buffer(&ctx, &tiny, 0, &[1, 64, 70000, 70000]),
+            too_large,
+        );
+        has(&m, &["view", "70000"]);
         // The same for a host tensor: upload checks before allocating.
         let m = err(ctx.check_tensor_size("x", 1 << 40), too_large);
         has(&m, &["x"]);
@@ -255,15 +251,11 @@ fn gpu_forward_refuses_absurd_shapes_before_allocating() {
 fn gpu_input_whose_buffer_is_smaller_than_its_shape_is_refused() {
     pollster::block_on(async {
         let ctx = ctx();
-        let mut layer =
-            DrConv2d::new(ctx.clone(), &DrConvParams::init(config(), 2).unwrap()).unwrap();
+        let layer = DrConv2d::new(ctx.clone(), &DrConvParams::init(config(), 2).unwrap()).unwrap();
         let small = layer.upload(&random(&[1, 2, 5, 5], 3)).unwrap();
-        let lying = GpuTensor {
-            buffer: small.buffer.clone(),
-            shape: vec![4, 2, 5, 5],
-        };
-        let m = err(layer.forward(&lying, Mode::Inference).await, shape_err);
-        has(&m, &["input", "bytes"]);
+        let lying = GpuTensor::from_buffer(&ctx, small.buffer(), 0, &[4, 2, 5, 5]);
+        let m = err(lying, view_err);
+        has(&m, &["800 bytes", "200 bytes"]);
     });
 }
 

@@ -5,7 +5,7 @@
 //! Each test walks every shader and reports all failures at once, so one broken module does not
 //! hide another.
 
-use drconv::gpu::shaders::{Shader, ALL};
+use drconv::internal::gpu::shaders::{Shader, ALL};
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use naga::{AddressSpace, Module, ShaderStage};
@@ -307,7 +307,7 @@ fn glsl() {
 #[test]
 fn bitwise_operators_are_parenthesised_for_tint() {
     let mut errors = Vec::new();
-    for shader in drconv::gpu::shaders::ALL {
+    for shader in drconv::internal::gpu::shaders::ALL {
         for (n, line) in shader.source().lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");
             if let Some(e) = mixed_bitwise(code) {

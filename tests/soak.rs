@@ -28,10 +28,10 @@ fn live(ctx: &GpuContext) -> Live {
     // Dropped objects are released once the submissions using them are done. Buffers written
     // with `queue.write_buffer` are used by the queue's pending writes, which only go out with
     // the next submit: submit nothing to flush them, then wait.
-    ctx.queue.submit(std::iter::empty());
+    ctx.queue().submit(std::iter::empty());
     ctx.poll_wait().unwrap();
     ctx.poll_wait().unwrap();
-    let h = ctx.device.get_internal_counters().hal;
+    let h = ctx.device().get_internal_counters().hal;
     Live {
         buffers: h.buffers.read(),
         bind_groups: h.bind_groups.read(),
@@ -114,7 +114,7 @@ impl Work {
             }
         }
         let y = self.layer.forward(&self.x, Mode::Training).await.unwrap();
-        let gy = self.ctx.upload("gy", &random(&y.shape, 4)).unwrap();
+        let gy = self.ctx.upload("gy", &random(y.shape(), 4)).unwrap();
         self.layer.backward(&self.x, &gy).await.unwrap();
         for i in 0..steps {
             self.trainer
@@ -232,7 +232,8 @@ fn split_plans_do_not_leak() {
     pollster::block_on(async {
         // 8 KiB storage bindings: every plan of 4 x 3 x 16 x 16 is split over the batch, every
         // plan of 1 x 3 x 40 x 40 (18.75 KiB of input) over bands of rows.
-        let ctx = limits_common::small_ctx(8 << 10, drconv::gpu::limits::MAX_GRID_DIM).await;
+        let ctx =
+            limits_common::small_ctx(8 << 10, drconv::internal::gpu::limits::MAX_GRID_DIM).await;
         let params = DrConvParams::init(config(), 5).unwrap();
         let shapes = [
             ([4, 3, 16, 16], [4, 4, 16, 16]),

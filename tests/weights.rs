@@ -767,3 +767,90 @@ fn invalid_config_metadata_is_reported_by_saved_config_but_does_not_block_loadin
     assert!(msg.contains(CONFIG_METADATA_KEY), "{msg}");
     assert_eq!(load_safetensors_bytes(&p.config, &bytes).unwrap(), p);
 }
+
+#[test]
+fn find_layers_lists_every_drconv_layer_of_a_whole_checkpoint() {
+    let neck = DrConvParams::init(DrConvConfig::new(16, 32, 3, 4).unwrap(), 1).unwrap();
+    let head = DrConvParams::init(DrConvConfig::new(32, 8, 5, 2).unwrap(), 2).unwrap();
+    let mut tensors = reference_tensors(&neck, "model.neck.drconv.");
+    tensors.extend(reference_tensors(&head, "model.head.0."));
+    // Other layers of the model, one of them named like a guide conv but not a DRConv's.
+    tensors.push(T::f32(
+        "model.stem.conv.weight",
+        vec![16, 3, 3, 3],
+        &[0.0; 432],
+    ));
+    tensors.push(T::f32("model.stem.myconv_guide.bias", vec![4], &[0.0; 4]));
+    let bytes = build(&tensors, pt_metadata());
+    let found = drconv::weights::find_layers(&bytes).unwrap();
+    let count = |p: &DrConvParams| {
+        ParamId::ALL
+            .iter()
+            .map(|&id| p.get(id).len())
+            .sum::<usize>()
+    };
+    let rows: Vec<_> = found
+        .iter()
+        .map(|l| {
+            let c = (l.in_channels, l.out_channels, l.kernel_size, l.region_num);
+            (l.prefix.as_str(), c, l.parameters)
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("model.head.0.", (32, 8, 5, 2), count(&head)),
+            ("model.neck.drconv.", (16, 32, 3, 4), count(&neck)),
+        ]
+    );
+    // What it found loads.
+    let c = found[1].config(1, 1, 1).unwrap();
+    let loaded = load_safetensors_with_prefix(&c, &bytes, &found[1].prefix).unwrap();
+    assert_eq!(loaded.values, neck.values);
+
+    // A layer with a tensor missing is an error naming the prefix and the tensor.
+    let mut broken = reference_tensors(&neck, "a.");
+    broken.retain(|t| !t.name.ends_with("conv_kernel.3.bias"));
+    let m = weights_err(drconv::weights::find_layers(&build(&broken, None)));
+    assert!(m.contains("a.conv_kernel.3.bias"), "{m}");
+    // No DRConv at all: an empty list.
+    let plain = build(&tensors[12..13], None);
+    assert!(drconv::weights::find_layers(&plain).unwrap().is_empty());
+}
+
+#[test]
+fn drconv_inspect_prints_the_table() {
+    let neck = DrConvParams::init(DrConvConfig::new(16, 32, 3, 4).unwrap(), 1).unwrap();
+    let path = temp_path("inspect.safetensors");
+    std::fs::write(&path, build(&reference_tensors(&neck, "neck.dr."), None)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drconv"))
+        .arg("inspect")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("neck.dr."))
+        .expect(&text);
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    let n: usize = ParamId::ALL.iter().map(|&id| neck.get(id).len()).sum();
+    assert_eq!(
+        cells,
+        ["neck.dr.", "16", "32", "3", "4", &n.to_string()],
+        "{text}"
+    );
+    let json = std::process::Command::new(env!("CARGO_BIN_EXE_drconv"))
+        .args(["inspect", "--json"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v[0]["region_num"], 4);
+    let _ = std::fs::remove_file(&path);
+}

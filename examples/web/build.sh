@@ -25,7 +25,9 @@ if [ "$have" != "$want" ]; then
     || cargo install wasm-bindgen-cli --version "$want"
 fi
 
-CARGO_TARGET_DIR=target/wasm cargo build --lib --release --target wasm32-unknown-unknown
+# cargo rustc makes the cdylib here only, so that dependents of the crate build just the rlib.
+CARGO_TARGET_DIR=target/wasm cargo rustc --lib --release --target wasm32-unknown-unknown \
+  --no-default-features --features web --crate-type cdylib
 wasm-bindgen --target web --no-typescript --out-dir examples/web/pkg \
   target/wasm/wasm32-unknown-unknown/release/drconv.wasm
 echo "build.sh: built examples/web/pkg ($(du -h examples/web/pkg/drconv_bg.wasm | cut -f1) wasm)" >&2

@@ -60,6 +60,8 @@ pub struct Agreement {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// Per shape: the forward with one reused input buffer against a fresh buffer every call.
+    pub input_reuse: Vec<InputReuse>,
     pub adapter: String,
     pub backend: String,
     pub device_type: String,
@@ -86,6 +88,22 @@ pub struct TargetCheck {
     pub target: &'static str,
     pub shape: String,
     pub value: f64,
+    /// ">=" (value at least `required`) or "<=" (at most).
+    pub bound: &'static str,
     pub required: f64,
     pub met: bool,
+}
+
+/// Per-call time of the fused forward (submit and wait, wall clock) with one input buffer reused
+/// and with a freshly uploaded buffer each call (the upload itself not timed): plans are keyed by
+/// shape, so the fresh buffer costs one copy into the plan's input, no new plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputReuse {
+    pub shape: String,
+    pub reused_ms: f64,
+    pub fresh_ms: f64,
+    /// fresh / reused (target: at most 1.10).
+    pub ratio: f64,
+    /// Plans the layer built during the fresh-buffer calls (0: every call reused its plan).
+    pub plans_built: usize,
 }

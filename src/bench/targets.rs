@@ -24,6 +24,7 @@ fn at_least(target: &'static str, shape: &str, value: f64, required: f64) -> Tar
         target,
         shape: shape.to_string(),
         value,
+        bound: ">=",
         required,
         met: value >= required,
     }
@@ -63,13 +64,27 @@ pub fn lines(checks: &[TargetCheck]) -> String {
         .iter()
         .map(|c| {
             format!(
-                "target {:<42} {:<26} {:>6.2} (>= {:.2}) {}\n",
+                "target {:<42} {:<26} {:>6.2} ({} {:.2}) {}\n",
                 c.target,
                 c.shape,
                 c.value,
+                c.bound,
                 c.required,
                 if c.met { "met" } else { "NOT MET" }
             )
         })
         .collect()
+}
+
+/// A fresh input buffer each call must cost at most 10 % over one reused buffer (plans are
+/// keyed by shape: the fresh buffer is one copy, not a new plan).
+pub fn input_reuse(reuse: &super::report::InputReuse) -> TargetCheck {
+    TargetCheck {
+        target: "fresh / reused input buffer forward ms",
+        shape: reuse.shape.clone(),
+        value: reuse.ratio,
+        bound: "<=",
+        required: 1.10,
+        met: reuse.ratio <= 1.10 && reuse.plans_built == 0,
+    }
 }

@@ -24,7 +24,7 @@ pub struct Timer {
 impl Timer {
     pub fn new(ctx: &GpuContext) -> Self {
         let ts = ctx
-            .features
+            .features()
             .contains(wgpu::Features::TIMESTAMP_QUERY)
             .then(|| Timestamps {
                 set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
@@ -66,7 +66,7 @@ impl Timer {
                 let mut encoder = ctx.encoder("bench");
                 p.encode(&mut encoder);
                 let t0 = Instant::now();
-                ctx.submit(encoder)?;
+                ctx.submit(encoder).await?;
                 ctx.poll_wait()?;
                 out.push(t0.elapsed().as_secs_f64() * 1e3);
             }
@@ -93,8 +93,8 @@ impl Timer {
         }
         let n = 2 * programs.len() as u32;
         encoder.resolve_query_set(&ts.set, 0..n, &ts.resolve, 0);
-        ctx.submit(encoder)?;
-        let bytes = ctx.read_bytes(&ts.resolve, 8 * n as u64).await?;
+        ctx.submit(encoder).await?;
+        let bytes = ctx.read_bytes(&ts.resolve, 0, 8 * n as u64).await?;
         let ticks: &[u64] = bytemuck::cast_slice(&bytes);
         Ok(ticks
             .chunks_exact(2)

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use drconv::bench::{self, BenchOptions};
+use drconv::internal::bench::{self, BenchOptions};
 
 use super::CliError;
 

@@ -2,12 +2,12 @@
 
 use std::process::ExitCode;
 
-pub use drconv::demo::DemoArgs as Args;
+pub use drconv::internal::demo::DemoArgs as Args;
 
 use super::{say, CliError};
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    let report = drconv::demo::run_blocking(&args)?;
+    let report = drconv::internal::demo::run_blocking(&args)?;
     say(report.trim_end())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use drconv::bench::{ShapeVariants, SHAPES};
-use drconv::gpu::context::{instance, AdapterSummary};
-use drconv::gpu::variants::AdapterTraits;
+use drconv::internal::bench::{ShapeVariants, SHAPES};
+use drconv::internal::gpu::context::{instance, AdapterSummary};
+use drconv::internal::gpu::variants::AdapterTraits;
 use drconv::{VariantOverrides, Variants};
 use serde::Serialize;
 

@@ -9,6 +9,7 @@ use clap::Parser;
 mod bench;
 mod demo;
 mod info;
+mod inspect;
 mod verify;
 
 /// Why a subcommand stopped early. Reported on stderr, exit code 2.
@@ -60,10 +61,7 @@ pub fn variant_overrides() -> Result<drconv::VariantOverrides, CliError> {
 
 /// The default adapter (`WGPU_BACKEND` respected) with the `DRCONV_*` variant switches.
 pub async fn context() -> Result<std::sync::Arc<drconv::GpuContext>, CliError> {
-    let opts = drconv::ContextOptions {
-        variants: variant_overrides()?,
-        ..Default::default()
-    };
+    let opts = drconv::ContextOptions::default().variants(variant_overrides()?);
     Ok(drconv::GpuContext::with_options(opts).await?)
 }
 
@@ -94,6 +92,8 @@ commands! {
     Bench => bench,
     /// Watch DRConv learn regions: train on a photo and write outputs, region map, loss plot.
     Demo => demo,
+    /// List the DRConv2d layers in a safetensors model file (prefix, channels, k, r, parameters).
+    Inspect => inspect,
 }
 
 /// DRConv (Dynamic Region-Aware Convolution) on wgpu.
@@ -107,6 +107,8 @@ struct Cli {
 /// Parses the arguments and runs the subcommand: exit 0 on success, 1 when a check fails,
 /// 2 on usage, load or setup errors (clap's own parse errors exit 2 too).
 pub fn main() -> ExitCode {
+    // The crate's and wgpu's warnings reach the terminal (RUST_LOG=info or debug for more).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     match cli.command.run() {
         Ok(code) => code,

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use drconv::golden::{list_cases, GoldenCase};
-use drconv::trace::{ForwardTrace, Gradients};
 use drconv::verify::{compare_case, CaseReport};
 use drconv::{DrConv2d, GpuContext, Mode};
+use drconv::{ForwardTrace, Gradients};
 
 use super::{say, CliError};
 

@@ -7,35 +7,35 @@
 //! With `--weights FILE` it instead runs a trained layer (e.g. exported from PyTorch, see
 //! `examples/export_pytorch.py`) on an image.
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub mod apply;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub mod args;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub mod fit;
 pub mod font;
 pub mod image_io;
 pub mod plot;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub mod run;
 pub mod summary;
 pub mod target;
 
 // The training and apply drivers use clap, indicatif and the clock: native only. The image
 // helpers, the target and the plot are shared with the browser demo (`crate::web`).
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub use apply::{apply, apply_on, ApplyRun};
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub use args::DemoArgs;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub use run::{train, train_on, TrainRun};
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 use crate::error::Result;
 
 /// Runs the demo the arguments ask for (training, or `--weights`) and returns the report to
 /// print. Blocks on the GPU work (native only).
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub fn run_blocking(args: &DemoArgs) -> Result<String> {
     pollster::block_on(async {
         match &args.weights {

@@ -51,10 +51,15 @@ pub struct GpuGradients {
     pub x: GpuTensor,
     /// dL/dparam in state_dict order (index with `ParamId::index`).
     pub params: [GpuTensor; 6],
+    /// dL/d(pooled input) (a split plan's: its last chunk's).
     pub pooled: GpuTensor,
+    /// dL/d(kernel logits) (a split plan's: its last chunk's).
     pub kernel_logits: GpuTensor,
+    /// dL/d(sigmoid of the logits) (a split plan's: its last chunk's).
     pub sigmoid: GpuTensor,
+    /// dL/d(generated kernels) (a split plan's: its last chunk's).
     pub kernel: GpuTensor,
+    /// dL/d(guide logits) (a split plan's: its last chunk's).
     pub guide: GpuTensor,
 }
 

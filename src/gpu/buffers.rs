@@ -5,37 +5,150 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::limits::{self, TensorSpec};
 use crate::tensor::{numel, Tensor};
 
-/// A tensor living on the GPU. Cloning shares the buffer.
+/// A tensor on the GPU: `shape` f32 (or i32) values at `offset` bytes into a buffer of one
+/// device. Cloning shares the buffer. Tensors the crate makes own their buffer (offset 0);
+/// [`GpuTensor::from_buffer`] views a caller's buffer. Every tensor remembers the context it was
+/// made or viewed through, so a tensor of another context is an error wherever it enters, never
+/// a panic or a wrong buffer inside wgpu (whose handles from two instances can compare equal).
 #[derive(Debug, Clone)]
 pub struct GpuTensor {
-    pub buffer: wgpu::Buffer,
-    pub shape: Vec<usize>,
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) offset: u64,
+    pub(crate) shape: Vec<usize>,
+    /// [`GpuContext::id`] of the context it belongs to.
+    pub(crate) context: u64,
 }
 
 impl GpuTensor {
+    /// A view of `shape` f32 values at byte `offset` of the caller's `buffer`, which must have
+    /// been created on `ctx`'s device (wgpu cannot tell a buffer's device; a tensor made here
+    /// carries `ctx`'s, and every entry point checks it). The offset must be a multiple of the
+    /// device's `min_storage_buffer_offset_alignment`, the buffer must hold the shape from the
+    /// offset and have `STORAGE` usage; inputs also need `COPY_SRC` and outputs `COPY_DST`
+    /// (checked where the view is used).
+    ///
+    /// ```no_run
+    /// # async fn run() -> drconv::Result<()> {
+    /// let ctx = drconv::GpuContext::new().await?;
+    /// let buffer = ctx.device().create_buffer(&drconv::wgpu::BufferDescriptor {
+    ///     label: Some("activations"),
+    ///     size: 1 << 20,
+    ///     usage: drconv::wgpu::BufferUsages::STORAGE | drconv::wgpu::BufferUsages::COPY_SRC,
+    ///     mapped_at_creation: false,
+    /// });
+    /// let x = drconv::GpuTensor::from_buffer(&ctx, &buffer, 4096, &[1, 8, 16, 16])?;
+    /// assert_eq!((x.offset(), x.shape()), (4096, &[1, 8, 16, 16][..]));
+    /// # Ok(()) }
+    /// ```
+    pub fn from_buffer(
+        ctx: &GpuContext,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        shape: &[usize],
+    ) -> Result<Self> {
+        // The shape against the device first: a shape no buffer of this device can hold is
+        // `TooLarge`, whatever buffer it claims to be in.
+        limits::check_stored(&ctx.limits, &TensorSpec::new("view", shape))?;
+        let t = GpuTensor {
+            buffer: buffer.clone(),
+            offset,
+            shape: shape.to_vec(),
+            context: ctx.id(),
+        };
+        t.check_view(ctx, "view", wgpu::BufferUsages::STORAGE)?;
+        Ok(t)
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The buffer the values live in (shared with every clone and view of it).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// The byte offset of the first value in [`GpuTensor::buffer`].
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The bytes the values take (4 per value).
+    pub fn bytes(&self) -> u64 {
+        self.numel() as u64 * 4
+    }
+
+    /// The number of values.
     pub fn numel(&self) -> usize {
         numel(&self.shape)
     }
 
+    /// Whether `self` and `other` are the same bytes of the same buffer.
+    pub(crate) fn same_view(&self, other: &GpuTensor) -> bool {
+        self.buffer == other.buffer && self.offset == other.offset
+    }
+
     /// The binding of window `(start, len)` (elements) of this tensor, from
     /// [`limits::windows`].
-    pub fn window(&self, (start, len): (usize, usize)) -> wgpu::BufferBinding<'_> {
+    pub(crate) fn window(&self, (start, len): (usize, usize)) -> wgpu::BufferBinding<'_> {
         wgpu::BufferBinding {
             buffer: &self.buffer,
-            offset: start as u64 * 4,
+            offset: self.offset + start as u64 * 4,
             size: std::num::NonZeroU64::new(len as u64 * 4),
         }
     }
 
-    /// The buffer must hold the shape: `GpuTensor` is plain data anyone can build, and a short
-    /// buffer would make the shaders read past its end (clamped, silently wrong).
-    pub fn check_holds(&self, what: &str) -> Result<()> {
+    /// The tensor must be of `ctx`'s device, start at an aligned offset, fit in its buffer and
+    /// have `usage`: checked before anything is recorded, so misuse is an error naming the value
+    /// and the rule, not a panic or a validation error in the caller's encoder.
+    pub(crate) fn check_view(
+        &self,
+        ctx: &GpuContext,
+        what: &str,
+        usage: wgpu::BufferUsages,
+    ) -> Result<()> {
+        if self.context != ctx.id() {
+            return Err(DrConvError::ForeignTensor(format!(
+                "{what} of shape {:?} belongs to another device (GpuContext #{}) than the one it \
+                 is used on (#{}, {}): upload it through that context, or view a buffer of its \
+                 device with GpuTensor::from_buffer(&ctx, ..); share one GpuContext per device",
+                self.shape,
+                self.context,
+                ctx.id(),
+                ctx.info.name
+            )));
+        }
+        let align = u64::from(ctx.limits.min_storage_buffer_offset_alignment);
+        if !self.offset.is_multiple_of(align) {
+            return Err(DrConvError::View(format!(
+                "{what} starts at byte offset {} of its buffer, which is not a multiple of the \
+                 device's min_storage_buffer_offset_alignment ({align})",
+                self.offset
+            )));
+        }
+        let missing = usage - self.buffer.usage();
+        if !missing.is_empty() {
+            return Err(DrConvError::View(format!(
+                "{what}'s buffer has usage {:?} but needs {missing:?} as well",
+                self.buffer.usage()
+            )));
+        }
+        self.check_holds(what)
+    }
+
+    /// The buffer must hold the shape from the offset: a short buffer would make the shaders
+    /// read past its end (clamped, silently wrong) or the copies fail.
+    pub(crate) fn check_holds(&self, what: &str) -> Result<()> {
         let spec = TensorSpec::new(what, &self.shape);
-        if spec.bytes() > self.buffer.size() {
-            return Err(DrConvError::Shape(format!(
-                "{what} of shape {:?} needs {} bytes but its buffer holds {} bytes",
+        let end = self.offset.saturating_add(spec.bytes());
+        if end > self.buffer.size() {
+            return Err(DrConvError::View(format!(
+                "{what} of shape {:?} needs {} bytes from offset {} (to byte {end}) but its \
+                 buffer holds {} bytes",
                 self.shape,
                 spec.bytes(),
+                self.offset,
                 self.buffer.size()
             )));
         }
@@ -44,14 +157,18 @@ impl GpuTensor {
 
     /// Reads the tensor back as f32 (async: the browser cannot block on the GPU).
     pub async fn read(&self, ctx: &GpuContext) -> Result<Tensor> {
-        let data = ctx.read_f32(&self.buffer, self.numel()).await?;
-        Tensor::new(&self.shape, data)
+        self.check_view(ctx, "tensor read back", wgpu::BufferUsages::COPY_SRC)?;
+        let bytes = ctx
+            .read_bytes(&self.buffer, self.offset, self.bytes())
+            .await?;
+        Tensor::new(&self.shape, bytemuck::cast_slice(&bytes).to_vec())
     }
 
     /// Reads an i32 tensor (the region map) back.
     pub async fn read_i32(&self, ctx: &GpuContext) -> Result<Vec<i32>> {
+        self.check_view(ctx, "tensor read back", wgpu::BufferUsages::COPY_SRC)?;
         let bytes = ctx
-            .read_bytes(&self.buffer, self.numel() as u64 * 4)
+            .read_bytes(&self.buffer, self.offset, self.bytes())
             .await?;
         Ok(bytemuck::cast_slice(&bytes).to_vec())
     }
@@ -96,22 +213,25 @@ impl GpuContext {
     /// out-of-range stores and WebGPU clamps them onto the last element, so a shader writing past
     /// its tensor can be right natively and wrong in a browser; with guards the stray store lands
     /// in the guard, where [`GpuContext::guard_intact`] finds it. Costs memory: tests only.
+    #[doc(hidden)]
     pub fn set_guard(&self, on: bool) {
         self.guard.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
+    #[doc(hidden)]
     pub fn guarded(&self) -> bool {
         self.guard.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether `t`'s guard (if it has one) still holds the sentinel everywhere.
+    #[doc(hidden)]
     pub async fn guard_intact(&self, t: &GpuTensor) -> Result<bool> {
         let data = (t.numel() as u64 * 4).max(16);
         let size = t.buffer.size();
         if size <= data {
             return Ok(true);
         }
-        let bytes = self.read_bytes(&t.buffer, size).await?;
+        let bytes = self.read_bytes(&t.buffer, 0, size).await?;
         let words: &[u32] = bytemuck::cast_slice(&bytes);
         let first = data as usize / 4;
         Ok(words[first..]
@@ -123,6 +243,7 @@ impl GpuContext {
     /// A device tensor that is only copied to and from (never bound whole by a shader), so only
     /// `max_buffer_size` limits it: the full tensors of a plan split over batch and output
     /// channels.
+    #[doc(hidden)]
     pub fn empty_stored(&self, label: &str, shape: &[usize]) -> Result<GpuTensor> {
         let spec = TensorSpec::new(label, shape);
         limits::check_stored(&self.limits, &spec)?;
@@ -132,6 +253,7 @@ impl GpuContext {
     /// [`GpuContext::empty`], also bindable as the uniform window of `UNIFORM_WINDOW` bytes a
     /// shader declares (the correlation's kernel rows where they fit, see
     /// `crate::gpu::correlation::corr_kernel_uniform`): the buffer is at least that large.
+    #[doc(hidden)]
     pub fn empty_uniform(&self, label: &str, shape: &[usize]) -> Result<GpuTensor> {
         let spec = TensorSpec::new(label, shape);
         limits::check_bound(&self.limits, &spec)?;
@@ -172,7 +294,9 @@ impl GpuContext {
         }
         GpuTensor {
             buffer,
+            offset: 0,
             shape: shape.to_vec(),
+            context: self.id(),
         }
     }
 
@@ -197,26 +321,35 @@ impl GpuContext {
                 dst.numel()
             )));
         }
+        dst.check_view(self, "tensor written", wgpu::BufferUsages::COPY_DST)?;
         self.queue
-            .write_buffer(&dst.buffer, 0, bytemuck::cast_slice(data));
+            .write_buffer(&dst.buffer, dst.offset, bytemuck::cast_slice(data));
         Ok(())
     }
 
     /// Fills a buffer with one f32 value (tests poison outputs with NaN before a run).
+    #[doc(hidden)]
     pub fn fill(&self, dst: &GpuTensor, value: f32) {
         let data = vec![value; dst.numel()];
         self.queue
-            .write_buffer(&dst.buffer, 0, bytemuck::cast_slice(&data));
+            .write_buffer(&dst.buffer, dst.offset, bytemuck::cast_slice(&data));
     }
 
+    #[doc(hidden)]
     pub async fn read_f32(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-        let bytes = self.read_bytes(buffer, len as u64 * 4).await?;
+        let bytes = self.read_bytes(buffer, 0, len as u64 * 4).await?;
         Ok(bytemuck::cast_slice(&bytes).to_vec())
     }
 
-    /// Copies `size` bytes of `buffer` to a staging buffer and maps it. Waits with `poll` on
+    /// Copies `size` bytes of `buffer` from byte `offset` to a staging buffer and maps it. Waits with `poll` on
     /// native; on the web the browser resolves the map and the future wakes.
-    pub async fn read_bytes(&self, buffer: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+    #[doc(hidden)]
+    pub async fn read_bytes(
+        &self,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>> {
         self.check("readback")?;
         if size == 0 {
             return Ok(Vec::new());
@@ -232,8 +365,8 @@ impl GpuContext {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("readback"),
             });
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
-        self.queue.submit(Some(encoder.finish()));
+        encoder.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
+        self.submit(encoder).await?;
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
@@ -255,11 +388,12 @@ impl GpuContext {
         Ok(data)
     }
 
-    /// Submits `encoder` and reports any error the device recorded.
-    pub fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
-        self.check("submit")?;
-        self.queue.submit(Some(encoder.finish()));
-        self.check("submit")
+    /// Submits `encoder` inside error scopes, so that an error of ours comes back here as a
+    /// `DrConvError` and never reaches the handler of a caller who owns the device.
+    pub async fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.scoped("submit", || self.queue.submit(Some(encoder.finish())))
+            .await
+            .map(|_| ())
     }
 
     pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {

@@ -1,8 +1,10 @@
-//! The GPU context: instance, adapter, device, queue, the pipeline cache, and error capture.
+//! The GPU context: adapter, device, queue, the pipeline cache, and error capture.
 //!
-//! wgpu's default uncaptured-error handler panics; we record errors instead and turn them into
-//! `DrConvError`s at the next checkpoint, and we track device loss so a dead device gives an
-//! error rather than a hang.
+//! A context drconv creates owns its device: wgpu's default uncaptured-error handler panics, so we
+//! record errors instead and turn them into `DrConvError`s at the next checkpoint, and we track
+//! device loss so a dead device gives an error rather than a hang. A context on a caller's device
+//! ([`GpuContext::from_wgpu`]) installs no handler: our work runs inside error scopes, and device
+//! loss shows where a wait or readback fails.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,7 @@ use crate::gpu::variants::{AdapterTraits, VariantOverrides, Variants};
 
 /// How to pick and configure the device.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ContextOptions {
     /// Backends to consider; `None` reads `WGPU_BACKEND` (vulkan, gl, metal, dx12, webgpu), else all.
     pub backends: Option<wgpu::Backends>,
@@ -27,17 +30,43 @@ pub struct ContextOptions {
     pub variants: VariantOverrides,
 }
 
+impl ContextOptions {
+    /// Only these backends.
+    pub fn backends(mut self, backends: wgpu::Backends) -> Self {
+        self.backends = Some(backends);
+        self
+    }
+
+    /// Request these limits instead of everything the adapter offers.
+    pub fn limits(mut self, limits: wgpu::Limits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Force these shader variants.
+    pub fn variants(mut self, variants: VariantOverrides) -> Self {
+        self.variants = variants;
+        self
+    }
+}
+
 /// A short description of the adapter in use.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AdapterSummary {
+    /// The adapter's name (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)").
     pub name: String,
+    /// Vulkan, Gl, Metal, Dx12 or BrowserWebGpu.
     pub backend: String,
+    /// DiscreteGpu, IntegratedGpu, Cpu, VirtualGpu or Other.
     pub device_type: String,
+    /// The driver's name.
     pub driver: String,
+    /// The driver's version text.
     pub driver_info: String,
 }
 
 impl AdapterSummary {
+    /// The summary of wgpu's adapter info.
     pub fn from_info(info: &wgpu::AdapterInfo) -> Self {
         AdapterSummary {
             name: info.name.clone(),
@@ -57,16 +86,31 @@ struct ErrorSink {
 }
 
 /// One device and everything compiled for it. Share it between layers with `Arc`.
+///
+/// Either drconv makes the device ([`GpuContext::new`], [`GpuContext::with_options`]) or an
+/// application hands over its own ([`GpuContext::from_wgpu`]).
+///
+/// ```no_run
+/// # fn main() -> drconv::Result<()> {
+/// let ctx = pollster::block_on(drconv::GpuContext::new())?;
+/// println!("{} on {}", ctx.summary().name, ctx.summary().backend);
+/// # Ok(()) }
+/// ```
 pub struct GpuContext {
-    pub device: wgpu::Device,
-    pub queue: wgpu::Queue,
-    pub adapter: wgpu::Adapter,
-    pub info: wgpu::AdapterInfo,
-    pub limits: wgpu::Limits,
-    pub features: wgpu::Features,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) adapter: wgpu::Adapter,
+    pub(crate) info: wgpu::AdapterInfo,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) features: wgpu::Features,
     /// Whether dispatch sizes can come from a GPU buffer (`DownlevelFlags::INDIRECT_EXECUTION`:
     /// every backend but the oldest GL ES).
-    pub indirect: bool,
+    pub(crate) indirect: bool,
+    /// Whether drconv made the device (and installed the error and device-lost handlers).
+    owned: bool,
+    /// Unique in the process: tensors carry it, so a tensor of another context is refused
+    /// (wgpu handles of two instances can compare equal, so the device cannot tell).
+    id: u64,
     /// The variant choices forced for every layer on this context.
     overrides: VariantOverrides,
     pipelines: PipelineCache,
@@ -96,8 +140,21 @@ fn instance_descriptor(backends: Option<wgpu::Backends>) -> wgpu::InstanceDescri
 }
 
 /// The instance, honouring `WGPU_BACKEND` like wgpu's own tools.
+#[doc(hidden)]
 pub fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
     wgpu::Instance::new(instance_descriptor(backends))
+}
+
+/// The next context's [`GpuContext::id`].
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Records the loss; every later call fails with it.
+fn mark_lost(sink: &Mutex<ErrorSink>, why: String) {
+    if let Ok(mut s) = sink.lock() {
+        s.lost.get_or_insert(format!(
+            "{why} (every later call fails; make a new GpuContext and rebuild the layers on it)"
+        ));
+    }
 }
 
 impl GpuContext {
@@ -106,6 +163,7 @@ impl GpuContext {
         Self::with_options(ContextOptions::default()).await
     }
 
+    /// A device on the adapter `opts` selects, with `opts`' limits and variant overrides.
     pub async fn with_options(opts: ContextOptions) -> Result<Arc<Self>> {
         let desc = instance_descriptor(opts.backends);
         let backends = format!("{:?}", desc.backends);
@@ -154,61 +212,169 @@ impl GpuContext {
         overrides: VariantOverrides,
     ) -> Result<Arc<Self>> {
         let info = adapter.get_info();
-        let adapter_limits = adapter.limits();
-        let limits = limits.unwrap_or(adapter_limits);
+        let limits = limits.unwrap_or(adapter.limits());
         // Timestamps are optional: the benchmark uses them where the adapter has them.
         let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
-        let indirect = adapter
-            .get_downlevel_capabilities()
-            .flags
-            .contains(wgpu::DownlevelFlags::INDIRECT_EXECUTION);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("drconv"),
                 required_features: features,
-                required_limits: limits.clone(),
+                required_limits: limits,
                 ..Default::default()
             })
             .await
             .map_err(|e| DrConvError::RequestDevice(format!("{e} on adapter {}", info.name)))?;
-        let sink = Arc::new(Mutex::new(ErrorSink::default()));
-        {
-            let sink = sink.clone();
-            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+        let ctx = Self::assemble(adapter, device, queue, overrides, true);
+        ctx.install_handlers();
+        Ok(Arc::new(ctx))
+    }
+
+    /// A context on an application's own device: drconv compiles its pipelines there, allocates
+    /// its plans' buffers there and records into the application's encoders, and leaves the
+    /// device's uncaptured-error and device-lost handlers as they are. Our own errors are caught
+    /// in error scopes and come back as `DrConvError`s; errors the application makes keep
+    /// reaching its handler. Device loss is seen where a wait or a readback fails (the lost
+    /// callback belongs to the application), and is `DrConvError::DeviceLost` from then on.
+    ///
+    /// The layers use the device's limits as it was created (`device.limits()`), so request the
+    /// adapter's limits when creating it if large layers must fit unsplit.
+    ///
+    /// ```no_run
+    /// # async fn run() -> drconv::Result<()> {
+    /// use drconv::wgpu;
+    /// let instance = wgpu::Instance::default();
+    /// let adapter = instance
+    ///     .request_adapter(&wgpu::RequestAdapterOptions::default())
+    ///     .await
+    ///     .expect("an adapter");
+    /// let (device, queue) = adapter
+    ///     .request_device(&wgpu::DeviceDescriptor::default())
+    ///     .await
+    ///     .expect("a device");
+    /// let ctx = drconv::GpuContext::from_wgpu(&adapter, &device, &queue)?;
+    /// assert!(ctx.device() == &device);
+    /// # Ok(()) }
+    /// ```
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+    pub fn from_wgpu(
+        adapter: &wgpu::Adapter,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+    ) -> Result<Arc<Self>> {
+        Self::from_wgpu_with_variants(adapter, device, queue, VariantOverrides::default())
+    }
+
+    /// [`GpuContext::from_wgpu`] with shader variants forced (tests, A/B runs).
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+    pub fn from_wgpu_with_variants(
+        adapter: &wgpu::Adapter,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        overrides: VariantOverrides,
+    ) -> Result<Arc<Self>> {
+        let ctx = Self::assemble(
+            adapter.clone(),
+            device.clone(),
+            queue.clone(),
+            overrides,
+            false,
+        );
+        ctx.check("adopting the device")?;
+        Ok(Arc::new(ctx))
+    }
+
+    fn assemble(
+        adapter: wgpu::Adapter,
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        overrides: VariantOverrides,
+        owned: bool,
+    ) -> Self {
+        let indirect = adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::INDIRECT_EXECUTION);
+        GpuContext {
+            info: adapter.get_info(),
+            limits: device.limits(),
+            features: device.features(),
+            indirect,
+            owned,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            adapter,
+            device,
+            queue,
+            overrides,
+            pipelines: PipelineCache::default(),
+            sink: Arc::new(Mutex::new(ErrorSink::default())),
+            guard: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// On a device drconv made: errors outside our scopes go to the sink instead of wgpu's
+    /// panicking default, and loss is recorded when wgpu reports it.
+    fn install_handlers(&self) {
+        let sink = self.sink.clone();
+        self.device
+            .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
                 if let Ok(mut s) = sink.lock() {
                     s.errors.push(e.to_string());
                 }
             }));
-        }
-        {
-            let sink = sink.clone();
-            device.set_device_lost_callback(move |reason, msg| {
-                if let Ok(mut s) = sink.lock() {
-                    let detail = if msg.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {msg}")
-                    };
-                    s.lost = Some(format!(
-                        "{reason:?}{detail} (every later call fails; make a new GpuContext and \
-                         rebuild the layers on it)"
-                    ));
-                }
-            });
-        }
-        Ok(Arc::new(GpuContext {
-            device,
-            queue,
-            adapter,
-            info,
-            limits,
-            features,
-            indirect,
-            overrides,
-            pipelines: PipelineCache::default(),
-            sink,
-            guard: std::sync::atomic::AtomicBool::new(false),
-        }))
+        let sink = self.sink.clone();
+        self.device.set_device_lost_callback(move |reason, msg| {
+            let detail = if msg.is_empty() {
+                String::new()
+            } else {
+                format!(": {msg}")
+            };
+            mark_lost(&sink, format!("{reason:?}{detail}"));
+        });
+    }
+
+    /// The device (to create buffers for [`crate::GpuTensor::from_buffer`], or to share it).
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The queue work is submitted on.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The adapter the device came from.
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.adapter
+    }
+
+    /// The adapter's name, backend, type and driver.
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The device's limits, which the layers plan against (splitting work that exceeds them).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// The device's features (drconv asks only for `TIMESTAMP_QUERY`, where the adapter has it).
+    pub fn features(&self) -> wgpu::Features {
+        self.features
+    }
+
+    /// Whether dispatch sizes can come from a GPU buffer (`DownlevelFlags::INDIRECT_EXECUTION`).
+    pub fn indirect(&self) -> bool {
+        self.indirect
+    }
+
+    /// This context's number, unique in the process (error messages name it).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether drconv created the device (rather than [`GpuContext::from_wgpu`]).
+    pub fn owns_device(&self) -> bool {
+        self.owned
     }
 
     /// The shader variants a layer of `config` runs on this context: the adapter's choice
@@ -221,10 +387,12 @@ impl GpuContext {
         Variants::choose(traits, config, &self.overrides)
     }
 
+    /// The adapter in a few words.
     pub fn summary(&self) -> AdapterSummary {
         AdapterSummary::from_info(&self.info)
     }
 
+    #[doc(hidden)]
     pub fn pipelines(&self) -> &PipelineCache {
         &self.pipelines
     }
@@ -281,6 +449,11 @@ impl GpuContext {
         let _ = catch_unwind(AssertUnwindSafe(|| self.device.poll(wgpu::PollType::Poll)));
     }
 
+    /// Compute pipelines compiled on this context so far (each once per shader entry point).
+    pub fn pipelines_compiled(&self) -> usize {
+        self.pipelines.len()
+    }
+
     /// Blocks (native) until submitted work is done; a no-op on the web, where the browser drives.
     pub fn poll_wait(&self) -> Result<()> {
         let polled = catch_unwind(AssertUnwindSafe(|| {
@@ -292,8 +465,13 @@ impl GpuContext {
         let message = match polled {
             Ok(Ok(_)) => return self.check("poll"),
             Ok(Err(e)) => e.to_string(),
-            // wgpu panics here when the driver reports the device lost mid-wait.
-            Err(_) => "wgpu panicked while waiting for the device".to_string(),
+            // wgpu panics here when the driver reports the device lost mid-wait: on a device we
+            // do not own, that is how the loss reaches us.
+            Err(_) => {
+                let message = "wgpu panicked while waiting for the device".to_string();
+                mark_lost(&self.sink, message.clone());
+                message
+            }
         };
         match self.check("poll") {
             Err(lost @ DrConvError::DeviceLost(_)) => Err(lost),

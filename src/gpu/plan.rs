@@ -14,22 +14,29 @@ use crate::gpu::forward::ForwardPlan;
 use crate::gpu::params::GpuParams;
 use crate::gpu::split;
 
-/// The forward plan of `input` (its buffer bound, its shape's buffers allocated) in `mode`.
-/// Refuses, before allocating, a shape no split fits, naming the tensor and the limit.
+/// The forward plan of inputs of `input_shape` in `mode`: its own input tensor (every call's
+/// input is copied into it, so one plan serves any buffer of the shape), its shape's buffers
+/// allocated and bound. Refuses, before allocating, a shape no split fits, naming the tensor
+/// and the limit.
 pub fn forward(
     ctx: &GpuContext,
     config: &DrConvConfig,
     params: &GpuParams,
-    input: &GpuTensor,
+    input_shape: &[usize],
     mode: Mode,
 ) -> Result<ForwardPlan> {
-    let shape = config.forward_shape(&input.shape)?;
+    let shape = config.forward_shape(input_shape)?;
     let split = split::forward_split(&ctx.limits, config, &shape, mode)?;
-    // After the limits: a shape too large for the device is `TooLarge`, whatever buffer holds it.
-    input.check_holds("input")?;
     match split.splits(config, &shape) {
-        true => split::forward(ctx, config, params, input, mode, split),
-        false => ForwardPlan::build(ctx, config, params, input, mode),
+        true => {
+            // A split plan only copies chunks out of its input, so the input is never bound whole.
+            let input = ctx.empty_stored("input", input_shape)?;
+            split::forward(ctx, config, params, &input, mode, split)
+        }
+        false => {
+            let input = ctx.empty("input", input_shape)?;
+            ForwardPlan::build(ctx, config, params, &input, mode)
+        }
     }
 }
 

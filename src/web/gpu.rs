@@ -59,7 +59,10 @@ impl WebGpu {
                 .ctx
                 .limits
                 .max_compute_workgroups_per_dimension,
-            timestamp_query: self.ctx.features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            timestamp_query: self
+                .ctx
+                .features()
+                .contains(wgpu::Features::TIMESTAMP_QUERY),
         })
     }
 }

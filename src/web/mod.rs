@@ -21,7 +21,36 @@ use wasm_bindgen::prelude::*;
 /// message and location instead of the bare "unreachable executed" of wasm.
 #[wasm_bindgen(start)]
 pub fn start() {
+    // The crate's and wgpu's warnings go to the browser console.
+    if log::set_logger(&CONSOLE).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     std::panic::set_hook(Box::new(|info| {
         web_sys::console::error_1(&JsValue::from_str(&format!("drconv panicked: {info}")));
     }));
+}
+
+/// `log` records to the browser console (warnings and errors as such, the rest as logs).
+struct ConsoleLog;
+
+static CONSOLE: ConsoleLog = ConsoleLog;
+
+impl log::Log for ConsoleLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let text = JsValue::from_str(&format!("[{}] {}", record.target(), record.args()));
+        match record.level() {
+            log::Level::Error => web_sys::console::error_1(&text),
+            log::Level::Warn => web_sys::console::warn_1(&text),
+            _ => web_sys::console::log_1(&text),
+        }
+    }
+
+    fn flush(&self) {}
 }

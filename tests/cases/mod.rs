@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use drconv::rng::Rng;
-use drconv::tensor::Tensor;
+use drconv::internal::rng::Rng;
+use drconv::Tensor;
 use drconv::{ContextOptions, DrConvConfig, GpuContext, Gradients, VariantOverrides};
 
 /// The variants named as the CLI's switches spell them (`None`: the adapter's choice).
@@ -20,10 +20,7 @@ pub fn forced(corr: Option<&str>, kernel_gen: Option<&str>, bwd: Option<&str>) -
 
 /// A context on the default adapter running the `variants` forced.
 pub async fn context_with(variants: VariantOverrides) -> Arc<GpuContext> {
-    let opts = ContextOptions {
-        variants,
-        ..Default::default()
-    };
+    let opts = ContextOptions::default().variants(variants);
     GpuContext::with_options(opts)
         .await
         .expect("a GPU adapter (lavapipe on CI)")

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use drconv::tensor::compare;
+use drconv::verify::compare;
 use drconv::verify::{BACKWARD_TOL, FORWARD_TOL};
 use drconv::{
     cpu, DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode, OptimizerConfig, OptimizerState,
@@ -13,7 +13,7 @@ use drconv::{
 
 /// A context on the default adapter with its limits, except the binding size and grid width.
 pub async fn small_ctx(binding: u64, max_dim: u32) -> Arc<GpuContext> {
-    let instance = drconv::gpu::context::instance(None);
+    let instance = drconv::internal::gpu::context::instance(None);
     let adapter = instance
         .request_adapter(&wgpu::RequestAdapterOptions::default())
         .await
@@ -131,7 +131,7 @@ pub async fn check_against_cpu(
 
 /// Live buffers on the device (wgpu's "counters" feature).
 pub fn live_buffers(ctx: &GpuContext) -> isize {
-    ctx.device.get_internal_counters().hal.buffers.read()
+    ctx.device().get_internal_counters().hal.buffers.read()
 }
 
 /// Every plan `check_*` reported split as expected ("true") or matched the CPU ("match"), and the

@@ -27,7 +27,8 @@ use crate::rng::Rng;
 use crate::tensor::Tensor;
 
 pub use report::{
-    Agreement, BenchReport, BenchRow, MatmulResult, ShapeVariants, StepTime, TargetCheck,
+    Agreement, BenchReport, BenchRow, InputReuse, MatmulResult, ShapeVariants, StepTime,
+    TargetCheck,
 };
 pub use shapes::{BenchShape, SHAPES};
 pub use table::table;
@@ -104,6 +105,7 @@ pub async fn run(
     }
     let mut rows = Vec::new();
     let mut agreement = Vec::new();
+    let mut input_reuse = Vec::new();
     let mut targets = Vec::new();
     let mut variants = Vec::new();
     for (i, shape) in SHAPES.into_iter().enumerate() {
@@ -116,7 +118,9 @@ pub async fn run(
             shape: shape.name(),
             variants: v,
         });
-        let (pair, agree) = bench_shape(ctx, &timer, opts, &shape, &gemm, progress).await?;
+        let (pair, agree, reuse) = bench_shape(ctx, &timer, opts, &shape, &gemm, progress).await?;
+        targets.push(targets::input_reuse(&reuse));
+        input_reuse.push(reuse);
         targets.extend(targets::check(&shape, &pair[0], &pair[1]));
         rows.extend(pair);
         agreement.push(agree);
@@ -143,6 +147,7 @@ pub async fn run(
         matmul,
         rows,
         agreement,
+        input_reuse,
         targets,
         host_load: load_before.zip(load_average()).map(|(a, b)| [a, b]),
     })
@@ -156,7 +161,7 @@ async fn bench_shape(
     shape: &BenchShape,
     gemm: &matmul::Gemm,
     progress: &mut dyn FnMut(&str),
-) -> Result<([BenchRow; 2], Agreement)> {
+) -> Result<([BenchRow; 2], Agreement, InputReuse)> {
     let config = shape.config()?;
     let params = DrConvParams::init(config, 1)?;
     let mut rng = Rng::new(2);
@@ -176,8 +181,11 @@ async fn bench_shape(
     // Both paths timed in the same submissions, one pass each, alternating: the host load of a
     // shared machine (lavapipe runs on its CPUs) then moves both the same way, and their ratio
     // holds even when the absolute times drift.
-    let plans = [Mode::Inference, Mode::Training]
-        .map(|mode| plan::forward(ctx, layer.config(), layer.gpu_params(), &xg, mode));
+    let plans = [Mode::Inference, Mode::Training].map(|mode| {
+        let plan = plan::forward(ctx, layer.config(), layer.gpu_params(), &input, mode)?;
+        ctx.write(&plan.input, &x.data)?;
+        Ok::<_, crate::DrConvError>(plan)
+    });
     let [fused_plan, full_plan] = plans;
     let (fused_plan, full_plan) = (fused_plan?, full_plan?);
     let forward = interleaved(ctx, timer, opts, &[&fused_plan.program, &full_plan.program]).await?;
@@ -228,9 +236,59 @@ async fn bench_shape(
         ));
         rows.push(row);
     }
-    let agree = agreement(&mut layer, &xg, name).await?;
+    let agree = agreement(&mut layer, &xg, name.clone()).await?;
+    let reuse = input_reuse(ctx, opts, &mut layer, &x, name).await?;
+    progress(&format!(
+        "{} input buffers: reused {:.3} ms, fresh {:.3} ms per forward (x{:.3}), {} plans built",
+        reuse.shape, reuse.reused_ms, reuse.fresh_ms, reuse.ratio, reuse.plans_built
+    ));
     let rows: [BenchRow; 2] = rows.try_into().expect("two paths");
-    Ok((rows, agree))
+    Ok((rows, agree, reuse))
+}
+
+/// The fused forward's per-call wall time with `x` in one reused buffer and in a fresh buffer
+/// each call, alternating so that host load moves both alike; medians.
+async fn input_reuse(
+    ctx: &Arc<GpuContext>,
+    opts: &BenchOptions,
+    layer: &mut DrConv2d,
+    x: &Tensor,
+    shape: String,
+) -> Result<InputReuse> {
+    let reused = layer.upload(x)?;
+    layer.forward(&reused, Mode::Inference).await?;
+    ctx.poll_wait()?;
+    let built = layer.plans_built();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..opts.min_reps().max(5) {
+        for fresh in [false, true] {
+            let input = match fresh {
+                true => layer.upload(x)?,
+                false => reused.clone(),
+            };
+            ctx.poll_wait()?;
+            let t0 = std::time::Instant::now();
+            layer.forward(&input, Mode::Inference).await?;
+            ctx.poll_wait()?;
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            match fresh {
+                true => b.push(ms),
+                false => a.push(ms),
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (reused_ms, fresh_ms) = (median(a), median(b));
+    Ok(InputReuse {
+        shape,
+        reused_ms,
+        fresh_ms,
+        ratio: fresh_ms / reused_ms,
+        plans_built: layer.plans_built() - built,
+    })
 }
 
 /// Median time of the training forward + backward (two passes, one submission), or `None` with
@@ -245,7 +303,9 @@ async fn forward_backward_ms(
 ) -> Option<f64> {
     let result: Result<f64> = async {
         let config = *layer.config();
-        let (fwd, bwd) = layer.training_plans(x, true).await?;
+        let mut feed = ctx.encoder("bench input");
+        let (fwd, bwd) = layer.training_plans(x, Some(&mut feed)).await?;
+        ctx.submit(feed).await?;
         let gy = Rng::new(3).normal_vec(crate::tensor::numel(&fwd.shape.output(&config)));
         ctx.write(&bwd.grad_output, &gy)?;
         let (fwd, bwd) = (&fwd.program, &bwd.program);
