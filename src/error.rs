@@ -4,6 +4,7 @@ use thiserror::Error;
 
 /// Every error the library reports. Messages name the offending value and the limit it broke.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum DrConvError {
     /// A layer hyper-parameter is out of range (zero kernel size, zero regions, ...).
     #[error("invalid configuration: {0}")]

@@ -45,7 +45,30 @@ pub(crate) fn copy_view(encoder: &mut wgpu::CommandEncoder, src: &GpuTensor, dst
     }
 }
 
-/// A DRConv2d layer on a GPU device.
+/// A DRConv2d layer on a GPU device: the PyTorch reference's `DRConv2d`, its parameters on the
+/// device, and one plan (buffers and bound dispatches) per input shape and mode, built on first
+/// use and reused for any input buffer of that shape.
+///
+/// ```
+/// use drconv::{DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode, Tensor};
+/// # fn main() -> drconv::Result<()> {
+/// pollster::block_on(async {
+///     let ctx = GpuContext::new().await?;
+///     let config = DrConvConfig::new(4, 6, 3, 2)?.with_padding(1)?;
+///     let params = DrConvParams::init(config, 0)?;
+///     let mut layer = DrConv2d::new(ctx.clone(), &params)?;
+///     let x = Tensor::randn(&[1, 4, 8, 8], 1);
+///     // Inference: the fused path (each pixel's region only); training: every region, saved
+///     // for the backward.
+///     let y = layer.forward(&layer.upload(&x)?, Mode::Inference).await?;
+///     let y = y.read(&ctx).await?;
+///     let cpu = drconv::cpu::forward(&params, &x)?.output;
+///     assert_eq!(y.shape, cpu.shape);
+///     assert!(y.data.iter().zip(&cpu.data).all(|(a, b)| (a - b).abs() <= 1e-5 + 1e-4 * b.abs()));
+///     Ok(())
+/// })
+/// # }
+/// ```
 pub struct DrConv2d {
     ctx: Arc<GpuContext>,
     config: DrConvConfig,

@@ -23,6 +23,26 @@ struct Loss {
 }
 
 /// A layer, its optimizer state on the device, and the MSE loss plans of the inputs it has seen.
+///
+/// ```
+/// use drconv::{DrConvConfig, DrConvParams, GpuContext, OptimizerConfig, Tensor, Trainer};
+/// # fn main() -> drconv::Result<()> {
+/// pollster::block_on(async {
+///     let ctx = GpuContext::new().await?;
+///     let params = DrConvParams::init(DrConvConfig::new(2, 2, 3, 2)?.with_padding(1)?, 0)?;
+///     let mut trainer = Trainer::new(ctx.clone(), &params, OptimizerConfig::adam(1e-2)).await?;
+///     let x = ctx.upload("x", &Tensor::randn(&[1, 2, 8, 8], 1))?;
+///     let target = ctx.upload("target", &Tensor::zeros(&[1, 2, 8, 8]))?;
+///     let first = trainer.step(&x, &target, true).await?.expect("asked for the loss");
+///     for _ in 0..20 {
+///         trainer.step(&x, &target, false).await?;
+///     }
+///     let last = trainer.step(&x, &target, true).await?.expect("asked for the loss");
+///     assert!(last < first, "{last} >= {first}");
+///     Ok(())
+/// })
+/// # }
+/// ```
 pub struct Trainer {
     layer: DrConv2d,
     optimizer: GpuOptimizer,

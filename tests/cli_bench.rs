@@ -67,11 +67,21 @@ fn quick_bench_writes_the_issue_schema() {
     assert_eq!(num(agree, "output_max_abs_diff"), 0.0);
 
     let targets = report["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 3, "{targets:?}");
+    // The issue's three, then the fresh-vs-reused input buffer's (at most 1.10).
+    assert_eq!(targets.len(), 4, "{targets:?}");
     assert_eq!(num(&targets[0], "required"), 2.5);
+    assert_eq!(targets[3]["bound"], "<=");
     for t in targets {
         let v = num(t, "value");
         assert!(v.is_finite() && v > 0.0);
-        assert_eq!(t["met"].as_bool().unwrap(), v >= num(t, "required"));
+        let met = match t["bound"].as_str().unwrap() {
+            ">=" => v >= num(t, "required"),
+            _ => v <= num(t, "required"),
+        };
+        assert_eq!(t["met"].as_bool().unwrap(), met);
     }
+    // A fresh input buffer per call built no plan.
+    let reuse = &report["input_reuse"][0];
+    assert_eq!(reuse["plans_built"], 0, "{reuse}");
+    assert!(num(reuse, "fresh_ms") > 0.0 && num(reuse, "reused_ms") > 0.0);
 }

@@ -31,6 +31,9 @@ pub use report::{
     TargetCheck,
 };
 pub use shapes::{BenchShape, SHAPES};
+
+/// The start of the progress line sent when a shape is done (the CLI's progress bar counts them).
+pub const SHAPE_DONE: &str = "shape done:";
 pub use table::table;
 pub use timer::{median, median_of, Stats, Timer};
 
@@ -119,9 +122,10 @@ pub async fn run(
             variants: v,
         });
         let (pair, agree, reuse) = bench_shape(ctx, &timer, opts, &shape, &gemm, progress).await?;
+        progress(&format!("{SHAPE_DONE} {}", shape.name()));
+        targets.extend(targets::check(&shape, &pair[0], &pair[1]));
         targets.push(targets::input_reuse(&reuse));
         input_reuse.push(reuse);
-        targets.extend(targets::check(&shape, &pair[0], &pair[1]));
         rows.extend(pair);
         agreement.push(agree);
     }

@@ -28,7 +28,23 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             quick: args.quick,
             shapes: args.shapes.iter().map(|&n| n as usize).collect(),
         };
-        let report = bench::run(&ctx, &opts, &mut |line| eprintln!("drconv: {line}")).await?;
+        let shapes = match opts.shapes.len() {
+            0 => bench::SHAPES.len(),
+            n => n,
+        };
+        let bar = progress_bar(shapes);
+        let report = bench::run(&ctx, &opts, &mut |line| {
+            match line.strip_prefix(bench::SHAPE_DONE) {
+                Some(shape) => {
+                    bar.inc(1);
+                    bar.set_message(format!("done:{shape}"));
+                }
+                // suspend, not println: println prints nothing when stderr is no terminal.
+                None => bar.suspend(|| eprintln!("drconv: {line}")),
+            }
+        })
+        .await?;
+        bar.finish_and_clear();
         print!("{}", bench::table(&report));
         if let Some(path) = &args.json {
             let text = serde_json::to_string_pretty(&report)?;
@@ -37,4 +53,18 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// One step per shape, with the elapsed time and an estimate of what is left (each shape takes
+/// about as long as the others), printed on stderr.
+fn progress_bar(shapes: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(shapes as u64);
+    let style = indicatif::ProgressStyle::with_template(
+        "bench [{bar:24.cyan/blue}] {pos}/{len} shapes {msg} ({elapsed}, eta {eta})",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message("GEMM first");
+    bar
 }

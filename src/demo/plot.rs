@@ -191,3 +191,39 @@ fn text(img: &mut RgbImage, s: &str, x: f32, y: f32, c: Rgb<u8>) {
         }
     }
 }
+
+/// `img` (the region overlay, already upscaled) with a legend strip below it: per region its
+/// palette colour, its index and its pixel count (of the model's output map).
+pub fn with_region_legend(img: &RgbImage, counts: &[usize]) -> RgbImage {
+    let total: usize = counts.iter().sum();
+    let labels: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .map(|(g, &n)| format!("region {g}: {n} of {total} px"))
+        .collect();
+    let line = (font::HEIGHT + font::DESCENT + 2) * TEXT;
+    let swatch = font::HEIGHT * TEXT;
+    let pad = 2 * TEXT;
+    let widest = labels
+        .iter()
+        .map(|l| font::text_width(l, TEXT))
+        .max()
+        .unwrap_or(0);
+    let (w, h) = img.dimensions();
+    let width = w.max(pad * 3 + swatch + widest);
+    let height = h + pad + line * labels.len() as u32 + pad;
+    let mut out = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
+    image::imageops::replace(&mut out, img, 0, 0);
+    for (g, label) in labels.iter().enumerate() {
+        let y = h + pad + line * g as u32;
+        let colour = Rgb(super::image_io::PALETTE[g % super::image_io::PALETTE.len()]);
+        for dy in 0..swatch {
+            for dx in 0..swatch {
+                put(&mut out, (pad + dx) as i64, (y + dy) as i64, colour);
+            }
+        }
+        let x = pad * 2 + swatch;
+        text(&mut out, label, x as f32, y as f32, Rgb([0, 0, 0]));
+    }
+    out
+}

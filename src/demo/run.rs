@@ -136,8 +136,14 @@ fn write_outputs(
         ("regions.png", overlay),
     ];
     let mut files = Vec::new();
+    let counts = image_io::region_counts(&regions.region, regions.config.region_num);
     for (name, im) in images {
-        image_io::save_png(&image_io::upscale(&im, zoom), &out.join(name))?;
+        let mut im = image_io::upscale(&im, zoom);
+        if name == "regions.png" {
+            // Which colour is which region, and how many pixels each holds.
+            im = super::plot::with_region_legend(&im, &counts);
+        }
+        image_io::save_png(&im, &out.join(name))?;
         files.push(name.to_string());
     }
     let single_label = format!("region_num {}", single.config.region_num);

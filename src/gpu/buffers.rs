@@ -27,8 +27,8 @@ impl GpuTensor {
     /// offset and have `STORAGE` usage; inputs also need `COPY_SRC` and outputs `COPY_DST`
     /// (checked where the view is used).
     ///
-    /// ```no_run
-    /// # async fn run() -> drconv::Result<()> {
+    /// ```
+    /// # fn main() -> drconv::Result<()> { pollster::block_on(async {
     /// let ctx = drconv::GpuContext::new().await?;
     /// let buffer = ctx.device().create_buffer(&drconv::wgpu::BufferDescriptor {
     ///     label: Some("activations"),
@@ -38,7 +38,7 @@ impl GpuTensor {
     /// });
     /// let x = drconv::GpuTensor::from_buffer(&ctx, &buffer, 4096, &[1, 8, 16, 16])?;
     /// assert_eq!((x.offset(), x.shape()), (4096, &[1, 8, 16, 16][..]));
-    /// # Ok(()) }
+    /// # Ok(()) }) }
     /// ```
     pub fn from_buffer(
         ctx: &GpuContext,

@@ -90,7 +90,7 @@ struct ErrorSink {
 /// Either drconv makes the device ([`GpuContext::new`], [`GpuContext::with_options`]) or an
 /// application hands over its own ([`GpuContext::from_wgpu`]).
 ///
-/// ```no_run
+/// ```
 /// # fn main() -> drconv::Result<()> {
 /// let ctx = pollster::block_on(drconv::GpuContext::new())?;
 /// println!("{} on {}", ctx.summary().name, ctx.summary().backend);
@@ -239,8 +239,8 @@ impl GpuContext {
     /// The layers use the device's limits as it was created (`device.limits()`), so request the
     /// adapter's limits when creating it if large layers must fit unsplit.
     ///
-    /// ```no_run
-    /// # async fn run() -> drconv::Result<()> {
+    /// ```
+    /// # fn main() -> drconv::Result<()> { pollster::block_on(async {
     /// use drconv::wgpu;
     /// let instance = wgpu::Instance::default();
     /// let adapter = instance
@@ -253,7 +253,7 @@ impl GpuContext {
     ///     .expect("a device");
     /// let ctx = drconv::GpuContext::from_wgpu(&adapter, &device, &queue)?;
     /// assert!(ctx.device() == &device);
-    /// # Ok(()) }
+    /// # Ok(()) }) }
     /// ```
     #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub fn from_wgpu(
