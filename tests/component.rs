@@ -335,3 +335,30 @@ fn fresh_input_buffers_reuse_the_plan_and_leak_nothing() {
         assert!(after_first.0 > 0, "wgpu counters inactive");
     });
 }
+
+#[test]
+fn loss_of_a_borrowed_device_is_an_error_not_a_panic() {
+    let (adapter, device, queue, _errors) = app_device();
+    let ctx = GpuContext::from_wgpu(&adapter, &device, &queue).unwrap();
+    let mut layer = DrConv2d::new(ctx.clone(), &DrConvParams::init(config(), 1).unwrap()).unwrap();
+    let xg = layer.upload(&Tensor::randn(&[1, 3, 6, 6], 1)).unwrap();
+    pollster::block_on(async {
+        layer.forward(&xg, Mode::Inference).await.unwrap();
+        // The application destroys its device; its lost callback is its own business.
+        device.destroy();
+        let r = async {
+            let y = layer.forward(&xg, Mode::Inference).await?;
+            y.read(&ctx).await
+        }
+        .await;
+        let e = r.expect_err("a result from a destroyed device");
+        assert!(matches!(e, DrConvError::DeviceLost(_)), "{e:?}");
+        // From then on every call says so.
+        let again = layer.forward(&xg, Mode::Inference).await;
+        assert!(
+            matches!(again, Err(DrConvError::DeviceLost(_))),
+            "{again:?}"
+        );
+        assert!(ctx.is_lost());
+    });
+}

@@ -377,7 +377,9 @@ impl GpuContext {
             .map_err(|_| DrConvError::Map("map callback dropped (device lost?)".into()))?;
         if let Err(e) = mapped {
             self.check("readback")?;
-            return Err(DrConvError::Map(e.to_string()));
+            // Our own fresh staging buffer fails to map only when the device is gone. On a device
+            // we do not own this is where its loss reaches us: every later call reports it.
+            return Err(self.lost_at(&format!("mapping a readback failed: {e}")));
         }
         let data = staging
             .get_mapped_range(..)

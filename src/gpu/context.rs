@@ -449,6 +449,16 @@ impl GpuContext {
         let _ = catch_unwind(AssertUnwindSafe(|| self.device.poll(wgpu::PollType::Poll)));
     }
 
+    /// Records that the device is gone (seen at `op`) and returns the error every later call
+    /// gives too.
+    pub(crate) fn lost_at(&self, op: &str) -> DrConvError {
+        mark_lost(&self.sink, op.to_string());
+        match self.check(op) {
+            Err(e) => e,
+            Ok(()) => DrConvError::DeviceLost(op.to_string()),
+        }
+    }
+
     /// Compute pipelines compiled on this context so far (each once per shader entry point).
     pub fn pipelines_compiled(&self) -> usize {
         self.pipelines.len()
