@@ -16,6 +16,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // The crate's and wgpu's warnings reach the terminal (RUST_LOG=info or debug for more).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     match run_blocking(&cli.args) {
         Ok(report) => {

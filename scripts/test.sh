@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 # Mesa's drivers warn (and some fail) without a runtime dir.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 cargo test --release
+# An application that owns its device runs two layers on views of its buffer (checks itself).
+cargo run --release --example own_device
 # The library as a dependent takes it: builds without the CLI's crates and pulls none of them in.
 cargo build --release --lib --no-default-features
 if cargo tree -e normal --no-default-features --prefix none | grep -E '^(clap|indicatif|image|pollster|env_logger) '; then

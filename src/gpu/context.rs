@@ -237,7 +237,9 @@ impl GpuContext {
     /// callback belongs to the application), and is `DrConvError::DeviceLost` from then on.
     ///
     /// The layers use the device's limits as it was created (`device.limits()`), so request the
-    /// adapter's limits when creating it if large layers must fit unsplit.
+    /// adapter's limits when creating it if large layers must fit unsplit. No instance is
+    /// needed: wgpu's handles keep theirs alive. One context per device: share it with the
+    /// `Arc`, since tensors are checked against the context they were made through.
     ///
     /// ```
     /// # fn main() -> drconv::Result<()> { pollster::block_on(async {
