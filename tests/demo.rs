@@ -20,6 +20,42 @@ fn out_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// regions.png: the zoomed overlay (blocks of `zoom` equal pixels, not blank) at the top left, a
+/// legend below it with one palette swatch per region, white elsewhere.
+fn check_region_map(path: &Path, side: u32, zoom: u32, regions: usize) {
+    let img = image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    assert!(w >= side && h > side, "{} is {w}x{h}", path.display());
+    let white = [255, 255, 255];
+    let mut blank = true;
+    for y in 0..side {
+        for x in 0..side {
+            let p = img.get_pixel(x, y).0;
+            let block = img.get_pixel(x - x % zoom, y - y % zoom).0;
+            assert_eq!(
+                p, block,
+                "map pixel ({x}, {y}) breaks its {zoom}x{zoom} block"
+            );
+            blank &= p == white;
+        }
+    }
+    assert!(!blank, "the map in {} is blank", path.display());
+    for y in 0..side {
+        for x in side..w {
+            assert_eq!(img.get_pixel(x, y).0, white, "beside the map at ({x}, {y})");
+        }
+    }
+    let below: Vec<[u8; 3]> = (side..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| img.get_pixel(x, y).0)
+        .collect();
+    for colour in &image_io::PALETTE[..regions] {
+        assert!(below.contains(colour), "legend lacks swatch {colour:?}");
+    }
+}
+
 fn png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let format = image::guess_format(&bytes).unwrap();
@@ -54,10 +90,10 @@ fn demo_trains_writes_and_reloads() {
             "target.png",
             "output_single.png",
             "output_regions.png",
-            "regions.png",
         ] {
             assert_eq!(png_size(&out.join(name)), (64, 64), "{name}");
         }
+        check_region_map(&out.join("regions.png"), 64, 2, s.regions.region_num);
         let (pw, ph) = png_size(&out.join("loss.png"));
         assert!(pw >= 320 && ph >= 200, "loss.png is {pw}x{ph}");
         assert!(out.join("weights.safetensors").is_file());
