@@ -445,3 +445,38 @@ fn kernel_from_channel_last(t: Tensor, i: usize) -> Tensor {
     }
     Tensor { data, ..t }
 }
+
+/// What the burn module (`crate::burn`) needs of a layer besides the public API.
+#[cfg(feature = "burn")]
+impl DrConv2d {
+    /// Records copies of `views` (the module's parameters, state_dict order) into the layer's
+    /// parameter buffers, so that the plans recorded after them read these values.
+    pub(crate) fn encode_load_params(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        views: &[GpuTensor; 6],
+    ) -> Result<()> {
+        for (view, own) in views.iter().zip(&self.params.tensors) {
+            if view.shape != own.shape {
+                return Err(DrConvError::Weights(format!(
+                    "a parameter has shape {:?} but the layer's is {:?}",
+                    view.shape, own.shape
+                )));
+            }
+            view.check_view(&self.ctx, "parameter", wgpu::BufferUsages::COPY_SRC)?;
+            copy_view(encoder, view, own);
+        }
+        Ok(())
+    }
+
+    /// Whether the last training forward of `x`'s shape read `x` (so a backward may follow).
+    pub(crate) fn trained_on(&self, x: &GpuTensor) -> bool {
+        self.training_plan_index(x).is_ok()
+    }
+
+    /// Builds the plan of inputs of `shape` in `mode` now, so that its errors (limits, shapes)
+    /// reach the caller before burn runs the call.
+    pub(crate) async fn prepare(&mut self, shape: &[usize], mode: Mode) -> Result<()> {
+        self.plan_index(shape, mode).await.map(|_| ())
+    }
+}

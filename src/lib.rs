@@ -36,12 +36,17 @@
 //!   image, pollster, env_logger). A library dependent takes `default-features = false`.
 //! - `golden`: the golden-vector loader ([`golden`]) and comparison ([`verify`]).
 //! - `demo`: the demos' image helpers. `web`: the browser build's JavaScript API (wasm32).
+//! - `burn`: [`burn::DrConv2d`], the layer as a burn 0.22 module (our kernels on burn's wgpu
+//!   devices, burn's ops elsewhere). `burn-dev`: what the burn example and tests add (burn's
+//!   CPU backend, PyTorch import, optimizers).
 //!
 //! drconv 0.1 is built on wgpu 30 (re-exported as [`wgpu`]): a device or buffer handed to drconv
 //! must come from that wgpu.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "burn")]
+pub mod burn;
 mod config;
 pub mod cpu;
 mod error;

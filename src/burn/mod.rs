@@ -1,0 +1,54 @@
+//! DRConv2d as a [burn](https://burn.dev) module (feature `burn`): put [`DrConv2d`] in a burn
+//! model, load a PyTorch `state_dict` into it, train it with burn's autodiff and optimizers.
+//!
+//! # Which path runs where
+//! - **A wgpu device registered with drconv** ([`init_wgpu`], [`init_wgpu_async`] or
+//!   [`register_setup`]; plain or `.autodiff()`): drconv's own WGSL kernels run on burn's device
+//!   and queue, reading and writing burn's tensor buffers in place (no host round trip). Pending
+//!   burn work is flushed before our submission, and burn's buffers are held until that
+//!   submission has run. A forward without tracked gradients takes the fused inference path
+//!   (each pixel's region only); with tracked gradients it takes the training path and its
+//!   backward is registered in burn's autodiff, so gradients reach the parameters and `x` and
+//!   flow on through the rest of the model.
+//! - **Every other device** (flex, ndarray, cubecl's CPU runtime, a wgpu device not
+//!   registered): the same module runs the reference algorithm composed from burn's tensor ops
+//!   (adaptive pooling, 1x1 convs, a grouped conv over the batch for the per-sample correlation,
+//!   first-maximum argmax), differentiated by burn's autodiff, so a model stays portable.
+//!   [`DrConv2d::path`] says which one a device gets.
+//!
+//! # Limits of this version
+//! - Our kernels block on the submission of their own work with `pollster` inside burn's
+//!   executor, so the kernel path is native only; in the browser the module takes burn's ops.
+//! - Parameters, input and output are copied between burn's buffers and the layer's plans on the
+//!   GPU (a few copies per call, no readback).
+//! - A failure of our kernels inside burn's executor (a device lost mid-call) panics there, as
+//!   burn's own ops do; [`DrConv2d::try_forward`] reports every error it can see before that
+//!   (shapes, an unsupported dtype, limits) as a [`crate::DrConvError`].
+//!
+//! ```
+//! use burn::tensor::{Device, Tensor};
+//! use drconv::burn::DrConv2dConfig;
+//!
+//! let device = Device::flex(); // burn's CPU backend: the composed path
+//! let layer = DrConv2dConfig::new(4, 8, 3, 2).with_padding(1).init(&device);
+//! let x = Tensor::<4>::ones([1, 4, 16, 16], &device);
+//! assert_eq!(layer.forward(x).dims(), [1, 8, 16, 16]);
+//! ```
+
+mod autodiff;
+mod config;
+mod kernels;
+mod module;
+mod ops;
+mod reference;
+mod runtime;
+
+pub use config::DrConv2dConfig;
+pub use module::{DrConv2d, Path};
+pub use ops::{DrConvGrads, DrConvOps, KernelCall};
+pub use runtime::{context, init_wgpu, init_wgpu_async, register_setup};
+
+/// The regex that keeps `conv_kernel.1` and `conv_kernel.3` at their PyTorch indices when burn's
+/// `PytorchStore` maps `nn.Sequential` indices: pass it to `map_indices_contiguous_except` (the
+/// default remapping would move them to `conv_kernel.0` and `.1`).
+pub const PYTORCH_KEEP_INDICES: &str = r"(^|\.)conv_kernel$";
