@@ -351,6 +351,8 @@ impl GpuContext {
         size: u64,
     ) -> Result<Vec<u8>> {
         self.check("readback")?;
+        self.readbacks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if size == 0 {
             return Ok(Vec::new());
         }

@@ -118,6 +118,8 @@ pub struct GpuContext {
     /// Test aid: guard words appended to every tensor `empty` allocates (see
     /// [`GpuContext::set_guard`]).
     pub(crate) guard: std::sync::atomic::AtomicBool,
+    /// Readbacks to the host so far (the burn tests check that a forward and backward make none).
+    pub(crate) readbacks: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -310,6 +312,7 @@ impl GpuContext {
             pipelines: PipelineCache::default(),
             sink: Arc::new(Mutex::new(ErrorSink::default())),
             guard: std::sync::atomic::AtomicBool::new(false),
+            readbacks: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -459,6 +462,11 @@ impl GpuContext {
             Err(e) => e,
             Ok(()) => DrConvError::DeviceLost(op.to_string()),
         }
+    }
+
+    /// Readbacks (GPU to host copies) this context has made so far.
+    pub fn readbacks(&self) -> u64 {
+        self.readbacks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Compute pipelines compiled on this context so far (each once per shader entry point).
