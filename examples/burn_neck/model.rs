@@ -86,3 +86,47 @@ impl Neck {
         [a, b]
     }
 }
+
+/// The same neck with a plain 3x3 `Conv2d` where each DRConv is (the baseline).
+#[derive(Module, Debug)]
+pub struct ConvNeck {
+    pub stem: ConvBnSilu,
+    pub block1: ConvBnSilu,
+    pub block2: ConvBnSilu,
+    pub head: Conv2d,
+}
+
+impl ConvNeck {
+    pub fn new(device: &Device) -> Self {
+        ConvNeck {
+            stem: ConvBnSilu::new(3, 16, 3, device),
+            block1: ConvBnSilu::new(16, 16, 3, device),
+            block2: ConvBnSilu::new(16, 16, 3, device),
+            head: Conv2dConfig::new([16, 3], [1, 1]).init(device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.head.forward(
+            self.block2
+                .forward(self.block1.forward(self.stem.forward(x))),
+        )
+    }
+}
+
+/// What the example trains: either neck.
+pub trait Net: Module + Clone {
+    fn run(&self, x: Tensor<4>) -> Tensor<4>;
+}
+
+impl Net for Neck {
+    fn run(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward(x)
+    }
+}
+
+impl Net for ConvNeck {
+    fn run(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward(x)
+    }
+}

@@ -6,6 +6,8 @@
 //! compute pass where the adapter has `TIMESTAMP_QUERY`, else wall time around submit + wait.
 //! GFLOP/s count only the work each path must do (see [`BenchShape`]).
 
+#[cfg(feature = "burn")]
+pub mod burn_module;
 mod matmul;
 mod report;
 mod shapes;

@@ -1,15 +1,12 @@
-//! `DrConv2dConfig`: burn's `#[derive(Config)]` habits (`new(..)`, `with_*`, `init(&device)`).
+//! `DrConv2dConfig`: burn's `#[derive(Config)]` habits (`new(..)`, `with_*`); `init(&device)`
+//! lives in `init.rs`, beside the module it builds.
 
 use burn::config::Config;
-use burn::nn::conv::Conv2dConfig;
-use burn::nn::{Initializer, PaddingConfig2d};
-use burn::tensor::Device;
+use burn::nn::Initializer;
 
-use super::module::DrConv2d;
-use super::runtime::Runtime;
 use crate::error::Result;
 
-/// The configuration of a [`DrConv2d`]: the PyTorch reference's
+/// The configuration of a [`DrConv2d`](super::DrConv2d): the PyTorch reference's
 /// `DRConv2d(in_channels, out_channels, kernel_size, region_num, stride=, padding=, dilation=)`.
 #[derive(Config, Debug)]
 pub struct DrConv2dConfig {
@@ -50,45 +47,5 @@ impl DrConv2dConfig {
         .with_stride(self.stride)?
         .with_padding(self.padding)?
         .with_dilation(self.dilation)
-    }
-
-    /// A layer on `device` with freshly initialised parameters, or the configuration's error.
-    pub fn try_init(&self, device: &Device) -> Result<DrConv2d> {
-        let config = self.layer_config()?;
-        let (i, o, k, r) = (
-            config.in_channels,
-            config.out_channels,
-            config.kernel_size,
-            config.region_num,
-        );
-        let conv = |c: Conv2dConfig| c.with_initializer(self.initializer.clone()).init(device);
-        let pool_conv = conv(Conv2dConfig::new([i, r * r], [1, 1]));
-        let gen_conv = conv(Conv2dConfig::new([r * r, r * i * o], [1, 1]).with_groups(r));
-        let guide = conv(
-            Conv2dConfig::new([i, r], [k, k])
-                .with_stride([config.stride; 2])
-                .with_dilation([config.dilation; 2])
-                .with_padding(PaddingConfig2d::Explicit(
-                    config.padding,
-                    config.padding,
-                    config.padding,
-                    config.padding,
-                )),
-        );
-        Ok(DrConv2d::assemble(
-            vec![None, Some(pool_conv), None, Some(gen_conv)],
-            guide,
-            Runtime::new(config),
-        ))
-    }
-
-    /// A layer on `device` with freshly initialised parameters.
-    ///
-    /// # Panics
-    /// On an invalid configuration (a zero size, region_num < 1): [`DrConv2dConfig::try_init`]
-    /// returns it as an error instead.
-    pub fn init(&self, device: &Device) -> DrConv2d {
-        self.try_init(device)
-            .unwrap_or_else(|e| panic!("DrConv2dConfig::init: {e}"))
     }
 }

@@ -37,6 +37,7 @@
 
 mod autodiff;
 mod config;
+mod init;
 mod kernels;
 mod module;
 mod ops;
