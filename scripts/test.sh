@@ -14,6 +14,11 @@ if cargo tree -e normal --no-default-features --prefix none | grep -E '^(clap|in
   echo "test.sh: the library without default features depends on a CLI crate (above)" >&2
   exit 1
 fi
+# The burn module (feature burn): golden cases through burn's autodiff on our kernels and on
+# burn's CPU backend, PyTorch import of a nested model, its doc test, and the example (a short run).
+cargo test --release --features burn-dev --test burn_module --test burn_import
+cargo test --release --features burn-dev --doc burn
+cargo run --release --features burn-dev --example burn_neck -- --steps 60
 # The documentation builds warning-free (every public item documented: missing_docs).
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --no-default-features --features golden
 examples/web/run-browser-test.sh
