@@ -13,9 +13,11 @@ use crate::gpu::GpuContext;
 use crate::params::DrConvParams;
 
 /// burn's wgpu devices that drconv shares, with the context on each.
-static SHARED: OnceLock<Mutex<Vec<(WgpuDevice, Arc<GpuContext>)>>> = OnceLock::new();
+type Shared = Vec<(WgpuDevice, Arc<GpuContext>)>;
 
-fn shared() -> MutexGuard<'static, Vec<(WgpuDevice, Arc<GpuContext>)>> {
+static SHARED: OnceLock<Mutex<Shared>> = OnceLock::new();
+
+fn shared() -> MutexGuard<'static, Shared> {
     SHARED
         .get_or_init(Default::default)
         .lock()

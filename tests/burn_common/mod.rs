@@ -49,7 +49,9 @@ pub fn check(
     let mut worst = 0.0f64;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g as f64 - w as f64).abs();
-        if !(err <= atol + rtol * (w as f64).abs()) {
+        // NaN fails too: it is not within any tolerance.
+        let within = err <= atol + rtol * (w as f64).abs();
+        if !within {
             return Err(format!("{what}[{i}] = {g}, want {w} (error {err:.3e})"));
         }
         worst = worst.max(err);
