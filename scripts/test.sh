@@ -16,7 +16,7 @@ if cargo tree -e normal --no-default-features --prefix none | grep -E '^(clap|in
 fi
 # The burn module (feature burn): golden cases through burn's autodiff on our kernels and on
 # burn's CPU backend, PyTorch import of a nested model, its doc test, and the example (a short run).
-cargo test --release --features burn-dev --test burn_module --test burn_import
+cargo test --release --features burn-dev --test burn_module --test burn_import --test burn_bench
 cargo test --release --features burn-dev --doc burn
 cargo run --release --features burn-dev --example burn_neck -- --steps 60
 # The documentation builds warning-free (every public item documented: missing_docs).
