@@ -20,5 +20,5 @@ cargo test --release --features burn-dev --test burn_module --test burn_import -
 cargo test --release --features burn-dev --doc burn
 cargo run --release --features burn-dev --example burn_neck -- --steps 60
 # The documentation builds warning-free (every public item documented: missing_docs).
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --no-default-features --features golden
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --no-default-features --features golden,burn
 examples/web/run-browser-test.sh
