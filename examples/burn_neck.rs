@@ -176,6 +176,13 @@ fn pytorch_match(device: &Device) -> Result<f64, String> {
         .convert::<f32>()
         .try_to_vec::<f32>()
         .map_err(|e| format!("{e:?}"))?;
+    if got.len() != want.data.len() {
+        return Err(format!(
+            "the neck gave {} outputs, PyTorch's file holds {}",
+            got.len(),
+            want.data.len()
+        ));
+    }
     let mut worst = 0.0f64;
     for (g, w) in got.iter().zip(&want.data) {
         let err = (g - w).abs() as f64;

@@ -11,11 +11,12 @@
 use std::time::Instant;
 
 use ::burn::backend::wgpu::WgpuDevice;
-use ::burn::tensor::{Device, Distribution, Tensor};
+use ::burn::tensor::{Device, Distribution, Gradients, Tensor};
 use serde::Serialize;
 
 use super::report::TargetCheck;
-use super::shapes::{BenchShape, SHAPES};
+use super::shapes::BenchShape;
+use super::targets::{at_least, at_most};
 use super::timer::median;
 use super::BenchOptions;
 use crate::burn::{context, init_wgpu, DrConv2d};
@@ -112,6 +113,12 @@ fn forward_ms(paths: &Paths, which: Which, inputs: &Inputs, device: &Device) -> 
     Ok(t.elapsed().as_secs_f64() * 1e3)
 }
 
+/// The training forward and `backward()` of L = sum(y * g) on one path.
+fn backward(paths: &Paths, which: Which, inputs: &Inputs) -> Result<Gradients> {
+    let y = paths.forward(which, inputs.x_tracked.clone(), true)?;
+    Ok((y * inputs.g.clone()).sum().backward())
+}
+
 fn forward_backward_ms(
     paths: &Paths,
     which: Which,
@@ -119,8 +126,7 @@ fn forward_backward_ms(
     device: &Device,
 ) -> Result<f64> {
     let t = Instant::now();
-    let y = paths.forward(which, inputs.x_tracked.clone(), true)?;
-    let grads = (y * inputs.g.clone()).sum().backward();
+    let grads = backward(paths, which, inputs)?;
     sync(device)?;
     drop(grads);
     Ok(t.elapsed().as_secs_f64() * 1e3)
@@ -140,13 +146,11 @@ fn agreement(shape: &BenchShape, paths: &Paths, inputs: &Inputs) -> Result<BurnA
     let [ours, theirs] = Which::BOTH.map(|w| paths.forward(w, inputs.x.clone(), false));
     let output = max_abs_diff(ours?, theirs?)?;
     let grad = |w: Which| -> Result<Tensor<4>> {
-        let x = inputs.x_tracked.clone();
-        let y = paths.forward(w, x.clone(), true)?;
-        let grads = (y * inputs.g.clone()).sum().backward();
-        let g = x.grad(&grads).ok_or_else(|| {
-            DrConvError::Config("burn's autodiff produced no gradient for x".into())
-        })?;
-        Ok(g)
+        let grads = backward(paths, w, inputs)?;
+        inputs
+            .x_tracked
+            .grad(&grads)
+            .ok_or_else(|| DrConvError::Config("burn's autodiff produced no gradient for x".into()))
     };
     let input_grad = max_abs_diff(grad(Which::Ours)?, grad(Which::BurnOps)?)?;
     Ok(BurnAgreement {
@@ -156,13 +160,14 @@ fn agreement(shape: &BenchShape, paths: &Paths, inputs: &Inputs) -> Result<BurnA
     })
 }
 
-fn inputs(shape: &BenchShape, device: &Device, tracked: &Device) -> Inputs {
+fn inputs(shape: &BenchShape, device: &Device, tracked: &Device) -> Result<Inputs> {
     let dims = shape.input_shape();
+    let config = shape.config()?;
+    let out = config.forward_shape(&dims)?.output(&config);
     let x = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), device);
-    let out = [shape.batch, shape.cout, shape.h, shape.w];
     let g = Tensor::<4>::random(out, Distribution::Normal(0.0, 1.0), tracked);
     let x_tracked = Tensor::<4>::from_data(x.to_data(), tracked).require_grad();
-    Inputs { x, x_tracked, g }
+    Ok(Inputs { x, x_tracked, g })
 }
 
 /// Times one shape: both paths' first calls, warm-up, then alternating reps until the budget.
@@ -178,7 +183,7 @@ fn bench_shape(
         plain: DrConv2d::from_params(&params, device)?,
         trained: DrConv2d::from_params(&params, &tracked)?,
     };
-    let inputs = inputs(shape, device, &tracked);
+    let inputs = inputs(shape, device, &tracked)?;
     sync(device)?;
     let mut first = [[0.0; 2]; 2];
     for (i, w) in Which::BOTH.into_iter().enumerate() {
@@ -227,17 +232,6 @@ fn bench_shape(
     Ok((rows, agreement(shape, &paths, &inputs)?))
 }
 
-fn at_least(target: &'static str, shape: &str, value: f64, required: f64) -> TargetCheck {
-    TargetCheck {
-        target,
-        shape: shape.to_string(),
-        value,
-        bound: ">=",
-        required,
-        met: value >= required,
-    }
-}
-
 /// The targets at one shape: forward >= 10x and forward + backward >= 3x faster than
 /// burn's ops, no first call of ours over 2 s.
 fn targets(ours: &BurnRow, theirs: &BurnRow) -> Vec<TargetCheck> {
@@ -255,14 +249,7 @@ fn targets(ours: &BurnRow, theirs: &BurnRow) -> Vec<TargetCheck> {
             theirs.forward_backward_ms / ours.forward_backward_ms,
             3.0,
         ),
-        TargetCheck {
-            target: "drconv_burn first call ms",
-            shape: ours.shape.clone(),
-            value: first,
-            bound: "<=",
-            required: 2000.0,
-            met: first <= 2000.0,
-        },
+        at_most("drconv_burn first call ms", &ours.shape, first, 2000.0),
     ]
 }
 
@@ -281,11 +268,8 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<BurnRe
         agreement: Vec::new(),
         targets: Vec::new(),
     };
-    for (i, shape) in SHAPES.iter().enumerate() {
-        if !opts.shapes.is_empty() && !opts.shapes.contains(&(i + 1)) {
-            continue;
-        }
-        let (rows, agree) = bench_shape(shape, opts, &device, progress)?;
+    for shape in opts.selected() {
+        let (rows, agree) = bench_shape(&shape, opts, &device, progress)?;
         progress(&format!("{} {}", super::SHAPE_DONE, shape.name()));
         report.targets.extend(targets(&rows[0], &rows[1]));
         report.rows.extend(rows);

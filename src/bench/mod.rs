@@ -49,6 +49,15 @@ pub struct BenchOptions {
 }
 
 impl BenchOptions {
+    /// The shapes to run, in [`SHAPES`] order.
+    fn selected(&self) -> impl Iterator<Item = BenchShape> + '_ {
+        SHAPES
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| self.shapes.is_empty() || self.shapes.contains(&(i + 1)))
+            .map(|(_, s)| s)
+    }
+
     fn budget_s(&self) -> f64 {
         if self.quick {
             0.3
@@ -113,10 +122,7 @@ pub async fn run(
     let mut input_reuse = Vec::new();
     let mut targets = Vec::new();
     let mut variants = Vec::new();
-    for (i, shape) in SHAPES.into_iter().enumerate() {
-        if !opts.shapes.is_empty() && !opts.shapes.contains(&(i + 1)) {
-            continue;
-        }
+    for shape in opts.selected() {
         let v = ctx.variants(&shape.config()?).to_string();
         progress(&format!("{}: {v}", shape.name()));
         variants.push(ShapeVariants {

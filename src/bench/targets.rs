@@ -19,7 +19,12 @@ pub fn forward_ratio(fused: &BenchRow, all: &BenchRow) -> f64 {
     all.forward_ms / fused.forward_ms
 }
 
-fn at_least(target: &'static str, shape: &str, value: f64, required: f64) -> TargetCheck {
+pub(super) fn at_least(
+    target: &'static str,
+    shape: &str,
+    value: f64,
+    required: f64,
+) -> TargetCheck {
     TargetCheck {
         target,
         shape: shape.to_string(),
@@ -27,6 +32,17 @@ fn at_least(target: &'static str, shape: &str, value: f64, required: f64) -> Tar
         bound: ">=",
         required,
         met: value >= required,
+    }
+}
+
+pub(super) fn at_most(target: &'static str, shape: &str, value: f64, required: f64) -> TargetCheck {
+    TargetCheck {
+        target,
+        shape: shape.to_string(),
+        value,
+        bound: "<=",
+        required,
+        met: value <= required,
     }
 }
 
@@ -79,12 +95,12 @@ pub fn lines(checks: &[TargetCheck]) -> String {
 /// A fresh input buffer each call must cost at most 10 % over one reused buffer (plans are
 /// keyed by shape: the fresh buffer is one copy, not a new plan).
 pub fn input_reuse(reuse: &super::report::InputReuse) -> TargetCheck {
-    TargetCheck {
-        target: "fresh / reused input buffer forward ms",
-        shape: reuse.shape.clone(),
-        value: reuse.ratio,
-        bound: "<=",
-        required: 1.10,
-        met: reuse.ratio <= 1.10 && reuse.plans_built == 0,
-    }
+    let mut check = at_most(
+        "fresh / reused input buffer forward ms",
+        &reuse.shape,
+        reuse.ratio,
+        1.10,
+    );
+    check.met &= reuse.plans_built == 0;
+    check
 }
