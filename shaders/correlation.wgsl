@@ -38,6 +38,8 @@
 // The shader-specific words of `Dims`, by name.
 // row_groups: row groups of 8 rows per tile (`Dims::row_groups`).
 fn row_groups() -> u32 { return d.aux0; }
+// window: the (sample, region) b * r + g of a `selected_cl4_window` dispatch (`Dims::window`).
+fn window() -> u32 { return d.aux1; }
 
 const RB: u32 = 8u; // rows per invocation (two vec4s)
 const PB: u32 = 4u; // pixels per invocation
@@ -71,7 +73,7 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>, 
     let kb = b * d.r * d.cout;
     let kc = li % KC;
     // Direct: this invocation's 8 weight rows.
-    let rows = weight_rows(b, row0 + 8u * cg, row_end, kd);
+    let rows = weight_rows(kb, row0 + 8u * cg, row_end, kd);
     let rba = rows[0];
     let rbb = rows[1];
     var p0a = vec4(0.0); var p0b = vec4(0.0);
@@ -146,7 +148,7 @@ fn gemm_tile4(cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array
     let iy0 = c.iy0;
     let ix0 = c.ix0;
     let xo = vec4(b * d.cin * plane) + bitcast<vec4<u32>>(iy0 * i32(d.w) + ix0);
-    let rows = weight_rows(b, row0 + 8u * cg, row_end, kd4);
+    let rows = weight_rows(b * d.r * d.cout, row0 + 8u * cg, row_end, kd4);
     let rba = rows[0];
     let rbb = rows[1];
     var p0a = vec4(0.0); var p0b = vec4(0.0);
@@ -197,11 +199,12 @@ fn gemm_tile4(cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array
 // channels and tap 8 vec4 weight loads and 4 vec4 x loads feed 128 multiply-adds (`gemm_tile4`:
 // 8 vec4 and 16 scalar loads). Taps outer, channel blocks inner: unrolling the 9 taps of k = 3
 // inside the channel loop (addresses computed once) measured 20 % slower.
-fn gemm_tile_cl4(cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array<vec4<f32>, 8> {
+// `kb`: the first kernel row of sample b in `kern4` (b * r * O, or 0 in a region's window).
+fn gemm_tile_cl4(cg: u32, b: u32, kb: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array<vec4<f32>, 8> {
     let i4 = d.cin / 4u;
     let kd4 = d.k * d.k * i4;
     let c = corner(pix, vec4(b * d.h * d.w));
-    let rows = weight_rows(b, row0 + 8u * cg, row_end, kd4);
+    let rows = weight_rows(kb, row0 + 8u * cg, row_end, kd4);
     let rba = rows[0];
     let rbb = rows[1];
     // One loop over (tap, channel block), the tap advanced when its blocks are done: the same
@@ -246,10 +249,11 @@ fn corner(pix: vec4<u32>, xb: vec4<u32>) -> Corner {
     return Corner(iy0, ix0, xb);
 }
 
-// Where the 8 kernel rows first .. first+7 of sample b start (times `stride`, the row length in
-// the units the tile reads): rows past row_end repeat the last one, their results never stored.
-fn weight_rows(b: u32, first: u32, row_end: u32, stride: u32) -> array<vec4<u32>, 2> {
-    let kb = vec4(b * d.r * d.cout);
+// Where the 8 kernel rows first .. first+7 after row `base` start (times `stride`, the row length
+// in the units the tile reads): rows past row_end repeat the last one, their results never
+// stored. `base` is sample b's first row, b * r * O, or 0 in a window of one region's rows.
+fn weight_rows(base: u32, first: u32, row_end: u32, stride: u32) -> array<vec4<u32>, 2> {
+    let kb = vec4(base);
     let rl = vec4(row_end - 1u);
     return array<vec4<u32>, 2>(
         (kb + min(vec4(first) + vec4(0u, 1u, 2u, 3u), rl)) * stride,
@@ -319,7 +323,7 @@ fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     let pix = vec4(nt * tile_px + pl) + vec4(0u, 1u, 2u, 3u) * lanes;
     var acc: array<vec4<f32>, 8>;
     if (mode == CL4) {
-        acc = gemm_tile_cl4(cg, b, row0, rows, pix);
+        acc = gemm_tile_cl4(cg, b, b * rows, row0, rows, pix);
     } else if (mode == VEC4) {
         acc = gemm_tile4(cg, b, row0, rows, pix);
     } else {
@@ -343,6 +347,13 @@ fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
 fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     let t = group_index(wid, nwg);
     if (t == NONE) { return; }
+    selected_tiles(t, 0u, tile_list[0], li, mode, false);
+}
+
+// Workgroup t of the tiles k0 .. k0 + n of `tile_list` (times the row tiles), their kernel rows
+// at their sample's place in `kern4` or, `windowed`, at the start of a window holding only
+// their (sample, region)'s O rows.
+fn selected_tiles(t: u32, k0: u32, n: u32, li: u32, mode: u32, windowed: bool) {
     let groups = row_groups();
     let lanes = 64u / groups;
     // CL4: row groups fastest and 4 consecutive pixels per lane, so that in a region's last,
@@ -354,10 +365,9 @@ fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     let tile_rows = RB * groups;
     let tile_px = PB * lanes;
     let hw = d.ho * d.wo;
-    let n = tile_list[0];
     let mtiles = (d.cout + tile_rows - 1u) / tile_rows;
     if (t >= n * mtiles) { return; }
-    let k = t % n;
+    let k = k0 + t % n;
     let o0 = (t / n) * tile_rows;
     let bg = tile_list[1u + 3u * k];
     let first = tile_list[2u + 3u * k];
@@ -372,7 +382,11 @@ fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     if (cl) {
         // Not before: the staged entries' barriers need uniform control flow up to here.
         if (j.x >= count) { return; }
-        acc = gemm_tile_cl4(cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix);
+        if (windowed) {
+            acc = gemm_tile_cl4(cg, b, 0u, o0, d.cout, pix);
+        } else {
+            acc = gemm_tile_cl4(cg, b, b * d.r * d.cout, g * d.cout + o0, (g + 1u) * d.cout, pix);
+        }
     } else if (mode == VEC4) {
         acc = gemm_tile4(cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix);
     } else {
@@ -435,4 +449,34 @@ fn all_regions_cl4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 fn selected_cl4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
     selected_tile(wid, nwg, li, CL4);
+}
+
+// The first of the n listed tiles whose (sample, region) is at least j (the list is sorted by it).
+fn first_tile(j: u32, n: u32) -> u32 {
+    var lo = 0u;
+    var hi = n;
+    while (lo < hi) {
+        let mid = (lo + hi) / 2u;
+        if (tile_list[1u + 3u * mid] < j) {
+            lo = mid + 1u;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+// `selected_cl4` for one (sample, region) j = window(), its O kernel rows bound alone as the
+// uniform window (`correlation_ubo`) where the whole kernel does not fit 64 KiB but one region's
+// rows do: one dispatch per (sample, region), each over exactly that one's tiles (its grid
+// written by region_select.wgsl `tiles` at tile_args[4 (1 + j)]).
+@compute @workgroup_size(64)
+fn selected_cl4_window(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) li: u32) {
+    let t = group_index(wid, nwg);
+    if (t == NONE) { return; }
+    let n = tile_list[0];
+    let j = window();
+    let k0 = first_tile(j, n);
+    selected_tiles(t, k0, first_tile(j + 1u, n) - k0, li, CL4, true);
 }

@@ -103,6 +103,7 @@ var<workgroup> scan: array<u32, 64>;
 // count its tiles, offset by the samples before (a scan in workgroup memory), write its entries.
 // With the grid sized to n the correlation runs no empty workgroups; a CPU adapter's threads
 // each take a fixed contiguous share of a dispatch, so empty ones at the end idled one thread.
+// tile_args[0..3] is that grid; tile_args[4 (1 + j)..] the grid of (sample, region) j alone.
 @compute @workgroup_size(64)
 fn tiles(@builtin(local_invocation_index) li: u32) {
     let tile_px = 256u / row_groups();
@@ -127,8 +128,16 @@ fn tiles(@builtin(local_invocation_index) li: u32) {
         }
         workgroupBarrier();
         if (live) {
+            let mt = (d.cout + tile_rows - 1u) / tile_rows;
             for (var g = 0u; g < d.r; g++) {
                 let end = starts[s + g + 1u];
+                // The grid of this (sample, region)'s own dispatch (`selected_cl4_window`).
+                let own = (end - starts[s + g] + tile_px - 1u) / tile_px * mt;
+                let gx = clamp(own, 1u, grid_limit());
+                let a = 4u * (1u + b * d.r + g);
+                tile_args[a] = gx;
+                tile_args[a + 1u] = max(1u, (own + gx - 1u) / gx);
+                tile_args[a + 2u] = 1u;
                 for (var f = starts[s + g]; f < end; f += tile_px) {
                     tile_list[1u + 3u * k] = b * d.r + g;
                     tile_list[2u + 3u * k] = f;

@@ -22,7 +22,7 @@ use drconv::verify::compare;
 use drconv::verify::FORWARD_TOL;
 use drconv::{DrConv2d, DrConvParams, GpuContext, Mode};
 
-const CASES: [Case; 12] = [
+const CASES: [Case; 14] = [
     (3, 8, 3, 1, 1, 1, 1, [1, 3, 24, 24]),
     (4, 16, 3, 2, 1, 1, 1, [2, 4, 16, 16]),
     (5, 32, 3, 4, 2, 1, 1, [1, 5, 30, 30]),
@@ -39,7 +39,24 @@ const CASES: [Case; 12] = [
     (4, 16, 3, 8, 1, 1, 1, [2, 4, 9, 9]),
     // More than 64 samples: `corr_tiles` scans the batch 64 samples at a time.
     (4, 8, 3, 4, 1, 1, 1, [70, 4, 6, 6]),
+    // Kernels over 64 KiB whose (sample, region) rows fit one: on channel-last adapters with the
+    // window on, one uniform window and dispatch per (sample, region) (`selected_cl4_window`).
+    (16, 16, 3, 4, 1, 1, 1, [4, 16, 12, 12]),
+    (8, 32, 3, 8, 1, 1, 1, [2, 8, 8, 8]),
 ];
+
+/// Whether a case's fused plan takes a window per (sample, region) where the variants allow:
+/// the whole kernel over 64 KiB, one region's rows within it and at a uniform offset the device
+/// can bind, at most 64 windows.
+fn region_windows(c: &Case, limits: &drconv::wgpu::Limits) -> bool {
+    let (batch, kk) = (c.7[0] as u64, (c.2 * c.2) as u64);
+    let block = 4 * (c.0 * c.1) as u64 * kk;
+    let windows = batch * c.3 as u64;
+    block * windows > 65536
+        && block <= 65536
+        && block.is_multiple_of(limits.min_uniform_buffer_offset_alignment as u64)
+        && windows <= 64
+}
 
 /// The tilings the planner picks for a case: (all-regions, fused), as `ForwardPlan::build` does.
 fn tilings(c: &Case) -> (u64, u64) {
@@ -125,6 +142,8 @@ fn fused_matches_all_regions_bitwise_and_the_cpu() {
 }
 
 async fn check_cases(ctx: &Arc<GpuContext>, variant: &str) {
+    let windowed = CASES.iter().filter(|c| region_windows(c, ctx.limits()));
+    assert!(windowed.count() >= 2, "cases with a window per region");
     for (n, case) in CASES.iter().enumerate() {
         let cfg = config(case);
         let params = DrConvParams::init(cfg, 40 + n as u64).unwrap();
@@ -136,6 +155,18 @@ async fn check_cases(ctx: &Arc<GpuContext>, variant: &str) {
         let full = layer.forward_trace(&xg, Mode::Training).await.unwrap();
         let fused = layer.forward_trace(&xg, Mode::Inference).await.unwrap();
         let what = format!("{variant} case {n} {case:?}, tilings {:?}", tilings(case));
+        let v = ctx.variants(&cfg);
+        let windowed = layer
+            .plan(&xg, Mode::Inference)
+            .await
+            .unwrap()
+            .region_windows
+            .is_some();
+        let want_windows = region_windows(case, ctx.limits())
+            && v.channel_last()
+            && v.kernel_window
+            && v.device_grid;
+        assert_eq!(windowed, want_windows, "{what}: windows per region");
         bitwise(
             &fused.output.data,
             &full.output.data,
@@ -246,5 +277,25 @@ async fn check_lists(
             args[0] * args[1] >= groups && args[0] * (args[1] - 1) < groups && args[2] == 1,
             "{what}: grid {args:?} for {groups} workgroups"
         );
+        // Each (sample, region)'s own grid: its tiles times the row tiles (at least one
+        // workgroup, which exits at once for an empty region).
+        let windows = s.batch * r;
+        let bytes = ctx
+            .read_bytes(&lists.tile_args, 16, 16 * windows as u64)
+            .await
+            .unwrap();
+        let own: &[u32] = bytemuck::cast_slice(&bytes);
+        for j in 0..windows {
+            let n = (1..want.len())
+                .step_by(3)
+                .filter(|&i| want[i] == j as i32)
+                .count();
+            let groups = (n * cfg.out_channels.div_ceil(t.rows() as usize)) as u32;
+            let a = &own[4 * j..4 * j + 3];
+            assert!(
+                a[0] * a[1] >= groups.max(1) && a[0] * (a[1] - 1) < groups.max(1) && a[2] == 1,
+                "{what}: window {j}'s grid {a:?} for {groups} workgroups"
+            );
+        }
     }
 }

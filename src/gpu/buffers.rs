@@ -255,6 +255,13 @@ impl GpuContext {
     /// `crate::gpu::correlation::corr_kernel_uniform`): the buffer is at least that large.
     #[doc(hidden)]
     pub fn empty_uniform(&self, label: &str, shape: &[usize]) -> Result<GpuTensor> {
+        self.empty_windowed(label, shape, 0)
+    }
+
+    /// [`GpuContext::empty_uniform`] bindable as a window from every byte offset up to `last`
+    /// (the last (sample, region)'s kernel rows, `corr_region_windows`).
+    #[doc(hidden)]
+    pub fn empty_windowed(&self, label: &str, shape: &[usize], last: u64) -> Result<GpuTensor> {
         let spec = TensorSpec::new(label, shape);
         limits::check_bound(&self.limits, &spec)?;
         Ok(self.alloc(
@@ -262,7 +269,7 @@ impl GpuContext {
             &spec,
             shape,
             wgpu::BufferUsages::UNIFORM,
-            UNIFORM_WINDOW,
+            last + UNIFORM_WINDOW,
         ))
     }
 

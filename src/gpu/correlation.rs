@@ -23,6 +23,36 @@ pub fn corr_kernel_uniform(v: &Variants, limits: &wgpu::Limits, kernel_bytes: u6
         && limits.max_buffer_size >= UNIFORM_WINDOW
 }
 
+/// Most (sample, region) windows, one dispatch each, the fused correlation takes: dispatches
+/// cost 0.07-0.12 ms each on lavapipe (PERF.md, v9), about what a window saves on a small region.
+pub const MAX_REGION_WINDOWS: u64 = 64;
+
+/// Whether the fused `_cl4` correlation reads each (sample, region)'s kernel rows (`block_bytes`
+/// of O rows, `windows` = B * r of them) through a uniform window of its own
+/// (`selected_cl4_window`, one dispatch each): where the whole kernel is too large for one
+/// window ([`corr_kernel_uniform`] is off) but one region's rows fit, start at offsets the device
+/// can bind a uniform at, and are few enough; the grids come from the device. The kernel's buffer
+/// then reaches 64 KiB past the last region's rows.
+pub fn corr_region_windows(
+    v: &Variants,
+    limits: &wgpu::Limits,
+    block_bytes: u64,
+    windows: u64,
+) -> bool {
+    // The buffer reaches a window past the last region's rows; it is also written and read
+    // whole as storage.
+    let padded = windows.saturating_sub(1) * block_bytes + UNIFORM_WINDOW;
+    v.channel_last()
+        && v.kernel_window
+        && v.device_grid
+        && windows <= MAX_REGION_WINDOWS
+        && block_bytes <= UNIFORM_WINDOW
+        && block_bytes.is_multiple_of(limits.min_uniform_buffer_offset_alignment as u64)
+        && limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+        && limits.max_buffer_size >= padded
+        && limits.max_storage_buffer_binding_size >= padded
+}
+
 /// The correlation's entry points for `v.correlation`: (all regions, selected region).
 pub fn corr_entries(v: &Variants) -> (&'static str, &'static str) {
     match v.correlation {

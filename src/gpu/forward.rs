@@ -5,7 +5,7 @@ use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::error::Result;
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
-use crate::gpu::correlation::corr_kernel_uniform;
+use crate::gpu::correlation::{corr_kernel_uniform, corr_region_windows};
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Program, Step};
 use crate::gpu::shaders;
@@ -26,7 +26,8 @@ pub struct RegionLists {
     /// first index into sample b's `order` and its pixel count (`shaders/region_select.wgsl`
     /// `tiles`).
     pub tiles: GpuTensor,
-    /// The correlation's indirect dispatch grid (x, y, z), written with `tiles`; a small tensor
+    /// The correlation's indirect dispatch grid (x, y, z), written with `tiles`, then at
+    /// 16 (1 + j) bytes the grid of (sample, region) j alone (`selected_cl4_window`); a small tensor
     /// the shader writes but no dispatch reads where the grid is sized on the host
     /// (`GpuContext::indirect` off, or `DRCONV_INDIRECT=0`).
     pub tile_args: wgpu::Buffer,
@@ -72,6 +73,9 @@ pub struct ForwardPlan {
     pub(crate) generator_writes_rows: bool,
     /// The correlation reads its kernel rows through the uniform window.
     pub(crate) kernel_window: bool,
+    /// The fused correlation reads each (sample, region)'s kernel rows, this many bytes, through
+    /// a uniform window of its own (`corr_region_windows`).
+    pub region_windows: Option<u64>,
 }
 
 impl RegionLists {
@@ -86,13 +90,16 @@ impl RegionLists {
             tile_args: match st.v.device_grid {
                 true => ctx.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("corr_tile_args"),
-                    size: 16,
+                    size: 16 * (1 + (s.batch * c.region_num) as u64),
                     usage: wgpu::BufferUsages::STORAGE
                         | wgpu::BufferUsages::INDIRECT
                         | wgpu::BufferUsages::COPY_SRC,
                     mapped_at_creation: false,
                 }),
-                false => ctx.empty("corr_tile_args", &[4])?.buffer,
+                false => {
+                    ctx.empty("corr_tile_args", &[4 * (1 + s.batch * c.region_num)])?
+                        .buffer
+                }
             },
         })
     }
@@ -148,7 +155,7 @@ impl ForwardPlan {
             kernel: &self.kernel,
             kernel4: cl.map_or(&self.kernel, |cl| &cl.kernel_t),
             x_t4: cl.map_or(&self.input, |cl| &cl.x_t),
-            shader: match self.kernel_window {
+            shader: match self.kernel_window || self.region_windows.is_some() {
                 true => &shaders::CORRELATION_UBO,
                 false => &shaders::CORRELATION,
             },
@@ -164,7 +171,10 @@ impl ForwardPlan {
                 tile_args: &l.tile_args,
             };
             steps.extend(st.region_lists(&self.region, &lists)?);
-            steps.extend(st.corr_selected(&src, &lists, &self.output)?);
+            steps.extend(match self.region_windows {
+                Some(block) => st.corr_windows(&src, &lists, &self.output, block)?,
+                None => st.corr_selected(&src, &lists, &self.output)?,
+            });
         }
         Ok(steps)
     }
@@ -176,9 +186,17 @@ impl ForwardPlan {
         // buffers it may read them from (`kernel`, `kernel_t`) can be bound that way.
         let kernel_bytes = 4 * crate::tensor::numel(&s.kernel(c)) as u64;
         let kernel_window = corr_kernel_uniform(v, &ctx.limits, kernel_bytes);
-        let kernel_buffer = |label: &str| match kernel_window {
-            true => ctx.empty_uniform(label, &s.kernel(c)),
-            false => ctx.empty(label, &s.kernel(c)),
+        // Else, in inference, a window per (sample, region) where one region's rows fit.
+        let windows = (s.batch * c.region_num) as u64;
+        let block = kernel_bytes / windows.max(1);
+        let region_windows = (mode == Mode::Inference
+            && !kernel_window
+            && corr_region_windows(v, &ctx.limits, block, windows))
+        .then_some(block);
+        let kernel_buffer = |label: &str| match (kernel_window, region_windows) {
+            (true, _) => ctx.empty_uniform(label, &s.kernel(c)),
+            (false, Some(block)) => ctx.empty_windowed(label, &s.kernel(c), kernel_bytes - block),
+            (false, None) => ctx.empty(label, &s.kernel(c)),
         };
         let kernel = kernel_buffer("kernel")?;
         // The k = 3 generator writes the correlation's channel-last kernel rows itself (then no
@@ -221,6 +239,7 @@ impl ForwardPlan {
             kernel_channel_last,
             generator_writes_rows,
             kernel_window,
+            region_windows,
         })
     }
 

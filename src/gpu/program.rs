@@ -36,6 +36,13 @@ impl Dims {
         self
     }
 
+    /// `correlation.wgsl` `selected_cl4_window`: the (sample, region) `b * r + g` whose kernel
+    /// rows the dispatch's uniform window holds.
+    pub fn window(mut self, bg: usize) -> Self {
+        self.aux1 = bg as u32;
+        self
+    }
+
     /// `region_select.wgsl` `tiles`: the indirect grid's per-dimension limit.
     pub fn grid_limit(mut self, max: u32) -> Self {
         self.aux1 = max;
@@ -129,6 +136,8 @@ enum Op {
         pipeline: wgpu::ComputePipeline,
         bind_group: wgpu::BindGroup,
         args: wgpu::Buffer,
+        /// Byte offset of the three u32 in `args`.
+        offset: u64,
     },
     Copy {
         src: wgpu::Buffer,
@@ -202,6 +211,11 @@ impl Step {
     /// as the bound, so the shader must also be right under the built grid (the fallback where
     /// `GpuContext::indirect` is off). Copies and clears are returned unchanged.
     pub fn indirect(self, args: &wgpu::Buffer) -> Self {
+        self.indirect_at(args, 0)
+    }
+
+    /// [`Step::indirect`] with the three u32 at byte `offset` (a multiple of 4) of `args`.
+    pub fn indirect_at(self, args: &wgpu::Buffer, offset: u64) -> Self {
         match self.op {
             Op::Dispatch {
                 pipeline,
@@ -213,6 +227,7 @@ impl Step {
                     pipeline,
                     bind_group,
                     args: args.clone(),
+                    offset,
                 },
             },
             op => Step {
@@ -303,10 +318,11 @@ impl Program {
                     pipeline,
                     bind_group,
                     args,
+                    offset,
                 } => {
                     pass.set_pipeline(pipeline);
                     pass.set_bind_group(0, bind_group, &[]);
-                    pass.dispatch_workgroups_indirect(args, 0);
+                    pass.dispatch_workgroups_indirect(args, *offset);
                 }
                 Op::Copy { .. } | Op::Clear { .. } => {}
             }

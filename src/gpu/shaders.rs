@@ -69,7 +69,8 @@ shader!(
         "all_regions_direct4",
         "selected_direct4",
         "all_regions_cl4",
-        "selected_cl4"
+        "selected_cl4",
+        "selected_cl4_window"
     ]
 );
 shader!(REGION_SELECT, "region_select", ["gather", "lists", "tiles"]);

@@ -4,10 +4,12 @@
 //! (inference). Each binds the plan's buffers by their names in the shader and returns its steps.
 
 use super::Stages;
-use crate::error::Result;
+use crate::error::{DrConvError, Result};
 use crate::gpu::buffers::GpuTensor;
+use crate::gpu::buffers::UNIFORM_WINDOW;
 use crate::gpu::correlation::{corr_entries, CorrTiling};
 use crate::gpu::program::Step;
+use crate::gpu::shaders::WG;
 use crate::gpu::shaders::{self, Shader};
 use crate::gpu::variants::{KernelGen, Variants};
 use crate::params::ParamId;
@@ -322,6 +324,56 @@ impl Stages<'_> {
                 .collect(),
             false => steps,
         })
+    }
+
+    /// The fused correlation with each (sample, region)'s `block` bytes of kernel rows bound as
+    /// its own uniform window: one indirect dispatch per (sample, region) over its tiles.
+    pub fn corr_windows(
+        &self,
+        src: &CorrSources<'_>,
+        lists: &ListBuffers<'_>,
+        output: &GpuTensor,
+        block: u64,
+    ) -> Result<Vec<Step>> {
+        let t = self.fused_tiling().0;
+        let o = self.c.out_channels as u64;
+        // The most workgroups one region can need: all its sample's pixels.
+        let bound = o.div_ceil(t.rows()) * self.out_pixels().div_ceil(t.pixels());
+        let mut steps = Vec::new();
+        for j in 0..self.s.batch * self.c.region_num {
+            let window = wgpu::BufferBinding {
+                buffer: &src.kernel4.buffer,
+                offset: j as u64 * block,
+                size: std::num::NonZeroU64::new(UNIFORM_WINDOW),
+            };
+            let mut buffers: Vec<_> = [
+                ("out", &output.buffer),
+                ("order", &lists.order.buffer),
+                ("tile_list", &lists.tiles.buffer),
+                ("x", &src.x.buffer),
+                ("kern", &src.kernel.buffer),
+                ("xt4", &src.x_t4.buffer),
+            ]
+            .into_iter()
+            .map(|(name, buffer)| (name, buffer.as_entire_buffer_binding()))
+            .collect();
+            buffers.push(("kern4", window));
+            let built = self.ctx.steps_ranged(
+                "corr_selected",
+                src.shader,
+                "selected_cl4_window",
+                self.dims.row_groups(t.groups).window(j),
+                &buffers,
+                bound * WG as u64,
+            )?;
+            let [step] = <[Step; 1]>::try_from(built).map_err(|s| DrConvError::TooLarge {
+                what: "corr_selected: dispatches of one region's window".into(),
+                size: s.len() as u64,
+                limit: 1,
+            })?;
+            steps.push(step.indirect_at(lists.tile_args, 16 * (1 + j as u64)));
+        }
+        Ok(steps)
     }
 
     fn out_pixels(&self) -> u64 {
