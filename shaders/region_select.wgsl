@@ -98,6 +98,15 @@ fn lists(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 
 var<workgroup> scan: array<u32, 64>;
 
+// An indirect grid of at least `groups` workgroups (at least one, which the correlation ends at
+// once when there are none) at tile_args[at], folded into y past the per-dimension limit.
+fn write_grid(at: u32, groups: u32) {
+    let x = clamp(groups, 1u, grid_limit());
+    tile_args[at] = x;
+    tile_args[at + 1u] = max(1u, (groups + x - 1u) / x);
+    tile_args[at + 2u] = 1u;
+}
+
 // One workgroup. Tiles are row_groups() row groups of 8 rows by 256 / row_groups() pixels, as the
 // correlation's (src/gpu/tiles.rs `CorrTiling`). Samples go 64 at a time, one per invocation:
 // count its tiles, offset by the samples before (a scan in workgroup memory), write its entries.
@@ -133,11 +142,7 @@ fn tiles(@builtin(local_invocation_index) li: u32) {
                 let end = starts[s + g + 1u];
                 // The grid of this (sample, region)'s own dispatch (`selected_cl4_window`).
                 let own = (end - starts[s + g] + tile_px - 1u) / tile_px * mt;
-                let gx = clamp(own, 1u, grid_limit());
-                let a = 4u * (1u + b * d.r + g);
-                tile_args[a] = gx;
-                tile_args[a + 1u] = max(1u, (own + gx - 1u) / gx);
-                tile_args[a + 2u] = 1u;
+                write_grid(4u * (1u + b * d.r + g), own);
                 for (var f = starts[s + g]; f < end; f += tile_px) {
                     tile_list[1u + 3u * k] = b * d.r + g;
                     tile_list[2u + 3u * k] = f;
@@ -150,10 +155,6 @@ fn tiles(@builtin(local_invocation_index) li: u32) {
     }
     if (li == 0u) {
         tile_list[0] = base;
-        let groups = base * ((d.cout + tile_rows - 1u) / tile_rows);
-        let x = clamp(groups, 1u, grid_limit());
-        tile_args[0] = x;
-        tile_args[1] = (groups + x - 1u) / x;
-        tile_args[2] = 1u;
+        write_grid(0u, base * ((d.cout + tile_rows - 1u) / tile_rows));
     }
 }

@@ -5,12 +5,10 @@
 
 use super::Stages;
 use crate::error::{DrConvError, Result};
-use crate::gpu::buffers::GpuTensor;
-use crate::gpu::buffers::UNIFORM_WINDOW;
+use crate::gpu::buffers::{GpuTensor, UNIFORM_WINDOW};
 use crate::gpu::correlation::{corr_entries, CorrTiling};
 use crate::gpu::program::Step;
-use crate::gpu::shaders::WG;
-use crate::gpu::shaders::{self, Shader};
+use crate::gpu::shaders::{self, Shader, WG};
 use crate::gpu::variants::{KernelGen, Variants};
 use crate::params::ParamId;
 
@@ -58,6 +56,20 @@ pub struct ListBuffers<'a> {
     pub starts: &'a GpuTensor,
     pub tiles: &'a GpuTensor,
     pub tile_args: &'a wgpu::Buffer,
+}
+
+impl ListBuffers<'_> {
+    /// What the fused correlation binds besides its sources: its output, the lists, the tiles.
+    fn selected_bindings<'b>(
+        &'b self,
+        output: &'b GpuTensor,
+    ) -> [(&'static str, &'b wgpu::Buffer); 3] {
+        [
+            ("out", &output.buffer),
+            ("order", &self.order.buffer),
+            ("tile_list", &self.tiles.buffer),
+        ]
+    }
 }
 
 impl Stages<'_> {
@@ -300,15 +312,7 @@ impl Stages<'_> {
     ) -> Result<Vec<Step>> {
         let (t, slots) = self.fused_tiling();
         let o = self.c.out_channels as u64;
-        let buffers = [
-            &[
-                ("out", &output.buffer),
-                ("order", &lists.order.buffer),
-                ("tile_list", &lists.tiles.buffer),
-            ],
-            &src.bindings()[..],
-        ]
-        .concat();
+        let buffers = [&lists.selected_bindings(output)[..], &src.bindings()[..]].concat();
         let steps = self.ctx.group_steps(
             "corr_selected",
             src.shader,
@@ -346,18 +350,16 @@ impl Stages<'_> {
                 offset: j as u64 * block,
                 size: std::num::NonZeroU64::new(UNIFORM_WINDOW),
             };
-            let mut buffers: Vec<_> = [
-                ("out", &output.buffer),
-                ("order", &lists.order.buffer),
-                ("tile_list", &lists.tiles.buffer),
-                ("x", &src.x.buffer),
-                ("kern", &src.kernel.buffer),
-                ("xt4", &src.x_t4.buffer),
-            ]
-            .into_iter()
-            .map(|(name, buffer)| (name, buffer.as_entire_buffer_binding()))
-            .collect();
-            buffers.push(("kern4", window));
+            // Every buffer whole, as `corr_selected` binds them, but `kern4`: the window.
+            let buffers: Vec<_> = lists
+                .selected_bindings(output)
+                .into_iter()
+                .chain(src.bindings())
+                .map(|(name, buffer)| match name {
+                    "kern4" => (name, window.clone()),
+                    _ => (name, buffer.as_entire_buffer_binding()),
+                })
+                .collect();
             let built = self.ctx.steps_ranged(
                 "corr_selected",
                 src.shader,
