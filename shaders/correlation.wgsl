@@ -302,6 +302,24 @@ fn cl4_step(acc: ptr<function, array<vec4<f32>, 8>>, t: TapCl4, c4: u32, wa: vec
     }
 }
 
+// Stores the 8 x 4 block `acc` (see `gemm_tile`): rows row .. row+7 (those below row_end) of
+// the pixels `pix` (those below H'W') at out[(base + row) * H'W' + pixel]. Four stores in a loop
+// over the rows whose count is known only at run time, not 32 unrolled: llvmpipe compiles every
+// memory instruction at first dispatch.
+fn store_block(acc: array<vec4<f32>, 8>, base: u32, row: u32, row_end: u32, pix: vec4<u32>) {
+    let hw = d.ho * d.wo;
+    let live = pix < vec4(hw);
+    for (var m = 0u; m < min(RB, row_end - min(row, row_end)); m++) {
+        let at = vec4((base + row + m) * hw) + pix;
+        let hi = m >= 4u;
+        let e = m % 4u;
+        if (live.x) { out[at.x] = select(acc[0], acc[1], hi)[e]; }
+        if (live.y) { out[at.y] = select(acc[2], acc[3], hi)[e]; }
+        if (live.z) { out[at.z] = select(acc[4], acc[5], hi)[e]; }
+        if (live.w) { out[at.w] = select(acc[6], acc[7], hi)[e]; }
+    }
+}
+
 // Tile t = ((b * row tiles) + row tile) * pixel tiles + pixel tile, pixel tiles fastest so
 // neighbouring workgroups share their weights in cache.
 fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
@@ -329,15 +347,7 @@ fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     } else {
         acc = gemm_tile(li, cg, b, row0, rows, pix, mode == STAGED);
     }
-    for (var q = 0u; q < PB; q++) {
-        if (pix[q] >= hw) { continue; }
-        for (var m = 0u; m < RB; m++) {
-            let row = row0 + RB * cg + m;
-            if (row < rows) {
-                out[(b * rows + row) * hw + pix[q]] = acc[q * 2u + m / 4u][m % 4u];
-            }
-        }
-    }
+    store_block(acc, b * rows, row0 + RB * cg, rows, pix);
 }
 
 // Tile t = row tile * n + k for the n pixel tiles k of `tile_list` (every sample's, region by
@@ -392,15 +402,7 @@ fn selected_tiles(t: u32, k0: u32, n: u32, li: u32, mode: u32, windowed: bool) {
     } else {
         acc = gemm_tile(li, cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix, mode == STAGED);
     }
-    for (var q = 0u; q < PB; q++) {
-        if (pix[q] >= hw) { continue; }
-        for (var m = 0u; m < RB; m++) {
-            let o = o0 + RB * cg + m;
-            if (o < d.cout) {
-                out[(b * d.cout + o) * hw + pix[q]] = acc[q * 2u + m / 4u][m % 4u];
-            }
-        }
-    }
+    store_block(acc, b * d.cout, o0 + RB * cg, d.cout, pix);
 }
 
 @compute @workgroup_size(64)

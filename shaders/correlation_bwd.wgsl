@@ -187,14 +187,19 @@ fn kernel_grad_rows(idx: u32, ob: u32) {
                 a7 += gc.w * xv;
             }
         }
-        // Once per region: a private array is fine here.
-        let acc = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
+        // Output channel j's 4 sums picked with selects, not from a private array (which
+        // llvmpipe keeps in memory, each access a per-lane loop compiled at first dispatch).
         let no = select(4u, 8u, two);
         let kb = ((b * d.r + g) * io + o0 * d.cin + ib * 4u) * kk + uv;
         for (var j = 0u; j < no; j++) {
-            for (var t = 0u; t < 4u; t++) {
-                dkern[kb + j * d.cin * kk + t * kk] = acc[j][t];
-            }
+            let lo = select(select(a0, a1, j == 1u), select(a2, a3, j == 3u), j >= 2u);
+            let hi = select(select(a4, a5, j == 5u), select(a6, a7, j == 7u), j >= 6u);
+            let val = select(lo, hi, j >= 4u);
+            let at = kb + j * d.cin * kk;
+            dkern[at] = val.x;
+            dkern[at + kk] = val.y;
+            dkern[at + 2u * kk] = val.z;
+            dkern[at + 3u * kk] = val.w;
         }
     }
 }

@@ -22,7 +22,7 @@ use drconv::verify::compare;
 use drconv::verify::FORWARD_TOL;
 use drconv::{DrConv2d, DrConvParams, GpuContext, Mode};
 
-const CASES: [Case; 14] = [
+const CASES: [Case; 16] = [
     (3, 8, 3, 1, 1, 1, 1, [1, 3, 24, 24]),
     (4, 16, 3, 2, 1, 1, 1, [2, 4, 16, 16]),
     (5, 32, 3, 4, 2, 1, 1, [1, 5, 30, 30]),
@@ -34,9 +34,12 @@ const CASES: [Case; 14] = [
     (8, 32, 3, 4, 2, 1, 1, [1, 8, 30, 30]),
     // Small regions and O = 128: 16 row groups (128 x 16 tiles) without staging.
     (4, 128, 3, 8, 1, 1, 1, [1, 4, 10, 10]),
-    // Batches through the unrolled k = 3 kernel generators (r = 4 and r = 8, I*O % 8 == 0).
+    // Batches through the unrolled k = 3 kernel generators (r = 4 and r = 8, blocks of 4
+    // channels; I*O / 4 odd: one block per invocation; I % 4 != 0: no channel-last rows).
     (8, 16, 3, 4, 1, 1, 1, [3, 8, 10, 10]),
     (4, 16, 3, 8, 1, 1, 1, [2, 4, 9, 9]),
+    (4, 5, 3, 8, 1, 1, 1, [2, 4, 9, 9]),
+    (2, 6, 3, 4, 1, 1, 1, [3, 2, 8, 8]),
     // More than 64 samples: `corr_tiles` scans the batch 64 samples at a time.
     (4, 8, 3, 4, 1, 1, 1, [70, 4, 6, 6]),
     // Kernels over 64 KiB whose (sample, region) rows fit one: on channel-last adapters with the

@@ -49,7 +49,7 @@ impl Dims {
         self
     }
 
-    /// `kernel_gen_k3.wgsl`: blocks of 8 channels per invocation, and the layouts written
+    /// `kernel_gen_k3.wgsl`: blocks of 4 channels per invocation, and the layouts written
     /// (bit 0: as laid out, bit 1: the correlation's channel-last rows).
     pub fn kernel_gen(mut self, blocks: u32, layouts: u32) -> Self {
         self.aux0 = blocks;

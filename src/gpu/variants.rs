@@ -37,7 +37,7 @@ pub enum KernelGen {
     /// Every tap of a block of 8 channels per invocation, weights in registers (`main_r8`;
     /// r <= 8).
     Registers,
-    /// Fully unrolled vec4 code for k = 3, r in {4, 8}, I*O % 8 == 0 (`kernel_gen_k3.wgsl`),
+    /// Fully unrolled vec4 code for k = 3, r in {4, 8}, I*O % 4 == 0 (`kernel_gen_k3.wgsl`),
     /// which also writes the correlation's channel-last kernel rows.
     UnrolledK3,
 }
@@ -138,7 +138,7 @@ impl Variants {
         } else {
             Correlation::Direct
         };
-        let k3_fits = k == 3 && (r == 4 || r == 8) && (i * o).is_multiple_of(8);
+        let k3_fits = k == 3 && (r == 4 || r == 8) && (i * o).is_multiple_of(4);
         let kernel_gen = match forced.kernel_gen {
             Some(KernelGen::UnrolledK3) if k3_fits => KernelGen::UnrolledK3,
             None if k3_fits && !gpu_family => KernelGen::UnrolledK3,

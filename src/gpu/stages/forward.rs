@@ -384,8 +384,8 @@ impl Stages<'_> {
 }
 
 /// The kernel generator's shader, entry point and invocation count for `v.kernel_gen`
-/// (`Variants::choose` picks it), and for the k = 3 kernels the blocks of 8 channels per
-/// invocation (4 or 2 where they divide I*O / 8 and leave 256 invocations or more: the sigmoid
+/// (`Variants::choose` picks it), and for the k = 3 kernels the blocks of 4 channels per
+/// invocation (8, 4 or 2 where they divide I*O / 4 and leave 256 invocations or more: the sigmoid
 /// map is then read once for them all).
 pub fn kernel_gen_entry(
     v: &Variants,
@@ -397,10 +397,10 @@ pub fn kernel_gen_entry(
     match v.kernel_gen {
         KernelGen::UnrolledK3 => {
             let entry = if r == 8 { "main_r8" } else { "main_r4" };
-            let blocks = batch * r * io / 8;
-            let nb = [4, 2]
+            let blocks = batch * r * io / 4;
+            let nb = [8, 4, 2]
                 .into_iter()
-                .find(|&nb| (io / 8).is_multiple_of(nb) && blocks / nb >= 256)
+                .find(|&nb| (io / 4).is_multiple_of(nb) && blocks / nb >= 256)
                 .unwrap_or(1);
             (&shaders::KERNEL_GEN_K3, entry, blocks / nb, nb as u32)
         }
