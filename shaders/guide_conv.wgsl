@@ -77,6 +77,33 @@ fn region_of(pixel: u32, best: Best) {
     }
 }
 
+// The running argmax of 4 pixels, as named fields (not an array: see `emit_pixel`).
+struct Best4 {
+    x: Best,
+    y: Best,
+    z: Best,
+    w: Best,
+}
+
+// `emit_pixel` for the 4 pixels `pix`, pixel q's values in `lo{q}`, then `hi{q}`.
+fn emit4(pix: vec4<u32>, g0: u32, width: u32, lo0: vec4<f32>, lo1: vec4<f32>, lo2: vec4<f32>,
+         lo3: vec4<f32>, hi0: vec4<f32>, hi1: vec4<f32>, hi2: vec4<f32>, hi3: vec4<f32>,
+         b: Best4) -> Best4 {
+    return Best4(
+        emit_pixel(pix.x, g0, width, lo0, hi0, b.x),
+        emit_pixel(pix.y, g0, width, lo1, hi1, b.y),
+        emit_pixel(pix.z, g0, width, lo2, hi2, b.z),
+        emit_pixel(pix.w, g0, width, lo3, hi3, b.w),
+    );
+}
+
+fn regions4(pix: vec4<u32>, b: Best4) {
+    region_of(pix.x, b.x);
+    region_of(pix.y, b.y);
+    region_of(pix.z, b.z);
+    region_of(pix.w, b.w);
+}
+
 // Where 4 pixels (flattened over B x H'W') read x: their windows' top-left corners and x
 // offsets (u32 arithmetic wraps, so a valid tap's offset comes out right even when the corner is
 // in the padding). Pixels past the end get a corner far above the image: every tap is padding.
@@ -142,8 +169,8 @@ fn guide_argmax4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let pb = pa + vec4(256u);
     let ca = corners(pa);
     let cb = corners(pb);
-    var q0: Best; var q1: Best; var q2: Best; var q3: Best;
-    var q4: Best; var q5: Best; var q6: Best; var q7: Best;
+    var qa: Best4;
+    var qb: Best4;
     for (var g0 = 0u; g0 < d.r; g0 += 4u) {
         let rows = rows4(g0, ikk);
         let live = live4(g0);
@@ -163,23 +190,11 @@ fn guide_argmax4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
                 }
             }
         }
-        q0 = emit_pixel(pa.x, g0, 4u, a0, a0, q0);
-        q1 = emit_pixel(pa.y, g0, 4u, a1, a1, q1);
-        q2 = emit_pixel(pa.z, g0, 4u, a2, a2, q2);
-        q3 = emit_pixel(pa.w, g0, 4u, a3, a3, q3);
-        q4 = emit_pixel(pb.x, g0, 4u, e0, e0, q4);
-        q5 = emit_pixel(pb.y, g0, 4u, e1, e1, q5);
-        q6 = emit_pixel(pb.z, g0, 4u, e2, e2, q6);
-        q7 = emit_pixel(pb.w, g0, 4u, e3, e3, q7);
+        qa = emit4(pa, g0, 4u, a0, a1, a2, a3, a0, a1, a2, a3, qa);
+        qb = emit4(pb, g0, 4u, e0, e1, e2, e3, e0, e1, e2, e3, qb);
     }
-    region_of(pa.x, q0);
-    region_of(pa.y, q1);
-    region_of(pa.z, q2);
-    region_of(pa.w, q3);
-    region_of(pb.x, q4);
-    region_of(pb.y, q5);
-    region_of(pb.z, q6);
-    region_of(pb.w, q7);
+    regions4(pa, qa);
+    regions4(pb, qb);
 }
 
 // Invocation idx owns pixels (idx / 64) * 256 + idx % 64 + 64 q, q < 4. Per-pixel state and
@@ -194,7 +209,7 @@ fn guide_argmax8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let ikk = d.cin * kk;
     let pix = vec4((idx / 64u) * 256u + idx % 64u) + vec4(0u, 64u, 128u, 192u);
     let cs = corners(pix);
-    var q0: Best; var q1: Best; var q2: Best; var q3: Best;
+    var q: Best4;
     for (var g0 = 0u; g0 < d.r; g0 += 8u) {
         let rows_a = rows4(g0, ikk);
         let rows_b = rows4(g0 + 4u, ikk);
@@ -219,15 +234,9 @@ fn guide_argmax8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
                 }
             }
         }
-        q0 = emit_pixel(pix.x, g0, 8u, a0, c0, q0);
-        q1 = emit_pixel(pix.y, g0, 8u, a1, c1, q1);
-        q2 = emit_pixel(pix.z, g0, 8u, a2, c2, q2);
-        q3 = emit_pixel(pix.w, g0, 8u, a3, c3, q3);
+        q = emit4(pix, g0, 8u, a0, a1, a2, a3, c0, c1, c2, c3, q);
     }
-    region_of(pix.x, q0);
-    region_of(pix.y, q1);
-    region_of(pix.z, q2);
-    region_of(pix.w, q3);
+    regions4(pix, q);
 }
 
 // `guide_argmax4` over channel-last copies (CPU adapters, I % 4 == 0): taps outer, then blocks
@@ -243,8 +252,8 @@ fn guide_argmax4_cl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let pb = pa + vec4(256u);
     let ca = corners_in(pa, d.h * d.w);
     let cb = corners_in(pb, d.h * d.w);
-    var q0: Best; var q1: Best; var q2: Best; var q3: Best;
-    var q4: Best; var q5: Best; var q6: Best; var q7: Best;
+    var qa: Best4;
+    var qb: Best4;
     for (var g0 = 0u; g0 < d.r; g0 += 4u) {
         var a0 = b4(g0); var a1 = a0; var a2 = a0; var a3 = a0;
         var e0 = a0; var e1 = a0; var e2 = a0; var e3 = a0;
@@ -277,23 +286,11 @@ fn guide_argmax4_cl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
                 }
             }
         }
-        q0 = emit_pixel(pa.x, g0, 4u, a0, a0, q0);
-        q1 = emit_pixel(pa.y, g0, 4u, a1, a1, q1);
-        q2 = emit_pixel(pa.z, g0, 4u, a2, a2, q2);
-        q3 = emit_pixel(pa.w, g0, 4u, a3, a3, q3);
-        q4 = emit_pixel(pb.x, g0, 4u, e0, e0, q4);
-        q5 = emit_pixel(pb.y, g0, 4u, e1, e1, q5);
-        q6 = emit_pixel(pb.z, g0, 4u, e2, e2, q6);
-        q7 = emit_pixel(pb.w, g0, 4u, e3, e3, q7);
+        qa = emit4(pa, g0, 4u, a0, a1, a2, a3, a0, a1, a2, a3, qa);
+        qb = emit4(pb, g0, 4u, e0, e1, e2, e3, e0, e1, e2, e3, qb);
     }
-    region_of(pa.x, q0);
-    region_of(pa.y, q1);
-    region_of(pa.z, q2);
-    region_of(pa.w, q3);
-    region_of(pb.x, q4);
-    region_of(pb.y, q5);
-    region_of(pb.z, q6);
-    region_of(pb.w, q7);
+    regions4(pa, qa);
+    regions4(pb, qb);
 }
 
 // `guide_argmax8` over channel-last copies (see `guide_argmax4_cl`): per tap and block 8 weight
@@ -305,7 +302,7 @@ fn guide_argmax8_cl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     let i4 = d.cin / 4u;
     let pix = vec4((idx / 64u) * 256u + idx % 64u) + vec4(0u, 64u, 128u, 192u);
     let cs = corners_in(pix, d.h * d.w);
-    var q0: Best; var q1: Best; var q2: Best; var q3: Best;
+    var q: Best4;
     for (var g0 = 0u; g0 < d.r; g0 += 8u) {
         var a0 = b4(g0); var a1 = a0; var a2 = a0; var a3 = a0;
         var c0 = b4(g0 + 4u); var c1 = c0; var c2 = c0; var c3 = c0;
@@ -337,13 +334,7 @@ fn guide_argmax8_cl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
                 }
             }
         }
-        q0 = emit_pixel(pix.x, g0, 8u, a0, c0, q0);
-        q1 = emit_pixel(pix.y, g0, 8u, a1, c1, q1);
-        q2 = emit_pixel(pix.z, g0, 8u, a2, c2, q2);
-        q3 = emit_pixel(pix.w, g0, 8u, a3, c3, q3);
+        q = emit4(pix, g0, 8u, a0, a1, a2, a3, c0, c1, c2, c3, q);
     }
-    region_of(pix.x, q0);
-    region_of(pix.y, q1);
-    region_of(pix.z, q2);
-    region_of(pix.w, q3);
+    regions4(pix, q);
 }
