@@ -18,7 +18,9 @@
 // The `_direct` entries skip the staging and read each weight from memory in the inner loop, for
 // CPU adapters (lavapipe): there workgroup memory is ordinary memory, every per-invocation load is
 // a per-lane gather either way, and the staging pass and barriers are pure overhead. The
-// `_direct4` entries (`gemm_tile4`) read the weight rows as vec4s, where I*k*k % 4 == 0.
+// `_direct4` entries (`gemm_tile4`) read the weight rows as vec4s, where I*k*k % 4 == 0. The
+// `_cl4` entries (`gemm_tile_cl4`) keep 16 rows x 4 consecutive pixels per invocation over the
+// same tiles (`cl4_lane`).
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> kern: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -195,29 +197,36 @@ fn gemm_tile4(cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array
 }
 
 // `gemm_tile4` over channel-last copies of x and the kernel, for CPU adapters where I % 4 == 0:
-// a pixel's 4 channels at a tap are one vec4 load and the padding test is once per tap. Per 4
-// channels and tap 8 vec4 weight loads and 4 vec4 x loads feed 128 multiply-adds (`gemm_tile4`:
-// 8 vec4 and 16 scalar loads). Taps outer, channel blocks inner: unrolling the 9 taps of k = 3
-// inside the channel loop (addresses computed once) measured 20 % slower.
-// `kb`: the first kernel row of sample b in `kern4` (b * r * O, or 0 in a region's window).
-fn gemm_tile_cl4(cg: u32, b: u32, kb: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array<vec4<f32>, 8> {
+// a pixel's 4 channels at a tap are one vec4 load and the padding test is once per tap. Each
+// invocation keeps 16 rows x 4 pixels (`cl4_lane`): per 4 channels and tap 16 vec4 weight loads
+// and 4 vec4 x loads feed 256 multiply-adds. lavapipe runs every storage load as a loop over the
+// lanes, while the uniform windows' weight loads are vector gathers, so the x loads set the
+// pace: 16 rows per x load measured 25-35 % faster than 8 (PERF.md, v13). Taps outer, channel
+// blocks inner: unrolling the 9 taps of k = 3 inside the channel loop (addresses computed once)
+// measured 20 % slower.
+// `kb`: the first kernel row of sample b in `kern4` (b * r * O, or 0 in a region's window);
+// rows first .. first + 15 (those below row_end) from there.
+fn gemm_tile_cl4(b: u32, kb: u32, first: u32, row_end: u32, pix: vec4<u32>) -> Block16 {
     let i4 = d.cin / 4u;
     let kd4 = d.k * d.k * i4;
     let c = corner(pix, vec4(b * d.h * d.w));
-    let rows = weight_rows(kb, row0 + 8u * cg, row_end, kd4);
-    let rba = rows[0];
-    let rbb = rows[1];
+    let lo = weight_rows(kb, first, row_end, kd4);
+    let hi = weight_rows(kb, first + 8u, row_end, kd4);
     // One loop over (tap, channel block), the tap advanced when its blocks are done: the same
     // steps in the same order as loops over u, v and the blocks, but llvmpipe enters one loop
     // per invocation instead of 13 (k = 3), and entering a loop costs it far more than an
     // iteration (-10 % at I = 16, where a tap has only 4 blocks).
-    var acc: array<vec4<f32>, 8>;
+    var lo8: array<vec4<f32>, 8>;
+    var hi8: array<vec4<f32>, 8>;
     var u = 0u;
     var v = 0u;
     var c4 = 0u;
     var t = tap_cl4(c, 0u, 0u, i4);
     for (var s = 0u; s < kd4; s++) {
-        cl4_step(&acc, t, c4, rba + vec4(s), rbb + vec4(s));
+        let x = cl4_x(t, c4);
+        let o = vec4(s);
+        lo8 = cl4_rows8(lo8, x, lo[0] + o, lo[1] + o);
+        hi8 = cl4_rows8(hi8, x, hi[0] + o, hi[1] + o);
         c4 += 1u;
         if (c4 == i4) {
             c4 = 0u;
@@ -229,7 +238,36 @@ fn gemm_tile_cl4(cg: u32, b: u32, kb: u32, row0: u32, row_end: u32, pix: vec4<u3
             t = tap_cl4(c, u, v, i4);
         }
     }
-    return acc;
+    return Block16(lo8, hi8);
+}
+
+// The 16 x 4 block of `gemm_tile_cl4`: rows 0 .. 7 and 8 .. 15, each an 8 x 4 block as in
+// `gemm_tile`.
+struct Block16 {
+    lo: array<vec4<f32>, 8>,
+    hi: array<vec4<f32>, 8>,
+}
+
+// Where a `_cl4` invocation works in its tile of 8 * groups rows by 256 / groups pixels: the
+// 16-row block `rows` (max(1, groups / 2) of them, fastest) and 4 consecutive pixels from `px`.
+// The invocations past those blocks times 64 / groups pixel lanes have none (`live` false):
+// whole SIMD groups of a CPU adapter, which then skip the tile, as does a lane past a region's
+// last pixel.
+struct Cl4Lane {
+    rows: u32,
+    px: u32,
+    live: bool,
+}
+
+fn cl4_lane(li: u32, groups: u32) -> Cl4Lane {
+    let blocks = max(1u, groups / 2u);
+    return Cl4Lane(16u * (li % blocks), 4u * (li / blocks), li < blocks * (64u / groups));
+}
+
+// `store_block` for the 16 x 4 block of `gemm_tile_cl4` (rows row .. row + 15).
+fn store_block16(acc: Block16, base: u32, row: u32, row_end: u32, pix: vec4<u32>) {
+    store_block(acc.lo, base, row, row_end, pix);
+    store_block(acc.hi, base, row + 8u, row_end, pix);
 }
 
 // 4 pixels' window corners (padding included) and the channel-last x index of their sample.
@@ -277,13 +315,19 @@ fn tap_cl4(c: Corner, u: u32, v: u32, i4: u32) -> TapCl4 {
     return TapCl4(xa, ok);
 }
 
-// Channel block c4 of tap t into the 8 x 4 block: 4 x and 8 weight vec4 loads (the weight rows'
-// vec4 indices `wa`, `wb`), 128 multiply-adds.
-fn cl4_step(acc: ptr<function, array<vec4<f32>, 8>>, t: TapCl4, c4: u32, wa: vec4<u32>, wb: vec4<u32>) {
-    let x0 = select(vec4(0.0), xt4[t.xa.x + c4], t.ok.x);
-    let x1 = select(vec4(0.0), xt4[t.xa.y + c4], t.ok.y);
-    let x2 = select(vec4(0.0), xt4[t.xa.z + c4], t.ok.z);
-    let x3 = select(vec4(0.0), xt4[t.xa.w + c4], t.ok.w);
+// Channel block c4 of tap t for 4 pixels: 4 vec4 x loads, zero in the padding.
+fn cl4_x(t: TapCl4, c4: u32) -> array<vec4<f32>, 4> {
+    return array<vec4<f32>, 4>(
+        select(vec4(0.0), xt4[t.xa.x + c4], t.ok.x),
+        select(vec4(0.0), xt4[t.xa.y + c4], t.ok.y),
+        select(vec4(0.0), xt4[t.xa.z + c4], t.ok.z),
+        select(vec4(0.0), xt4[t.xa.w + c4], t.ok.w),
+    );
+}
+
+// 8 rows (weight vec4 indices `wa`, `wb`: 8 loads) times one channel block `x` of 4 pixels into
+// the 8 x 4 block `acc` (acc[2q + l]: rows 4l .. 4l + 3 of pixel q), 128 multiply-adds.
+fn cl4_rows8(acc: array<vec4<f32>, 8>, x: array<vec4<f32>, 4>, wa: vec4<u32>, wb: vec4<u32>) -> array<vec4<f32>, 8> {
     let r0 = kern4[wa.x];
     let r1 = kern4[wa.y];
     let r2 = kern4[wa.z];
@@ -292,14 +336,16 @@ fn cl4_step(acc: ptr<function, array<vec4<f32>, 8>>, t: TapCl4, c4: u32, wa: vec
     let r5 = kern4[wb.y];
     let r6 = kern4[wb.z];
     let r7 = kern4[wb.w];
+    var a = acc;
     for (var e = 0u; e < 4u; e++) {
         let w0 = vec4(r0[e], r1[e], r2[e], r3[e]);
         let w1 = vec4(r4[e], r5[e], r6[e], r7[e]);
-        (*acc)[0] += w0 * x0[e]; (*acc)[1] += w1 * x0[e];
-        (*acc)[2] += w0 * x1[e]; (*acc)[3] += w1 * x1[e];
-        (*acc)[4] += w0 * x2[e]; (*acc)[5] += w1 * x2[e];
-        (*acc)[6] += w0 * x3[e]; (*acc)[7] += w1 * x3[e];
+        a[0] += w0 * x[0][e]; a[1] += w1 * x[0][e];
+        a[2] += w0 * x[1][e]; a[3] += w1 * x[1][e];
+        a[4] += w0 * x[2][e]; a[5] += w1 * x[2][e];
+        a[6] += w0 * x[3][e]; a[7] += w1 * x[3][e];
     }
+    return a;
 }
 
 // Stores the 8 x 4 block `acc` (see `gemm_tile`): rows row .. row+7 (those below row_end) of
@@ -338,11 +384,17 @@ fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     let nt = t % ntiles;
     let row0 = ((t / ntiles) % mtiles) * tile_rows;
     let b = t / (ntiles * mtiles);
+    if (mode == CL4) {
+        let lane = cl4_lane(li, groups);
+        if (!lane.live) { return; }
+        let px = vec4(nt * tile_px + lane.px) + vec4(0u, 1u, 2u, 3u);
+        let end = min(rows, row0 + tile_rows);
+        store_block16(gemm_tile_cl4(b, b * rows, row0 + lane.rows, end, px), b * rows, row0 + lane.rows, end, px);
+        return;
+    }
     let pix = vec4(nt * tile_px + pl) + vec4(0u, 1u, 2u, 3u) * lanes;
     var acc: array<vec4<f32>, 8>;
-    if (mode == CL4) {
-        acc = gemm_tile_cl4(cg, b, b * rows, row0, rows, pix);
-    } else if (mode == VEC4) {
+    if (mode == VEC4) {
         acc = gemm_tile4(cg, b, row0, rows, pix);
     } else {
         acc = gemm_tile(li, cg, b, row0, rows, pix, mode == STAGED);
@@ -366,12 +418,13 @@ fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
 fn selected_tiles(t: u32, k0: u32, n: u32, li: u32, mode: u32, windowed: bool) {
     let groups = row_groups();
     let lanes = 64u / groups;
-    // CL4: row groups fastest and 4 consecutive pixels per lane, so that in a region's last,
-    // partly filled tile a lane without pixels is a whole SIMD group of a CPU adapter, which
-    // then skips the tile instead of computing 4 dead pixels.
+    // CL4: `cl4_lane`, 4 consecutive pixels per lane, so that in a region's last, partly filled
+    // tile a lane without pixels is a whole SIMD group of a CPU adapter, which then skips the
+    // tile instead of computing 4 dead pixels.
     let cl = mode == CL4;
-    let cg = select(li / lanes, li % groups, cl);
-    let pl = select(li % lanes, li / groups, cl);
+    let lane = cl4_lane(li, groups);
+    let cg = li / lanes;
+    let pl = li % lanes;
     let tile_rows = RB * groups;
     let tile_px = PB * lanes;
     let hw = d.ho * d.wo;
@@ -384,20 +437,22 @@ fn selected_tiles(t: u32, k0: u32, n: u32, li: u32, mode: u32, windowed: bool) {
     let count = tile_list[3u + 3u * k];
     let b = bg / d.r;
     let g = bg % d.r;
-    let j = select(vec4(pl) + vec4(0u, 1u, 2u, 3u) * lanes, vec4(pl * 4u) + vec4(0u, 1u, 2u, 3u), cl);
+    let j = select(vec4(pl) + vec4(0u, 1u, 2u, 3u) * lanes, vec4(lane.px) + vec4(0u, 1u, 2u, 3u), cl);
     let has = j < vec4(count);
     let at = select(vec4(0u), vec4(b * hw + first) + j, has);
     let pix = select(vec4(hw), vec4(order[at.x], order[at.y], order[at.z], order[at.w]), has);
-    var acc: array<vec4<f32>, 8>;
     if (cl) {
         // Not before: the staged entries' barriers need uniform control flow up to here.
-        if (j.x >= count) { return; }
-        if (windowed) {
-            acc = gemm_tile_cl4(cg, b, 0u, o0, d.cout, pix);
-        } else {
-            acc = gemm_tile_cl4(cg, b, b * d.r * d.cout, g * d.cout + o0, (g + 1u) * d.cout, pix);
-        }
-    } else if (mode == VEC4) {
+        if (!lane.live || j.x >= count) { return; }
+        let row = o0 + lane.rows;
+        let end = min(d.cout, o0 + tile_rows);
+        // A window holds only this (sample, region)'s rows; else they follow the sample's.
+        let kb = select(b * d.r * d.cout + g * d.cout, 0u, windowed);
+        store_block16(gemm_tile_cl4(b, kb, row, end, pix), b * d.cout, row, end, pix);
+        return;
+    }
+    var acc: array<vec4<f32>, 8>;
+    if (mode == VEC4) {
         acc = gemm_tile4(cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix);
     } else {
         acc = gemm_tile(li, cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix, mode == STAGED);

@@ -132,6 +132,20 @@ fn forward_backward_ms(
     Ok(t.elapsed().as_secs_f64() * 1e3)
 }
 
+/// The loss of the timed backward, L = sum(z * g), and its `backward()` on a tracked tensor z of
+/// the output's shape alone: burn compiles these kernels once for both paths, so they are run
+/// (and timed) before either path's first call, which then times the layer alone.
+fn loss_alone_ms(inputs: &Inputs, tracked: &Device, device: &Device) -> Result<f64> {
+    let z = Tensor::<4>::random(inputs.g.dims(), Distribution::Normal(0.0, 1.0), tracked)
+        .require_grad();
+    sync(device)?;
+    let t = Instant::now();
+    let grads = (z * inputs.g.clone()).sum().backward();
+    sync(device)?;
+    drop(grads);
+    Ok(t.elapsed().as_secs_f64() * 1e3)
+}
+
 fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> Result<f64> {
     let d = (a - b).abs().max().into_data();
     let v = d
@@ -185,6 +199,11 @@ fn bench_shape(
     };
     let inputs = inputs(shape, device, &tracked)?;
     sync(device)?;
+    let loss_ms = loss_alone_ms(&inputs, &tracked, device)?;
+    progress(&format!(
+        "{}: the loss sum(y * g) and its backward alone (burn's kernels, shared by both paths), first call {loss_ms:.1} ms",
+        shape.name()
+    ));
     let mut first = [[0.0; 2]; 2];
     for (i, w) in Which::BOTH.into_iter().enumerate() {
         first[i] = [

@@ -43,6 +43,8 @@ pub struct ChannelLast {
     pub kernel_t: GpuTensor,
     /// The guide conv's weights as k*k x r x I.
     pub guide_w_t: GpuTensor,
+    /// Whether the guide reads `guide_w_t` as a uniform window (`shaders::GUIDE_CONV_UBO`).
+    pub guide_w_uniform: bool,
 }
 
 /// Buffers and program of one forward.
@@ -148,7 +150,7 @@ impl ForwardPlan {
             let wrote = self.generator_writes_rows;
             steps.extend(st.channel_last(&self.input, &self.kernel, copies, wrote)?);
         }
-        let cl_guide = cl.map(|cl| (&cl.x_t, &cl.guide_w_t));
+        let cl_guide = cl.map(|cl| (&cl.x_t, &cl.guide_w_t, cl.guide_w_uniform));
         steps.extend(st.guide_argmax(&self.input, cl_guide, &self.guide, &self.region)?);
         let src = CorrSources {
             x: &self.input,
@@ -203,6 +205,10 @@ impl ForwardPlan {
         // transpose); in inference only those, into `kernel` (`kernel_channel_last`).
         let generator_writes_rows = v.kernel_gen == KernelGen::UnrolledK3 && v.channel_last();
         let kernel_channel_last = generator_writes_rows && mode == Mode::Inference;
+        // The guide's weights, small, through a uniform window too where they fit.
+        let guide_w = [c.kernel_size * c.kernel_size, c.region_num, c.in_channels];
+        let guide_uniform =
+            corr_kernel_uniform(v, &ctx.limits, 4 * crate::tensor::numel(&guide_w) as u64);
         let channel_last = match v.channel_last() {
             true => Some(ChannelLast {
                 x_t: ctx.empty("x_t", &s.input(c))?,
@@ -210,10 +216,11 @@ impl ForwardPlan {
                     true => kernel.clone(),
                     false => kernel_buffer("kernel_t")?,
                 },
-                guide_w_t: ctx.empty(
-                    "guide_w_t",
-                    &[c.kernel_size * c.kernel_size, c.region_num, c.in_channels],
-                )?,
+                guide_w_t: match guide_uniform {
+                    true => ctx.empty_uniform("guide_w_t", &guide_w),
+                    false => ctx.empty("guide_w_t", &guide_w),
+                }?,
+                guide_w_uniform: guide_uniform,
             }),
             false => None,
         };

@@ -141,6 +141,20 @@ pub const CORRELATION_UBO: Shader = Shader {
     )),
 };
 
+/// `GUIDE_CONV` with the channel-last guide weights of its `_cl` entries (binding 7) declared as
+/// a 64 KiB uniform buffer, where they fit (`ForwardPlan::guide_weights_uniform`): the same
+/// lavapipe trade as `CORRELATION_UBO`.
+pub const GUIDE_CONV_UBO: Shader = Shader {
+    name: "guide_conv_ubo",
+    file: GUIDE_CONV.file,
+    body: GUIDE_CONV.body,
+    entry_points: GUIDE_CONV.entry_points,
+    swap: Some((
+        "var<storage, read> wt4: array<vec4<f32>>;",
+        "var<uniform> wt4: array<vec4<f32>, 4096>;",
+    )),
+};
+
 /// Every shader module of the crate (the naga validation test walks this list).
 pub const ALL: &[Shader] = &[
     ADAPTIVE_POOL,
@@ -148,6 +162,7 @@ pub const ALL: &[Shader] = &[
     KERNEL_GEN,
     KERNEL_GEN_K3,
     GUIDE_CONV,
+    GUIDE_CONV_UBO,
     CORRELATION,
     CORRELATION_UBO,
     REGION_SELECT,

@@ -188,11 +188,12 @@ impl Stages<'_> {
 
     /// The guide conv and the argmax over regions (first maximal index): 8 pixels x 4 regions
     /// per invocation up to r = 4, else 4 pixels x 8 regions; from x and the guide weight, or
-    /// their channel-last copies `(x_t, guide_w_t)`.
+    /// their channel-last copies `(x_t, guide_w_t, whether guide_w_t is read as a uniform
+    /// window)`.
     pub fn guide_argmax(
         &self,
         input: &GpuTensor,
-        channel_last: Option<(&GpuTensor, &GpuTensor)>,
+        channel_last: Option<(&GpuTensor, &GpuTensor, bool)>,
         guide: &GpuTensor,
         region: &GpuTensor,
     ) -> Result<Vec<Step>> {
@@ -207,19 +208,19 @@ impl Stages<'_> {
             ("guide", &guide.buffer),
             ("region", &region.buffer),
         ];
+        let mut shader = &shaders::GUIDE_CONV;
         match channel_last {
-            Some((x_t, w_t)) => buffers.extend([("xt4", &x_t.buffer), ("wt4", &w_t.buffer)]),
+            Some((x_t, w_t, uniform)) => {
+                buffers.extend([("xt4", &x_t.buffer), ("wt4", &w_t.buffer)]);
+                if uniform {
+                    shader = &shaders::GUIDE_CONV_UBO;
+                }
+            }
             None => buffers.extend([("x", &input.buffer), ("wg", self.param(ParamId::GuideW))]),
         }
         let items = (region.numel() as u64).div_ceil(64 * px) * 64;
-        self.ctx.steps(
-            "guide_argmax",
-            &shaders::GUIDE_CONV,
-            entry,
-            self.dims,
-            &buffers,
-            items,
-        )
+        self.ctx
+            .steps("guide_argmax", shader, entry, self.dims, &buffers, items)
     }
 
     /// Every region's correlation (training): one GEMM of r*O kernel rows by H'W' pixels per
