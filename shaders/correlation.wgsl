@@ -384,22 +384,25 @@ fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     let nt = t % ntiles;
     let row0 = ((t / ntiles) % mtiles) * tile_rows;
     let b = t / (ntiles * mtiles);
+    // No return in the CL4 branch: the staged entries' barriers need control flow that a
+    // uniformity analysis (WebGPU's) can prove uniform.
     if (mode == CL4) {
         let lane = cl4_lane(li, groups);
-        if (!lane.live) { return; }
-        let px = vec4(nt * tile_px + lane.px) + vec4(0u, 1u, 2u, 3u);
-        let end = min(rows, row0 + tile_rows);
-        store_block16(gemm_tile_cl4(b, b * rows, row0 + lane.rows, end, px), b * rows, row0 + lane.rows, end, px);
-        return;
-    }
-    let pix = vec4(nt * tile_px + pl) + vec4(0u, 1u, 2u, 3u) * lanes;
-    var acc: array<vec4<f32>, 8>;
-    if (mode == VEC4) {
-        acc = gemm_tile4(cg, b, row0, rows, pix);
+        if (lane.live) {
+            let px = vec4(nt * tile_px + lane.px) + vec4(0u, 1u, 2u, 3u);
+            let end = min(rows, row0 + tile_rows);
+            store_block16(gemm_tile_cl4(b, b * rows, row0 + lane.rows, end, px), b * rows, row0 + lane.rows, end, px);
+        }
     } else {
-        acc = gemm_tile(li, cg, b, row0, rows, pix, mode == STAGED);
+        let pix = vec4(nt * tile_px + pl) + vec4(0u, 1u, 2u, 3u) * lanes;
+        var acc: array<vec4<f32>, 8>;
+        if (mode == VEC4) {
+            acc = gemm_tile4(cg, b, row0, rows, pix);
+        } else {
+            acc = gemm_tile(li, cg, b, row0, rows, pix, mode == STAGED);
+        }
+        store_block(acc, b * rows, row0 + RB * cg, rows, pix);
     }
-    store_block(acc, b * rows, row0 + RB * cg, rows, pix);
 }
 
 // Tile t = row tile * n + k for the n pixel tiles k of `tile_list` (every sample's, region by
@@ -441,23 +444,25 @@ fn selected_tiles(t: u32, k0: u32, n: u32, li: u32, mode: u32, windowed: bool) {
     let has = j < vec4(count);
     let at = select(vec4(0u), vec4(b * hw + first) + j, has);
     let pix = select(vec4(hw), vec4(order[at.x], order[at.y], order[at.z], order[at.w]), has);
+    // No return on a lane's values before the staged entries' barriers: WebGPU's uniformity
+    // analysis rejects them.
     if (cl) {
-        // Not before: the staged entries' barriers need uniform control flow up to here.
-        if (!lane.live || j.x >= count) { return; }
-        let row = o0 + lane.rows;
-        let end = min(d.cout, o0 + tile_rows);
-        // A window holds only this (sample, region)'s rows; else they follow the sample's.
-        let kb = select(b * d.r * d.cout + g * d.cout, 0u, windowed);
-        store_block16(gemm_tile_cl4(b, kb, row, end, pix), b * d.cout, row, end, pix);
-        return;
-    }
-    var acc: array<vec4<f32>, 8>;
-    if (mode == VEC4) {
-        acc = gemm_tile4(cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix);
+        if (lane.live && j.x < count) {
+            let row = o0 + lane.rows;
+            let end = min(d.cout, o0 + tile_rows);
+            // A window holds only this (sample, region)'s rows; else they follow the sample's.
+            let kb = select(b * d.r * d.cout + g * d.cout, 0u, windowed);
+            store_block16(gemm_tile_cl4(b, kb, row, end, pix), b * d.cout, row, end, pix);
+        }
     } else {
-        acc = gemm_tile(li, cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix, mode == STAGED);
+        var acc: array<vec4<f32>, 8>;
+        if (mode == VEC4) {
+            acc = gemm_tile4(cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix);
+        } else {
+            acc = gemm_tile(li, cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix, mode == STAGED);
+        }
+        store_block(acc, b * d.cout, o0 + RB * cg, d.cout, pix);
     }
-    store_block(acc, b * d.cout, o0 + RB * cg, d.cout, pix);
 }
 
 @compute @workgroup_size(64)
