@@ -142,7 +142,7 @@ pub const CORRELATION_UBO: Shader = Shader {
 };
 
 /// `GUIDE_CONV` with the channel-last guide weights of its `_cl` entries (binding 7) declared as
-/// a 64 KiB uniform buffer, where they fit (`ForwardPlan::guide_weights_uniform`): the same
+/// a 64 KiB uniform buffer, where they fit (`ChannelLast::guide_w_uniform`): the same
 /// lavapipe trade as `CORRELATION_UBO`.
 pub const GUIDE_CONV_UBO: Shader = Shader {
     name: "guide_conv_ubo",
