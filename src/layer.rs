@@ -166,8 +166,16 @@ impl DrConv2d {
                 crate::gpu::plan::forward(ctx, config, params, shape, mode)
             })
             .await??;
+        let plan = crate::gpu::calibrate::region_windows(ctx, config, params, plan).await?;
         self.built += 1;
         Ok(self.plans.insert(key, Entry { plan, fed: None }))
+    }
+
+    /// Builds the plan of inputs of `shape` in `mode` now (the burn module: so that its errors,
+    /// limits and shapes, reach the caller before burn runs the call; the benchmark: so that
+    /// its plans follow the layer's measured choices).
+    pub(crate) async fn prepare(&mut self, shape: &[usize], mode: Mode) -> Result<()> {
+        self.plan_index(shape, mode).await.map(|_| ())
     }
 
     /// The plan of inputs of `x`'s shape in `mode` (tests read its buffers).
@@ -472,11 +480,5 @@ impl DrConv2d {
     /// Whether the last training forward of `x`'s shape read `x` (so a backward may follow).
     pub(crate) fn trained_on(&self, x: &GpuTensor) -> bool {
         self.training_plan_index(x).is_ok()
-    }
-
-    /// Builds the plan of inputs of `shape` in `mode` now, so that its errors (limits, shapes)
-    /// reach the caller before burn runs the call.
-    pub(crate) async fn prepare(&mut self, shape: &[usize], mode: Mode) -> Result<()> {
-        self.plan_index(shape, mode).await.map(|_| ())
     }
 }

@@ -302,3 +302,70 @@ async fn check_lists(
         }
     }
 }
+
+/// Where the shape rule gives the fused correlation a window per (sample, region) and nothing
+/// forces `kernel_window`, the first inference plan of a (configuration, shape) times the plan
+/// with the windows against the one without and keeps the faster (they pay on some hosts and
+/// cost on others): the choice is recorded on the context, the kept plan follows it, a second
+/// layer of the same key follows it without measuring again, and the output is bitwise the
+/// all-regions path's either way. A forced `kernel_window` is never measured.
+#[test]
+fn the_region_windows_are_measured_once_per_shape() {
+    pollster::block_on(async {
+        let ctx = context_with(forced(Some("cl4"), Some("k3"), None)).await;
+        let cases = CASES.iter().filter(|c| region_windows(c, ctx.limits()));
+        let mut measured = 0;
+        for (n, case) in cases.enumerate() {
+            let cfg = config(case);
+            assert_eq!(
+                ctx.region_windows_choice(&cfg, &case.7),
+                None,
+                "not yet measured"
+            );
+            let x = input(case, n as u64);
+            let mut choice = None;
+            for seed in [60, 61] {
+                let params = DrConvParams::init(cfg, seed + n as u64).unwrap();
+                let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
+                let xg = layer.upload(&x).unwrap();
+                let fused = layer.forward_trace(&xg, Mode::Inference).await.unwrap();
+                let on = ctx.region_windows_choice(&cfg, &case.7);
+                assert!(
+                    on.is_some(),
+                    "case {case:?}: the first plan measured the windows"
+                );
+                assert!(
+                    choice.is_none() || choice == on,
+                    "case {case:?}: the choice stands"
+                );
+                choice = on;
+                let plan = layer.plan(&xg, Mode::Inference).await.unwrap();
+                assert_eq!(plan.region_windows.is_some(), on.unwrap(), "case {case:?}");
+                assert_eq!(layer.plans_built(), 1, "case {case:?}: one plan kept");
+                let full = layer.forward_trace(&xg, Mode::Training).await.unwrap();
+                bitwise(
+                    &fused.output.data,
+                    &full.output.data,
+                    &format!("case {case:?}"),
+                );
+            }
+            measured += 1;
+        }
+        assert!(measured >= 2, "cases with a window per region");
+
+        let mut on = forced(Some("cl4"), Some("k3"), None);
+        on.kernel_window = Some(true);
+        let ctx = context_with(on).await;
+        let case = CASES
+            .iter()
+            .find(|c| region_windows(c, ctx.limits()))
+            .unwrap();
+        let cfg = config(case);
+        let params = DrConvParams::init(cfg, 62).unwrap();
+        let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
+        let xg = layer.upload(&input(case, 0)).unwrap();
+        let plan = layer.plan(&xg, Mode::Inference).await.unwrap();
+        assert!(plan.region_windows.is_some(), "forced windows are taken");
+        assert_eq!(ctx.region_windows_choice(&cfg, &case.7), Some(true));
+    });
+}

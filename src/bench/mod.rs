@@ -123,13 +123,22 @@ pub async fn run(
     let mut targets = Vec::new();
     let mut variants = Vec::new();
     for shape in opts.selected() {
-        let v = ctx.variants(&shape.config()?).to_string();
+        let config = shape.config()?;
+        let (pair, agree, reuse) = bench_shape(ctx, &timer, opts, &shape, &gemm, progress).await?;
+        let v = format!(
+            "{} region_windows={}",
+            ctx.variants(&config),
+            match ctx.region_windows_choice(&config, &shape.input_shape()) {
+                Some(true) => "on",
+                Some(false) => "off",
+                None => "n/a",
+            }
+        );
         progress(&format!("{}: {v}", shape.name()));
         variants.push(ShapeVariants {
             shape: shape.name(),
             variants: v,
         });
-        let (pair, agree, reuse) = bench_shape(ctx, &timer, opts, &shape, &gemm, progress).await?;
         progress(&format!("{SHAPE_DONE} {}", shape.name()));
         targets.extend(targets::check(&shape, &pair[0], &pair[1]));
         targets.push(targets::input_reuse(&reuse));
@@ -193,6 +202,9 @@ async fn bench_shape(
     // Both paths timed in the same submissions, one pass each, alternating: the host load of a
     // shared machine (lavapipe runs on its CPUs) then moves both the same way, and their ratio
     // holds even when the absolute times drift.
+    // The layer's own inference plan first: where the fused correlation could take windows per
+    // (sample, region), that measures whether they pay here, and the plans below follow it.
+    layer.prepare(&input, Mode::Inference).await?;
     let plans = [Mode::Inference, Mode::Training].map(|mode| {
         let plan = plan::forward(ctx, layer.config(), layer.gpu_params(), &input, mode)?;
         ctx.write(&plan.input, &x.data)?;

@@ -35,8 +35,10 @@ pub fn say(text: impl std::fmt::Display) -> Result<(), CliError> {
 /// The shader variants forced by the `DRCONV_*` switches (A/B runs of `bench` and `verify`):
 /// `DRCONV_CORR=staged|direct|direct4|cl4`, `DRCONV_KERNEL_GEN=main|r8|k3`,
 /// `DRCONV_BWD=gather|lists`, `DRCONV_CORR_UBO=0` (kernel rows never through the uniform
-/// window), `DRCONV_INDIRECT=0` (the fused grid sized on the host). The library itself reads no
-/// environment variable: this turns them into `ContextOptions::variants`.
+/// window) or `=1` (through it wherever the shape rule allows, the fused correlation's windows
+/// per (sample, region) taken without timing them against the plan without), `DRCONV_INDIRECT=0`
+/// (the fused grid sized on the host). The library itself reads no environment variable: this
+/// turns them into `ContextOptions::variants`.
 pub fn variant_overrides() -> Result<drconv::VariantOverrides, CliError> {
     fn var<T: std::str::FromStr<Err = String>>(name: &str) -> Result<Option<T>, CliError> {
         match std::env::var(name) {
@@ -54,7 +56,10 @@ pub fn variant_overrides() -> Result<drconv::VariantOverrides, CliError> {
     o.correlation = var("DRCONV_CORR")?;
     o.kernel_gen = var("DRCONV_KERNEL_GEN")?;
     o.backward = var("DRCONV_BWD")?;
-    o.kernel_window = off("DRCONV_CORR_UBO");
+    o.kernel_window = match std::env::var("DRCONV_CORR_UBO").as_deref() {
+        Ok("1") => Some(true),
+        _ => off("DRCONV_CORR_UBO"),
+    };
     o.device_grid = off("DRCONV_INDIRECT");
     Ok(o)
 }

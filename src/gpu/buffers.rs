@@ -251,8 +251,8 @@ impl GpuContext {
     }
 
     /// [`GpuContext::empty`], also bindable as the uniform window of `UNIFORM_WINDOW` bytes a
-    /// shader declares (the correlation's kernel rows where they fit, see
-    /// `crate::gpu::correlation::corr_kernel_uniform`): the buffer is at least that large.
+    /// shader declares (the correlation's kernel rows or the guide's weights where they fit,
+    /// see `crate::gpu::correlation::fits_uniform_window`): the buffer is at least that large.
     #[doc(hidden)]
     pub fn empty_uniform(&self, label: &str, shape: &[usize]) -> Result<GpuTensor> {
         self.empty_windowed(label, shape, 0)

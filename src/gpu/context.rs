@@ -120,6 +120,9 @@ pub struct GpuContext {
     pub(crate) guard: std::sync::atomic::AtomicBool,
     /// Readbacks to the host so far (the burn tests check that a forward and backward make none).
     pub(crate) readbacks: std::sync::atomic::AtomicU64,
+    /// Measured choices of the fused correlation's per-(sample, region) windows, by layer
+    /// configuration and input shape (`crate::gpu::calibrate`).
+    region_windows: Mutex<Vec<(DrConvConfig, Vec<usize>, bool)>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -313,6 +316,7 @@ impl GpuContext {
             sink: Arc::new(Mutex::new(ErrorSink::default())),
             guard: std::sync::atomic::AtomicBool::new(false),
             readbacks: std::sync::atomic::AtomicU64::new(0),
+            region_windows: Mutex::new(Vec::new()),
         }
     }
 
@@ -390,6 +394,34 @@ impl GpuContext {
             indirect: self.indirect,
         };
         Variants::choose(traits, config, &self.overrides)
+    }
+
+    /// Whether the fused correlation of `config` at input `shape` runs its per-(sample, region)
+    /// uniform windows: `Some` once measured on this context (`crate::gpu::calibrate`), or
+    /// forced by `VariantOverrides::kernel_window`; `None` leaves it to the shape rule.
+    pub fn region_windows_choice(&self, config: &DrConvConfig, shape: &[usize]) -> Option<bool> {
+        if let Some(forced) = self.overrides.kernel_window {
+            return Some(forced);
+        }
+        let choices = self
+            .region_windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        choices
+            .iter()
+            .find(|(c, s, _)| c == config && s == shape)
+            .map(|(_, _, on)| *on)
+    }
+
+    /// Records the measured choice of the per-(sample, region) windows (the first one stands).
+    pub(crate) fn record_region_windows(&self, config: &DrConvConfig, shape: &[usize], on: bool) {
+        let mut choices = self
+            .region_windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !choices.iter().any(|(c, s, _)| c == config && s == shape) {
+            choices.push((*config, shape.to_vec(), on));
+        }
     }
 
     /// The adapter in a few words.

@@ -10,14 +10,15 @@
 use crate::gpu::buffers::UNIFORM_WINDOW;
 use crate::gpu::variants::{Correlation, Variants};
 
-/// Whether the `_cl4` correlation reads its kernel rows (`kernel_bytes` in all) through the
-/// 64 KiB uniform window of `shaders::CORRELATION_UBO`: where the variants run the channel-last
-/// entries with the window on, the whole kernel fits and the device binds that much as uniform
-/// and as storage data (the window's buffer is also written and read whole as storage).
-pub fn corr_kernel_uniform(v: &Variants, limits: &wgpu::Limits, kernel_bytes: u64) -> bool {
+/// Whether a channel-last tensor of `bytes` goes through the 64 KiB uniform window: the
+/// correlation's kernel rows (`shaders::CORRELATION_UBO`) and the guide's weights
+/// (`shaders::GUIDE_CONV_UBO`). Where the variants run the channel-last entries with the window
+/// on, the tensor fits and the device binds that much as uniform and as storage data (the
+/// window's buffer is also written and read whole as storage).
+pub fn fits_uniform_window(v: &Variants, limits: &wgpu::Limits, bytes: u64) -> bool {
     v.channel_last()
         && v.kernel_window
-        && kernel_bytes <= UNIFORM_WINDOW
+        && bytes <= UNIFORM_WINDOW
         && limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
         && limits.max_storage_buffer_binding_size >= UNIFORM_WINDOW
         && limits.max_buffer_size >= UNIFORM_WINDOW
@@ -30,7 +31,7 @@ pub const MAX_REGION_WINDOWS: u64 = 64;
 /// Whether the fused `_cl4` correlation reads each (sample, region)'s kernel rows (`block_bytes`
 /// of O rows, `windows` = B * r of them) through a uniform window of its own
 /// (`selected_cl4_window`, one dispatch each): where the whole kernel is too large for one
-/// window ([`corr_kernel_uniform`] is off) but one region's rows fit, start at offsets the device
+/// window ([`fits_uniform_window`] is off) but one region's rows fit, start at offsets the device
 /// can bind a uniform at, and are few enough; the grids come from the device. The kernel's buffer
 /// then reaches 64 KiB past the last region's rows.
 pub fn corr_region_windows(

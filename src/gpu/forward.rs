@@ -5,7 +5,7 @@ use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::error::Result;
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
-use crate::gpu::correlation::{corr_kernel_uniform, corr_region_windows};
+use crate::gpu::correlation::{corr_region_windows, fits_uniform_window};
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Program, Step};
 use crate::gpu::shaders;
@@ -118,10 +118,24 @@ impl ForwardPlan {
         input: &GpuTensor,
         mode: Mode,
     ) -> Result<Self> {
+        let windows = ctx.region_windows_choice(config, &input.shape) != Some(false);
+        Self::build_with(ctx, config, params, input, mode, windows)
+    }
+
+    /// [`ForwardPlan::build`], with the fused correlation's per-(sample, region) windows allowed
+    /// (where the shape rule takes them) or not.
+    pub(crate) fn build_with(
+        ctx: &GpuContext,
+        config: &DrConvConfig,
+        params: &GpuParams,
+        input: &GpuTensor,
+        mode: Mode,
+        windows: bool,
+    ) -> Result<Self> {
         let shape = config.forward_shape(&input.shape)?;
         let v = ctx.variants(config);
         let st = Stages::new(ctx, config, &shape, &v, params);
-        let mut plan = Self::allocate(&st, input, mode)?;
+        let mut plan = Self::allocate(&st, input, mode, windows)?;
         plan.program = Program {
             steps: plan.stages(&st)?,
         };
@@ -182,16 +196,22 @@ impl ForwardPlan {
     }
 
     /// Every buffer of the plan, its program still empty.
-    fn allocate(st: &Stages<'_>, input: &GpuTensor, mode: Mode) -> Result<Self> {
+    fn allocate(
+        st: &Stages<'_>,
+        input: &GpuTensor,
+        mode: Mode,
+        allow_windows: bool,
+    ) -> Result<Self> {
         let (ctx, c, s, v) = (st.ctx, st.c, st.s, st.v);
         // Small kernels go to the correlation through a uniform window (CPU adapters): then the
         // buffers it may read them from (`kernel`, `kernel_t`) can be bound that way.
         let kernel_bytes = 4 * crate::tensor::numel(&s.kernel(c)) as u64;
-        let kernel_window = corr_kernel_uniform(v, &ctx.limits, kernel_bytes);
+        let kernel_window = fits_uniform_window(v, &ctx.limits, kernel_bytes);
         // Else, in inference, a window per (sample, region) where one region's rows fit.
         let windows = (s.batch * c.region_num) as u64;
         let block = kernel_bytes / windows.max(1);
         let region_windows = (mode == Mode::Inference
+            && allow_windows
             && !kernel_window
             && corr_region_windows(v, &ctx.limits, block, windows))
         .then_some(block);
@@ -208,7 +228,7 @@ impl ForwardPlan {
         // The guide's weights, small, through a uniform window too where they fit.
         let guide_w = [c.kernel_size * c.kernel_size, c.region_num, c.in_channels];
         let guide_uniform =
-            corr_kernel_uniform(v, &ctx.limits, 4 * crate::tensor::numel(&guide_w) as u64);
+            fits_uniform_window(v, &ctx.limits, 4 * crate::tensor::numel(&guide_w) as u64);
         let channel_last = match v.channel_last() {
             true => Some(ChannelLast {
                 x_t: ctx.empty("x_t", &s.input(c))?,

@@ -3,6 +3,7 @@
 pub mod backward;
 pub mod buffers;
 pub mod cache;
+pub mod calibrate;
 pub mod context;
 pub mod correlation;
 pub mod dispatch;

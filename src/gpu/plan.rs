@@ -56,3 +56,16 @@ pub fn backward(
         false => BackwardPlan::build(ctx, config, params, fwd, param_grads),
     }
 }
+
+/// The unsplit inference plan of `input_shape` with the fused correlation's per-(sample, region)
+/// windows off: the alternative `crate::gpu::calibrate` times against a windowed plan (which
+/// is unsplit: only unsplit plans take the windows).
+pub(crate) fn forward_without_region_windows(
+    ctx: &GpuContext,
+    config: &DrConvConfig,
+    params: &GpuParams,
+    input_shape: &[usize],
+) -> Result<ForwardPlan> {
+    let input = ctx.empty("input", input_shape)?;
+    ForwardPlan::build_with(ctx, config, params, &input, Mode::Inference, false)
+}

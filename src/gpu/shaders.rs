@@ -128,7 +128,7 @@ shader!(TRANSPOSE, "transpose", ["transpose", "transpose4"]);
 
 /// `CORRELATION` with the kernel rows of its `_cl4` entries (binding 6) declared as a 64 KiB
 /// uniform buffer instead of a storage buffer, for CPU adapters where the whole kernel fits
-/// (`crate::gpu::correlation::corr_kernel_uniform`): lavapipe gathers uniform loads with vector
+/// (`crate::gpu::correlation::fits_uniform_window`): lavapipe gathers uniform loads with vector
 /// instructions, while every storage load inside a loop becomes a per-lane loop.
 pub const CORRELATION_UBO: Shader = Shader {
     name: "correlation_ubo",

@@ -83,7 +83,10 @@ pub struct VariantOverrides {
     pub correlation: Option<Correlation>,
     /// The kernel generator, where the configuration allows it.
     pub kernel_gen: Option<KernelGen>,
-    /// `Some(false)`: kernel rows always from a storage buffer.
+    /// `Some(false)`: kernel rows always from a storage buffer. `Some(true)`: through the uniform
+    /// window wherever the shape rule allows, the fused correlation's windows per (sample,
+    /// region) included without timing them against the plan without (`None` times them at a
+    /// layer shape's first inference plan, see `GpuContext::region_windows_choice`).
     pub kernel_window: Option<bool>,
     /// `Some(false)`: the fused grid sized on the host even where the device could size it.
     pub device_grid: Option<bool>,

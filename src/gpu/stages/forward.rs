@@ -208,16 +208,20 @@ impl Stages<'_> {
             ("guide", &guide.buffer),
             ("region", &region.buffer),
         ];
-        let mut shader = &shaders::GUIDE_CONV;
-        match channel_last {
-            Some((x_t, w_t, uniform)) => {
-                buffers.extend([("xt4", &x_t.buffer), ("wt4", &w_t.buffer)]);
-                if uniform {
-                    shader = &shaders::GUIDE_CONV_UBO;
-                }
-            }
-            None => buffers.extend([("x", &input.buffer), ("wg", self.param(ParamId::GuideW))]),
-        }
+        let (shader, sources) = match channel_last {
+            Some((x_t, w_t, uniform)) => (
+                match uniform {
+                    true => &shaders::GUIDE_CONV_UBO,
+                    false => &shaders::GUIDE_CONV,
+                },
+                [("xt4", &x_t.buffer), ("wt4", &w_t.buffer)],
+            ),
+            None => (
+                &shaders::GUIDE_CONV,
+                [("x", &input.buffer), ("wg", self.param(ParamId::GuideW))],
+            ),
+        };
+        buffers.extend(sources);
         let items = (region.numel() as u64).div_ceil(64 * px) * 64;
         self.ctx
             .steps("guide_argmax", shader, entry, self.dims, &buffers, items)
