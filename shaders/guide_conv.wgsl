@@ -338,3 +338,94 @@ fn guide_argmax8_cl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     }
     regions4(pix, q);
 }
+
+// 8 consecutive channel-last x vec4s of one image row (channel block c4), from column `col`,
+// zero outside the image (`row_ok` false for a row outside it): one run's share of a row.
+struct Row8 {
+    x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+    x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>,
+}
+
+fn x_at(at: u32, col: i32, row_ok: bool, i4: u32) -> vec4<f32> {
+    let ok = row_ok && u32(col) < d.w;
+    return select(vec4(0.0), xt4[select(0u, at + u32(col) * i4, ok)], ok);
+}
+
+fn row8(at: u32, col: i32, row_ok: bool, i4: u32) -> Row8 {
+    return Row8(
+        x_at(at, col, row_ok, i4), x_at(at, col + 1, row_ok, i4),
+        x_at(at, col + 2, row_ok, i4), x_at(at, col + 3, row_ok, i4),
+        x_at(at, col + 4, row_ok, i4), x_at(at, col + 5, row_ok, i4),
+        x_at(at, col + 6, row_ok, i4), x_at(at, col + 7, row_ok, i4),
+    );
+}
+
+// 4 regions' guide values of one pixel for one tap and channel block: 4 dots.
+fn dot4(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, x: vec4<f32>) -> vec4<f32> {
+    return vec4(dot(w0, x), dot(w1, x), dot(w2, x), dot(w3, x));
+}
+
+// `guide_argmax4_cl` for k = 3, stride 1, dilation 1 (CPU adapters, I % 4 == 0, r <= 4): each
+// invocation owns a run of 8 consecutive output pixels of one row, so the 3 taps of a kernel row
+// read 10 x columns, not 24: per kernel row and channel block 10 x and 12 weight vec4 loads feed
+// 384 multiply-adds (`guide_argmax4_cl`: 24 and 12). Terms are summed kernel row by kernel row,
+// channel block by block, tap by tap, the same for every region.
+@compute @workgroup_size(WG)
+fn guide_argmax4_cl3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let i4 = d.cin / 4u;
+    let runs = (d.wo + 7u) / 8u;
+    let b = idx / (d.ho * runs);
+    let oy = (idx / runs) % d.ho;
+    let ox = (idx % runs) * 8u;
+    let hw = d.ho * d.wo;
+    // Pixels past the row's end get an index past the last pixel: never stored.
+    let first = b * hw + oy * d.wo + ox;
+    let dead = vec4(d.batch * hw);
+    let pa = select(dead, vec4(first) + vec4(0u, 1u, 2u, 3u), vec4(ox) + vec4(0u, 1u, 2u, 3u) < vec4(d.wo));
+    let pb = select(dead, vec4(first) + vec4(4u, 5u, 6u, 7u), vec4(ox) + vec4(4u, 5u, 6u, 7u) < vec4(d.wo));
+    let col = i32(ox) - i32(d.pad);
+    var a0 = b4(0u); var a1 = a0; var a2 = a0; var a3 = a0;
+    var e0 = a0; var e1 = a0; var e2 = a0; var e3 = a0;
+    for (var u = 0u; u < 3u; u++) {
+        let iy = i32(oy + u) - i32(d.pad);
+        let row_ok = u32(iy) < d.h;
+        let at = (b * d.h * d.w + select(0u, u32(iy), row_ok) * d.w) * i4;
+        for (var c4 = 0u; c4 < i4; c4++) {
+            let p = row8(at + c4, col, row_ok, i4);
+            let q8 = x_at(at + c4, col + 8, row_ok, i4);
+            let q9 = x_at(at + c4, col + 9, row_ok, i4);
+            for (var v = 0u; v < 3u; v++) {
+                let t = u * 3u + v;
+                let w0 = w_cl(0u, t, c4);
+                let w1 = w_cl(1u, t, c4);
+                let w2 = w_cl(2u, t, c4);
+                let w3 = w_cl(3u, t, c4);
+                // Pixel j reads column j + v: the run's x shifted by v.
+                let s0 = select(select(p.x0, p.x1, v == 1u), p.x2, v == 2u);
+                let s1 = select(select(p.x1, p.x2, v == 1u), p.x3, v == 2u);
+                let s2 = select(select(p.x2, p.x3, v == 1u), p.x4, v == 2u);
+                let s3 = select(select(p.x3, p.x4, v == 1u), p.x5, v == 2u);
+                let s4 = select(select(p.x4, p.x5, v == 1u), p.x6, v == 2u);
+                let s5 = select(select(p.x5, p.x6, v == 1u), p.x7, v == 2u);
+                let s6 = select(select(p.x6, p.x7, v == 1u), q8, v == 2u);
+                let s7 = select(select(p.x7, q8, v == 1u), q9, v == 2u);
+                a0 += dot4(w0, w1, w2, w3, s0);
+                a1 += dot4(w0, w1, w2, w3, s1);
+                a2 += dot4(w0, w1, w2, w3, s2);
+                a3 += dot4(w0, w1, w2, w3, s3);
+                e0 += dot4(w0, w1, w2, w3, s4);
+                e1 += dot4(w0, w1, w2, w3, s5);
+                e2 += dot4(w0, w1, w2, w3, s6);
+                e3 += dot4(w0, w1, w2, w3, s7);
+            }
+        }
+    }
+    var qa: Best4;
+    var qb: Best4;
+    qa = emit4(pa, 0u, 4u, a0, a1, a2, a3, a0, a1, a2, a3, qa);
+    qb = emit4(pb, 0u, 4u, e0, e1, e2, e3, e0, e1, e2, e3, qb);
+    regions4(pa, qa);
+    regions4(pb, qb);
+}

@@ -22,7 +22,7 @@ use drconv::verify::compare;
 use drconv::verify::FORWARD_TOL;
 use drconv::{DrConv2d, DrConvParams, GpuContext, Mode};
 
-const CASES: [Case; 16] = [
+const CASES: [Case; 18] = [
     (3, 8, 3, 1, 1, 1, 1, [1, 3, 24, 24]),
     (4, 16, 3, 2, 1, 1, 1, [2, 4, 16, 16]),
     (5, 32, 3, 4, 2, 1, 1, [1, 5, 30, 30]),
@@ -42,6 +42,11 @@ const CASES: [Case; 16] = [
     (2, 6, 3, 4, 1, 1, 1, [3, 2, 8, 8]),
     // More than 64 samples: `corr_tiles` scans the batch 64 samples at a time.
     (4, 8, 3, 4, 1, 1, 1, [70, 4, 6, 6]),
+    // The channel-last guide's runs of 8 pixels along a row (k = 3, stride 1, r <= 4): no
+    // padding (rows shorter than the input) and padding 2 (taps past both edges), runs cut short
+    // at the row's end.
+    (4, 8, 3, 3, 1, 0, 1, [2, 4, 13, 11]),
+    (8, 8, 3, 2, 1, 2, 1, [1, 8, 7, 9]),
     // Kernels over 64 KiB whose (sample, region) rows fit one: on channel-last adapters with the
     // window on, one uniform window and dispatch per (sample, region) (`selected_cl4_window`).
     (16, 16, 3, 4, 1, 1, 1, [4, 16, 12, 12]),

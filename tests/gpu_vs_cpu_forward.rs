@@ -386,10 +386,14 @@ fn repeated_forwards_reuse_plans_and_pipelines() {
 fn guide_ties_pick_the_first_region_on_every_guide_kernel() {
     let ctx = context();
     pollster::block_on(async {
-        for (i, r) in [(3, 4), (8, 4), (8, 6)] {
+        // Dilation 2 keeps r <= 4 on the channel-last guide's general entry; dilation 1 there
+        // takes its runs of 8 pixels (`guide_argmax4_cl3`).
+        for (i, r, dil) in [(3, 4, 1), (8, 4, 1), (8, 4, 2), (8, 6, 1)] {
             let c = DrConvConfig::new(i, 4, 3, r)
                 .unwrap()
-                .with_padding(1)
+                .with_padding(dil)
+                .unwrap()
+                .with_dilation(dil)
                 .unwrap();
             for zero in [false, true] {
                 let mut params = DrConvParams::init(c, 7).unwrap();
@@ -414,7 +418,8 @@ fn guide_ties_pick_the_first_region_on_every_guide_kernel() {
                 let xg = layer.upload(&x).unwrap();
                 for mode in [Mode::Inference, Mode::Training] {
                     let gpu = layer.forward_trace(&xg, mode).await.unwrap();
-                    let what = format!("I = {i}, r = {r}, zero guide {zero}, {mode:?}");
+                    let what =
+                        format!("I = {i}, r = {r}, dilation {dil}, zero guide {zero}, {mode:?}");
                     assert_eq!(gpu.region_index, cpu.region_index, "{what}");
                     let ties = if zero {
                         gpu.region_index.iter().all(|&g| g == 0)

@@ -414,6 +414,7 @@ impl GpuContext {
     }
 
     /// Records the measured choice of the per-(sample, region) windows (the first one stands).
+    #[cfg_attr(target_family = "wasm", allow(dead_code))]
     pub(crate) fn record_region_windows(&self, config: &DrConvConfig, shape: &[usize], on: bool) {
         let mut choices = self
             .region_windows

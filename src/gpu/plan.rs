@@ -60,6 +60,7 @@ pub fn backward(
 /// The unsplit inference plan of `input_shape` with the fused correlation's per-(sample, region)
 /// windows off: the alternative `crate::gpu::calibrate` times against a windowed plan (which
 /// is unsplit: only unsplit plans take the windows).
+#[cfg_attr(target_family = "wasm", allow(dead_code))]
 pub(crate) fn forward_without_region_windows(
     ctx: &GpuContext,
     config: &DrConvConfig,

@@ -55,7 +55,8 @@ shader!(
         "guide_argmax4",
         "guide_argmax8",
         "guide_argmax4_cl",
-        "guide_argmax8_cl"
+        "guide_argmax8_cl",
+        "guide_argmax4_cl3"
     ]
 );
 shader!(
