@@ -57,8 +57,9 @@ pub fn variant_overrides() -> Result<drconv::VariantOverrides, CliError> {
     o.kernel_gen = var("DRCONV_KERNEL_GEN")?;
     o.backward = var("DRCONV_BWD")?;
     o.kernel_window = match std::env::var("DRCONV_CORR_UBO").as_deref() {
+        Ok("0") => Some(false),
         Ok("1") => Some(true),
-        _ => off("DRCONV_CORR_UBO"),
+        _ => None,
     };
     o.device_grid = off("DRCONV_INDIRECT");
     Ok(o)

@@ -197,15 +197,21 @@ impl Stages<'_> {
         guide: &GpuTensor,
         region: &GpuTensor,
     ) -> Result<Vec<Step>> {
-        let c = self.c;
+        let (c, s) = (self.c, self.s);
+        // Invocations for `px` pixels each, 64 apart: whole workgroups.
+        let strided = |px: u64| (region.numel() as u64).div_ceil(64 * px) * 64;
         // k = 3, stride 1, dilation 1: runs of 8 pixels along a row share their x loads.
         let runs = c.kernel_size == 3 && c.stride == 1 && c.dilation == 1;
-        let (entry, px) = match (c.region_num <= 4, channel_last.is_some()) {
-            (true, false) => ("guide_argmax4", 8),
-            (false, false) => ("guide_argmax8", 4),
-            (true, true) if runs => ("guide_argmax4_cl3", 8),
-            (true, true) => ("guide_argmax4_cl", 8),
-            (false, true) => ("guide_argmax8_cl", 4),
+        let (entry, items) = match (c.region_num <= 4, channel_last.is_some()) {
+            (true, false) => ("guide_argmax4", strided(8)),
+            (false, false) => ("guide_argmax8", strided(4)),
+            // One invocation per run of 8 pixels of a row.
+            (true, true) if runs => (
+                "guide_argmax4_cl3",
+                (s.batch * s.out_height * s.out_width.div_ceil(8)) as u64,
+            ),
+            (true, true) => ("guide_argmax4_cl", strided(8)),
+            (false, true) => ("guide_argmax8_cl", strided(4)),
         };
         let mut buffers = vec![
             ("bg", self.param(ParamId::GuideB)),
@@ -226,13 +232,6 @@ impl Stages<'_> {
             ),
         };
         buffers.extend(sources);
-        let items = match entry {
-            // One invocation per run of 8 pixels of a row.
-            "guide_argmax4_cl3" => {
-                (self.s.batch * self.s.out_height * self.s.out_width.div_ceil(8)) as u64
-            }
-            _ => (region.numel() as u64).div_ceil(64 * px) * 64,
-        };
         self.ctx
             .steps("guide_argmax", shader, entry, self.dims, &buffers, items)
     }
