@@ -14,13 +14,13 @@
 // inner step 2 vec4 weight loads and 4 x loads feed 32 multiply-adds. The weights of a chunk of
 // KC inner indices are staged in workgroup memory; the invocations of a row group read the same
 // address (a broadcast). x values are read from memory by the invocation that uses them.
-// Tiles are numbered by `group_index` (src/gpu/tiles.rs).
+// Tiles are numbered by `group_index` (src/gpu/correlation.rs).
 // The `_direct` entries skip the staging and read each weight from memory in the inner loop, for
 // CPU adapters (lavapipe): there workgroup memory is ordinary memory, every per-invocation load is
 // a per-lane gather either way, and the staging pass and barriers are pure overhead. The
 // `_direct4` entries (`gemm_tile4`) read the weight rows as vec4s, where I*k*k % 4 == 0. The
-// `_cl4` entries (`gemm_tile_cl4`) keep 16 rows x 4 consecutive pixels per invocation over the
-// same tiles (`cl4_lane`).
+// `_channel_last` entries (`gemm_tile_channel_last`) keep 16 rows x 4 consecutive pixels per invocation over the
+// same tiles (`channel_last_lane`).
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> kern: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -32,16 +32,16 @@
 @group(0) @binding(5) var<storage, read> tile_list: array<u32>;
 // The kernel again, as vec4s along the inner index: as laid out for the `_direct4` entries
 // (I*k*k % 4 == 0), the channel-last copy (rows with the inner index in (u, v, i) order) for the
-// `_cl4` entries (I % 4 == 0).
+// `_channel_last` entries (I % 4 == 0).
 @group(0) @binding(6) var<storage, read> kern4: array<vec4<f32>>;
-// x channel-last (B x H x W x I) as vec4s over 4 input channels, for the `_cl4` entries.
+// x channel-last (B x H x W x I) as vec4s over 4 input channels, for the `_channel_last` entries.
 @group(0) @binding(7) var<storage, read> xt4: array<vec4<f32>>;
 
 // The shader-specific words of `Dims`, by name.
 // row_groups: row groups of 8 rows per tile (`Dims::row_groups`).
 fn row_groups() -> u32 { return d.aux0; }
-// window: the (sample, region) b * r + g of a `selected_cl4_window` dispatch (`Dims::window`).
-fn window() -> u32 { return d.aux1; }
+// bound_region: the (sample, region) b * r + g of a `selected_channel_last_per_region` dispatch (`Dims::bound_region`).
+fn bound_region() -> u32 { return d.aux1; }
 
 const RB: u32 = 8u; // rows per invocation (two vec4s)
 const PB: u32 = 4u; // pixels per invocation
@@ -52,8 +52,8 @@ const NONE: u32 = 0xffffffffu;
 // as vec4s with x from a channel-last copy.
 const STAGED: u32 = 0u;
 const DIRECT: u32 = 1u;
-const VEC4: u32 = 2u;
-const CL4: u32 = 3u;
+const DIRECT4: u32 = 2u;
+const CHANNEL_LAST: u32 = 3u;
 var<workgroup> wsh: array<vec4<f32>, KC * ROWS4_MAX>; // [kc][row4]: 8 KiB
 
 // Rows row0 + 8*cg .. +8 (those below row_end) of sample b times the pixels `pix` (>= H'W'
@@ -198,15 +198,15 @@ fn gemm_tile4(cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>) -> array
 
 // `gemm_tile4` over channel-last copies of x and the kernel, for CPU adapters where I % 4 == 0:
 // a pixel's 4 channels at a tap are one vec4 load and the padding test is once per tap. Each
-// invocation keeps 16 rows x 4 pixels (`cl4_lane`): per 4 channels and tap 16 vec4 weight loads
+// invocation keeps 16 rows x 4 pixels (`channel_last_lane`): per 4 channels and tap 16 vec4 weight loads
 // and 4 vec4 x loads feed 256 multiply-adds. lavapipe runs every storage load as a loop over the
-// lanes, while the uniform windows' weight loads are vector gathers, so the x loads set the
-// pace: 16 rows per x load measured 25-35 % faster than 8 (PERF.md, v13). Taps outer, channel
+// lanes, while the uniform kernels' weight loads are vector gathers, so the x loads set the
+// pace: 16 rows per x load measured 25-35 % faster than 8 (PERF.md, Design). Taps outer, channel
 // blocks inner: unrolling the 9 taps of k = 3 inside the channel loop (addresses computed once)
 // measured 20 % slower.
-// `kb`: the first kernel row of sample b in `kern4` (b * r * O, or 0 in a region's window);
+// `kb`: the first kernel row of sample b in `kern4` (b * r * O, or 0 in a per-region uniform binding);
 // rows first .. first + 15 (those below row_end) from there.
-fn gemm_tile_cl4(b: u32, kb: u32, first: u32, row_end: u32, pix: vec4<u32>) -> Block16 {
+fn gemm_tile_channel_last(b: u32, kb: u32, first: u32, row_end: u32, pix: vec4<u32>) -> Block16 {
     let i4 = d.cin / 4u;
     let kd4 = d.k * d.k * i4;
     let c = corner(pix, vec4(b * d.h * d.w));
@@ -221,12 +221,12 @@ fn gemm_tile_cl4(b: u32, kb: u32, first: u32, row_end: u32, pix: vec4<u32>) -> B
     var u = 0u;
     var v = 0u;
     var c4 = 0u;
-    var t = tap_cl4(c, 0u, 0u, i4);
+    var t = tap_channel_last(c, 0u, 0u, i4);
     for (var s = 0u; s < kd4; s++) {
-        let x = cl4_x(t, c4);
+        let x = channel_last_x(t, c4);
         let o = vec4(s);
-        lo8 = cl4_rows8(lo8, x, lo[0] + o, lo[1] + o);
-        hi8 = cl4_rows8(hi8, x, hi[0] + o, hi[1] + o);
+        lo8 = channel_last_rows8(lo8, x, lo[0] + o, lo[1] + o);
+        hi8 = channel_last_rows8(hi8, x, hi[0] + o, hi[1] + o);
         c4 += 1u;
         if (c4 == i4) {
             c4 = 0u;
@@ -235,20 +235,20 @@ fn gemm_tile_cl4(b: u32, kb: u32, first: u32, row_end: u32, pix: vec4<u32>) -> B
                 v = 0u;
                 u += 1u;
             }
-            t = tap_cl4(c, u, v, i4);
+            t = tap_channel_last(c, u, v, i4);
         }
     }
     return Block16(lo8, hi8);
 }
 
-// The 16 x 4 block of `gemm_tile_cl4`: rows 0 .. 7 and 8 .. 15, each an 8 x 4 block as in
+// The 16 x 4 block of `gemm_tile_channel_last`: rows 0 .. 7 and 8 .. 15, each an 8 x 4 block as in
 // `gemm_tile`.
 struct Block16 {
     lo: array<vec4<f32>, 8>,
     hi: array<vec4<f32>, 8>,
 }
 
-// Where a `_cl4` invocation works in its tile of 8 * groups rows by 256 / groups pixels: the
+// Where a `_channel_last` invocation works in its tile of 8 * groups rows by 256 / groups pixels: the
 // 16-row block `rows` (max(1, groups / 2) of them, fastest) and 4 consecutive pixels from `px`.
 // The invocations past those blocks times 64 / groups pixel lanes have none (`live` false):
 // whole SIMD groups of a CPU adapter, which then skip the tile, as does a lane past a region's
@@ -259,12 +259,12 @@ struct Cl4Lane {
     live: bool,
 }
 
-fn cl4_lane(li: u32, groups: u32) -> Cl4Lane {
+fn channel_last_lane(li: u32, groups: u32) -> Cl4Lane {
     let blocks = max(1u, groups / 2u);
     return Cl4Lane(16u * (li % blocks), 4u * (li / blocks), li < blocks * (64u / groups));
 }
 
-// `store_block` for the 16 x 4 block of `gemm_tile_cl4` (rows row .. row + 15).
+// `store_block` for the 16 x 4 block of `gemm_tile_channel_last` (rows row .. row + 15).
 fn store_block16(acc: Block16, base: u32, row: u32, row_end: u32, pix: vec4<u32>) {
     store_block(acc.lo, base, row, row_end, pix);
     store_block(acc.hi, base, row + 8u, row_end, pix);
@@ -289,7 +289,7 @@ fn corner(pix: vec4<u32>, xb: vec4<u32>) -> Corner {
 
 // Where the 8 kernel rows first .. first+7 after row `base` start (times `stride`, the row length
 // in the units the tile reads): rows past row_end repeat the last one, their results never
-// stored. `base` is sample b's first row, b * r * O, or 0 in a window of one region's rows.
+// stored. `base` is sample b's first row, b * r * O, or 0 in a per-region uniform binding.
 fn weight_rows(base: u32, first: u32, row_end: u32, stride: u32) -> array<vec4<u32>, 2> {
     let kb = vec4(base);
     let rl = vec4(row_end - 1u);
@@ -302,21 +302,21 @@ fn weight_rows(base: u32, first: u32, row_end: u32, stride: u32) -> array<vec4<u
 // Where 4 pixels read tap (u, v) in the channel-last x: the vec4 index of their first channel
 // block, and which of them are inside the image (unsigned compares: a negative coordinate is
 // huge, so one test per axis).
-struct TapCl4 {
+struct TapChannelLast {
     xa: vec4<u32>,
     ok: vec4<bool>,
 }
 
-fn tap_cl4(c: Corner, u: u32, v: u32, i4: u32) -> TapCl4 {
+fn tap_channel_last(c: Corner, u: u32, v: u32, i4: u32) -> TapChannelLast {
     let iy = c.iy0 + i32(u * d.dil);
     let ix = c.ix0 + i32(v * d.dil);
     let ok = (vec4<u32>(iy) < vec4(d.h)) & (vec4<u32>(ix) < vec4(d.w));
     let xa = (c.xb + select(vec4(0u), bitcast<vec4<u32>>(iy * i32(d.w) + ix), ok)) * i4;
-    return TapCl4(xa, ok);
+    return TapChannelLast(xa, ok);
 }
 
 // Channel block c4 of tap t for 4 pixels: 4 vec4 x loads, zero in the padding.
-fn cl4_x(t: TapCl4, c4: u32) -> array<vec4<f32>, 4> {
+fn channel_last_x(t: TapChannelLast, c4: u32) -> array<vec4<f32>, 4> {
     return array<vec4<f32>, 4>(
         select(vec4(0.0), xt4[t.xa.x + c4], t.ok.x),
         select(vec4(0.0), xt4[t.xa.y + c4], t.ok.y),
@@ -327,7 +327,7 @@ fn cl4_x(t: TapCl4, c4: u32) -> array<vec4<f32>, 4> {
 
 // 8 rows (weight vec4 indices `wa`, `wb`: 8 loads) times one channel block `x` of 4 pixels into
 // the 8 x 4 block `acc` (acc[2q + l]: rows 4l .. 4l + 3 of pixel q), 128 multiply-adds.
-fn cl4_rows8(acc: array<vec4<f32>, 8>, x: array<vec4<f32>, 4>, wa: vec4<u32>, wb: vec4<u32>) -> array<vec4<f32>, 8> {
+fn channel_last_rows8(acc: array<vec4<f32>, 8>, x: array<vec4<f32>, 4>, wa: vec4<u32>, wb: vec4<u32>) -> array<vec4<f32>, 8> {
     let r0 = kern4[wa.x];
     let r1 = kern4[wa.y];
     let r2 = kern4[wa.z];
@@ -384,19 +384,19 @@ fn all_regions_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
     let nt = t % ntiles;
     let row0 = ((t / ntiles) % mtiles) * tile_rows;
     let b = t / (ntiles * mtiles);
-    // No return in the CL4 branch: the staged entries' barriers need control flow that a
+    // No return in the CHANNEL_LAST branch: the staged entries' barriers need control flow that a
     // uniformity analysis (WebGPU's) can prove uniform.
-    if (mode == CL4) {
-        let lane = cl4_lane(li, groups);
+    if (mode == CHANNEL_LAST) {
+        let lane = channel_last_lane(li, groups);
         if (lane.live) {
             let px = vec4(nt * tile_px + lane.px) + vec4(0u, 1u, 2u, 3u);
             let end = min(rows, row0 + tile_rows);
-            store_block16(gemm_tile_cl4(b, b * rows, row0 + lane.rows, end, px), b * rows, row0 + lane.rows, end, px);
+            store_block16(gemm_tile_channel_last(b, b * rows, row0 + lane.rows, end, px), b * rows, row0 + lane.rows, end, px);
         }
     } else {
         let pix = vec4(nt * tile_px + pl) + vec4(0u, 1u, 2u, 3u) * lanes;
         var acc: array<vec4<f32>, 8>;
-        if (mode == VEC4) {
+        if (mode == DIRECT4) {
             acc = gemm_tile4(cg, b, row0, rows, pix);
         } else {
             acc = gemm_tile(li, cg, b, row0, rows, pix, mode == STAGED);
@@ -416,16 +416,16 @@ fn selected_tile(wid: vec3<u32>, nwg: vec3<u32>, li: u32, mode: u32) {
 }
 
 // Workgroup t of the tiles k0 .. k0 + n of `tile_list` (times the row tiles), their kernel rows
-// at their sample's place in `kern4` or, `windowed`, at the start of a window holding only
+// at their sample's place in `kern4` or, `per_region`, at the start of a binding holding only
 // their (sample, region)'s O rows.
-fn selected_tiles(t: u32, k0: u32, n: u32, li: u32, mode: u32, windowed: bool) {
+fn selected_tiles(t: u32, k0: u32, n: u32, li: u32, mode: u32, per_region: bool) {
     let groups = row_groups();
     let lanes = 64u / groups;
-    // CL4: `cl4_lane`, 4 consecutive pixels per lane, so that in a region's last, partly filled
+    // CHANNEL_LAST: `channel_last_lane`, 4 consecutive pixels per lane, so that in a region's last, partly filled
     // tile a lane without pixels is a whole SIMD group of a CPU adapter, which then skips the
     // tile instead of computing 4 dead pixels.
-    let cl = mode == CL4;
-    let lane = cl4_lane(li, groups);
+    let cl = mode == CHANNEL_LAST;
+    let lane = channel_last_lane(li, groups);
     let cg = li / lanes;
     let pl = li % lanes;
     let tile_rows = RB * groups;
@@ -450,13 +450,13 @@ fn selected_tiles(t: u32, k0: u32, n: u32, li: u32, mode: u32, windowed: bool) {
         if (lane.live && j.x < count) {
             let row = o0 + lane.rows;
             let end = min(d.cout, o0 + tile_rows);
-            // A window holds only this (sample, region)'s rows; else they follow the sample's.
-            let kb = select(b * d.r * d.cout + g * d.cout, 0u, windowed);
-            store_block16(gemm_tile_cl4(b, kb, row, end, pix), b * d.cout, row, end, pix);
+            // A per-region binding holds only this (sample, region)'s rows; else they follow the sample's.
+            let kb = select(b * d.r * d.cout + g * d.cout, 0u, per_region);
+            store_block16(gemm_tile_channel_last(b, kb, row, end, pix), b * d.cout, row, end, pix);
         }
     } else {
         var acc: array<vec4<f32>, 8>;
-        if (mode == VEC4) {
+        if (mode == DIRECT4) {
             acc = gemm_tile4(cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix);
         } else {
             acc = gemm_tile(li, cg, b, g * d.cout + o0, (g + 1u) * d.cout, pix, mode == STAGED);
@@ -492,25 +492,25 @@ fn selected_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(64)
 fn all_regions_direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) li: u32) {
-    all_regions_tile(wid, nwg, li, VEC4);
+    all_regions_tile(wid, nwg, li, DIRECT4);
 }
 
 @compute @workgroup_size(64)
 fn selected_direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) li: u32) {
-    selected_tile(wid, nwg, li, VEC4);
+    selected_tile(wid, nwg, li, DIRECT4);
 }
 
 @compute @workgroup_size(64)
-fn all_regions_cl4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+fn all_regions_channel_last(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
-    all_regions_tile(wid, nwg, li, CL4);
+    all_regions_tile(wid, nwg, li, CHANNEL_LAST);
 }
 
 @compute @workgroup_size(64)
-fn selected_cl4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+fn selected_channel_last(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-    selected_tile(wid, nwg, li, CL4);
+    selected_tile(wid, nwg, li, CHANNEL_LAST);
 }
 
 // The first of the n listed tiles whose (sample, region) is at least j (the list is sorted by it).
@@ -528,17 +528,17 @@ fn first_tile(j: u32, n: u32) -> u32 {
     return lo;
 }
 
-// `selected_cl4` for one (sample, region) j = window(), its O kernel rows bound alone as the
-// uniform window (`correlation_ubo`) where the whole kernel does not fit 64 KiB but one region's
+// `selected_channel_last` for one (sample, region) j = bound_region(), its O kernel rows bound alone as the
+// uniform binding (`correlation_ubo`) where the whole kernel does not fit 64 KiB but one region's
 // rows do: one dispatch per (sample, region), each over exactly that one's tiles (its grid
 // written by region_select.wgsl `tiles` at tile_args[4 (1 + j)]).
 @compute @workgroup_size(64)
-fn selected_cl4_window(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+fn selected_channel_last_per_region(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) li: u32) {
     let t = group_index(wid, nwg);
     if (t == NONE) { return; }
     let n = tile_list[0];
-    let j = window();
+    let j = bound_region();
     let k0 = first_tile(j, n);
-    selected_tiles(t, k0, first_tile(j + 1u, n) - k0, li, CL4, true);
+    selected_tiles(t, k0, first_tile(j + 1u, n) - k0, li, CHANNEL_LAST, true);
 }

@@ -14,7 +14,7 @@
 @group(0) @binding(3) var<storage, read> bg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> guide: array<f32>;
 @group(0) @binding(5) var<storage, read_write> region: array<i32>;
-// Channel-last copies for the `_cl` entries (CPU adapters, I % 4 == 0): x as B x H x W x I and
+// Channel-last copies for the `_channel_last` entries (CPU adapters, I % 4 == 0): x as B x H x W x I and
 // the weights as k*k x r x I (`transpose` of correlation_bwd.wgsl), as vec4s over 4 channels.
 @group(0) @binding(6) var<storage, read> xt4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> wt4: array<vec4<f32>>;
@@ -54,7 +54,7 @@ struct Best {
 // nothing past the last pixel) and folds them, in order, into the pixel's running argmax.
 // Named registers and one store in a loop whose count is known only at run time, not arrays of
 // pixels unrolled: llvmpipe compiles every memory instruction at first dispatch, and the arrays
-// (kept in memory) with 32 unrolled stores took 180 of guide_argmax8_cl's 290 ms.
+// (kept in memory) with 32 unrolled stores took 180 of guide_argmax8_channel_last's 290 ms.
 fn emit_pixel(pixel: u32, g0: u32, width: u32, lo: vec4<f32>, hi: vec4<f32>, best_in: Best) -> Best {
     let hw = d.ho * d.wo;
     if (pixel >= d.batch * hw) { return best_in; }
@@ -130,19 +130,19 @@ fn corners_in(pix: vec4<u32>, sample: u32) -> Corners {
 
 // Channel-last: the vec4 index of 4 pixels' first channel block at tap offset (dy, dx) from
 // their corners (`corners_in(pix, H*W)`), and which of them are inside the image.
-struct TapCl {
+struct TapChannelLast {
     at: vec4<u32>,
     ok: vec4<bool>,
 }
 
-fn tap_cl(c: Corners, dy: i32, dx: i32) -> TapCl {
+fn tap_channel_last(c: Corners, dy: i32, dx: i32) -> TapChannelLast {
     let ok = (vec4<u32>(c.iy0 + dy) < vec4(d.h)) & (vec4<u32>(c.ix0 + dx) < vec4(d.w));
     let at = select(vec4(0u), c.xo + vec4(bitcast<u32>(dy * i32(d.w) + dx)), ok);
-    return TapCl(at * (d.cin / 4u), ok);
+    return TapChannelLast(at * (d.cin / 4u), ok);
 }
 
 // Region g's weights (0 past r) at tap t for channel block c4, from the channel-last copy.
-fn w_cl(g: u32, t: u32, c4: u32) -> vec4<f32> {
+fn w_channel_last(g: u32, t: u32, c4: u32) -> vec4<f32> {
     let w = wt4[(t * d.r + min(g, d.r - 1u)) * (d.cin / 4u) + c4];
     return select(vec4(0.0), w, g < d.r);
 }
@@ -244,7 +244,7 @@ fn guide_argmax8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 // per tap and block 4 weight and 8 x vec4 loads feed 128 multiply-adds (`guide_argmax4`: 12
 // scalar loads per 32). Every region still runs the same operations in the same order.
 @compute @workgroup_size(WG)
-fn guide_argmax4_cl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn guide_argmax4_channel_last(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
     let i4 = d.cin / 4u;
@@ -260,13 +260,13 @@ fn guide_argmax4_cl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
         for (var u = 0u; u < d.k; u++) {
             for (var v = 0u; v < d.k; v++) {
                 let t = u * d.k + v;
-                let ta = tap_cl(ca, i32(u * d.dil), i32(v * d.dil));
-                let tb = tap_cl(cb, i32(u * d.dil), i32(v * d.dil));
+                let ta = tap_channel_last(ca, i32(u * d.dil), i32(v * d.dil));
+                let tb = tap_channel_last(cb, i32(u * d.dil), i32(v * d.dil));
                 for (var c4 = 0u; c4 < i4; c4++) {
-                    let w0 = w_cl(g0, t, c4);
-                    let w1 = w_cl(g0 + 1u, t, c4);
-                    let w2 = w_cl(g0 + 2u, t, c4);
-                    let w3 = w_cl(g0 + 3u, t, c4);
+                    let w0 = w_channel_last(g0, t, c4);
+                    let w1 = w_channel_last(g0 + 1u, t, c4);
+                    let w2 = w_channel_last(g0 + 2u, t, c4);
+                    let w3 = w_channel_last(g0 + 3u, t, c4);
                     let x0 = select(vec4(0.0), xt4[ta.at.x + c4], ta.ok.x);
                     let x1 = select(vec4(0.0), xt4[ta.at.y + c4], ta.ok.y);
                     let x2 = select(vec4(0.0), xt4[ta.at.z + c4], ta.ok.z);
@@ -293,10 +293,10 @@ fn guide_argmax4_cl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
     regions4(pb, qb);
 }
 
-// `guide_argmax8` over channel-last copies (see `guide_argmax4_cl`): per tap and block 8 weight
+// `guide_argmax8` over channel-last copies (see `guide_argmax4_channel_last`): per tap and block 8 weight
 // and 4 x vec4 loads feed 128 multiply-adds.
 @compute @workgroup_size(WG)
-fn guide_argmax8_cl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn guide_argmax8_channel_last(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
     let i4 = d.cin / 4u;
@@ -309,16 +309,16 @@ fn guide_argmax8_cl(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
         for (var u = 0u; u < d.k; u++) {
             for (var v = 0u; v < d.k; v++) {
                 let t = u * d.k + v;
-                let tp = tap_cl(cs, i32(u * d.dil), i32(v * d.dil));
+                let tp = tap_channel_last(cs, i32(u * d.dil), i32(v * d.dil));
                 for (var c4 = 0u; c4 < i4; c4++) {
-                    let w0 = w_cl(g0, t, c4);
-                    let w1 = w_cl(g0 + 1u, t, c4);
-                    let w2 = w_cl(g0 + 2u, t, c4);
-                    let w3 = w_cl(g0 + 3u, t, c4);
-                    let w4 = w_cl(g0 + 4u, t, c4);
-                    let w5 = w_cl(g0 + 5u, t, c4);
-                    let w6 = w_cl(g0 + 6u, t, c4);
-                    let w7 = w_cl(g0 + 7u, t, c4);
+                    let w0 = w_channel_last(g0, t, c4);
+                    let w1 = w_channel_last(g0 + 1u, t, c4);
+                    let w2 = w_channel_last(g0 + 2u, t, c4);
+                    let w3 = w_channel_last(g0 + 3u, t, c4);
+                    let w4 = w_channel_last(g0 + 4u, t, c4);
+                    let w5 = w_channel_last(g0 + 5u, t, c4);
+                    let w6 = w_channel_last(g0 + 6u, t, c4);
+                    let w7 = w_channel_last(g0 + 7u, t, c4);
                     let x0 = select(vec4(0.0), xt4[tp.at.x + c4], tp.ok.x);
                     let x1 = select(vec4(0.0), xt4[tp.at.y + c4], tp.ok.y);
                     let x2 = select(vec4(0.0), xt4[tp.at.z + c4], tp.ok.z);
@@ -365,13 +365,13 @@ fn dot4(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, x: vec4<f32>
     return vec4(dot(w0, x), dot(w1, x), dot(w2, x), dot(w3, x));
 }
 
-// `guide_argmax4_cl` for k = 3, stride 1, dilation 1 (CPU adapters, I % 4 == 0, r <= 4): each
+// `guide_argmax4_channel_last` for k = 3, stride 1, dilation 1 (CPU adapters, I % 4 == 0, r <= 4): each
 // invocation owns a run of 8 consecutive output pixels of one row, so the 3 taps of a kernel row
 // read 10 x columns, not 24: per kernel row and channel block 10 x and 12 weight vec4 loads feed
-// 384 multiply-adds (`guide_argmax4_cl`: 24 and 12). Terms are summed kernel row by kernel row,
+// 384 multiply-adds (`guide_argmax4_channel_last`: 24 and 12). Terms are summed kernel row by kernel row,
 // channel block by block, tap by tap, the same for every region.
 @compute @workgroup_size(WG)
-fn guide_argmax4_cl3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn guide_argmax4_channel_last_k3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
     let i4 = d.cin / 4u;
@@ -398,10 +398,10 @@ fn guide_argmax4_cl3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
             let q9 = x_at(at + c4, col + 9, row_ok, i4);
             for (var v = 0u; v < 3u; v++) {
                 let t = u * 3u + v;
-                let w0 = w_cl(0u, t, c4);
-                let w1 = w_cl(1u, t, c4);
-                let w2 = w_cl(2u, t, c4);
-                let w3 = w_cl(3u, t, c4);
+                let w0 = w_channel_last(0u, t, c4);
+                let w1 = w_channel_last(1u, t, c4);
+                let w2 = w_channel_last(2u, t, c4);
+                let w3 = w_channel_last(3u, t, c4);
                 // Pixel j reads column j + v: the run's x shifted by v.
                 let s0 = select(select(p.x0, p.x1, v == 1u), p.x2, v == 2u);
                 let s1 = select(select(p.x1, p.x2, v == 1u), p.x3, v == 2u);

@@ -2,7 +2,7 @@
 // channels. Group g reads sigmoid channels g*r..g*r+r-1 and writes channels g*I*O..(g+1)*I*O-1:
 // per (b, g) a small GEMM, kernel[c, uv] = b3[c] + sum_j w3[c, j] * sig[j, uv], with only r
 // terms per output. `main` (any r): one invocation per (b, g, 8 channels, 4 taps); per j, 8 weight
-// and 4 sigmoid loads feed 32 multiply-adds. `main_r8` (r <= 8): one invocation per (b, g, 8
+// and 4 sigmoid loads feed 32 multiply-adds. `registers` (r <= 8): one invocation per (b, g, 8
 // channels) for every tap, its weights kept in registers. CPU adapters with k = 3 and r in {4, 8}
 // use kernel_gen_k3.wgsl instead (`kernel_gen_entry` in src/gpu/forward.rs picks).
 @group(0) @binding(1) var<storage, read> sig: array<f32>;
@@ -19,7 +19,7 @@ fn chans(c0: u32, h: u32, c_last: u32) -> vec4<u32> {
 
 // Item = ((b * r + g) * ceil(I*O / 8) + channel block) * ceil(k*k / 4) + tap block.
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn blocked(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
     let kk = d.k * d.k;
@@ -87,7 +87,7 @@ fn store4(ob: u32, q: u32, nq: u32, nt: u32, v: vec4<f32>) {
 // feed 256 multiply-adds. The same operations in the same order as `main`.
 // Item = (b * r + g) * ceil(I*O / 8) + channel block.
 @compute @workgroup_size(WG)
-fn main_r8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn registers(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
     let kk = d.k * d.k;

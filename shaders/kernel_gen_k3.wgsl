@@ -11,7 +11,7 @@
 // `main` (bitwise-equal kernels).
 // layouts() says which layouts to write: bit 0 the kernel as laid out (`kern4`), bit 1 the
 // correlation's channel-last copy (`kt4`: rows g*O + o of B*r*O, inner index (u, v, i), see
-// correlation.wgsl `_cl4`), which needs I % 4 == 0: a vec4 of 4 channels is then 4 consecutive
+// correlation.wgsl `_channel_last`), which needs I % 4 == 0: a vec4 of 4 channels is then 4 consecutive
 // input channels of one row, so the same registers are stored there tap by tap.
 @group(0) @binding(1) var<storage, read> sig4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w34: array<vec4<f32>>;
@@ -26,7 +26,7 @@ fn layouts() -> u32 { return d.aux1; }
 // Item = (b * 8 + g) * (I*O / (4 * nb)) + group of nb channel blocks (nb = channel_blocks() divides
 // I*O / 4): the blocks share the sigmoid map's loads, one after the other.
 @compute @workgroup_size(WG)
-fn main_r8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn unrolled_r8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
     let io = d.cin * d.cout;
@@ -184,7 +184,7 @@ fn main_r8(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 // Item = (b * 4 + g) * (I*O / (4 * nb)) + group of nb channel blocks (nb = channel_blocks() divides
 // I*O / 4): the blocks share the sigmoid map's loads, one after the other.
 @compute @workgroup_size(WG)
-fn main_r4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn unrolled_r4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
     let io = d.cin * d.cout;

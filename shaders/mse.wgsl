@@ -1,8 +1,8 @@
 // MSE loss mean((y - t)^2) over loss_elements() elements and its gradient 2 (y - t) / N. The loss reduces
 // in two fixed-order stages: chunks of loss_chunk() elements, then the chunk sums in order.
-// Outputs larger than one storage binding are bound window by window (buffer ranges of y, tgt
-// and gy): d.cin is the window's element count and d.cout the index of its first chunk. Windows
-// start at multiples of loss_chunk() elements, so the chunks (and the loss) are those of one window.
+// Outputs larger than one storage binding are bound range by range (buffer ranges of y, tgt
+// and gy): d.cin is the range's element count and d.cout the index of its first chunk. Ranges
+// start at multiples of loss_chunk() elements, so the chunks (and the loss) are those of one range.
 @group(0) @binding(1) var<storage, read> y: array<f32>;
 @group(0) @binding(2) var<storage, read> tgt: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gy: array<f32>;
@@ -15,7 +15,7 @@ fn loss_elements() -> u32 { return d.aux0; }
 // loss_chunk: elements per partial sum.
 fn loss_chunk() -> u32 { return d.aux1; }
 
-// One invocation per element of the window.
+// One invocation per element of the range.
 @compute @workgroup_size(WG)
 fn grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
@@ -23,7 +23,7 @@ fn grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     gy[idx] = 2.0 * (y[idx] - tgt[idx]) / f32(loss_elements());
 }
 
-// One invocation per chunk of the window.
+// One invocation per chunk of the range.
 @compute @workgroup_size(WG)
 fn loss_partial(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = item_index(gid, nwg);

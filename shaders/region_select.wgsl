@@ -40,7 +40,7 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 
 var<workgroup> part: array<vec4<u32>, 64>;
 
-// One workgroup per sample (see src/gpu/tiles.rs); invocation li owns a contiguous chunk of
+// One workgroup per sample (see src/gpu/correlation.rs); invocation li owns a contiguous chunk of
 // pixels. For 4 regions at a time: count the chunk's pixels of each, offset by the counts of the
 // chunks before (a stable counting sort, no atomics: the same order every run). Each pass reads
 // the chunk once for 4 regions (llvmpipe: one per-lane load loop per pixel and pass).
@@ -108,7 +108,7 @@ fn write_grid(at: u32, groups: u32) {
 }
 
 // One workgroup. Tiles are row_groups() row groups of 8 rows by 256 / row_groups() pixels, as the
-// correlation's (src/gpu/tiles.rs `CorrTiling`). Samples go 64 at a time, one per invocation:
+// correlation's (src/gpu/correlation.rs `CorrTiling`). Samples go 64 at a time, one per invocation:
 // count its tiles, offset by the samples before (a scan in workgroup memory), write its entries.
 // With the grid sized to n the correlation runs no empty workgroups; a CPU adapter's threads
 // each take a fixed contiguous share of a dispatch, so empty ones at the end idled one thread.
@@ -140,7 +140,7 @@ fn tiles(@builtin(local_invocation_index) li: u32) {
             let mt = (d.cout + tile_rows - 1u) / tile_rows;
             for (var g = 0u; g < d.r; g++) {
                 let end = starts[s + g + 1u];
-                // The grid of this (sample, region)'s own dispatch (`selected_cl4_window`).
+                // The grid of this (sample, region)'s own dispatch (`selected_channel_last_per_region`).
                 let own = (end - starts[s + g] + tile_px - 1u) / tile_px * mt;
                 write_grid(4u * (1u + b * d.r + g), own);
                 for (var f = starts[s + g]; f < end; f += tile_px) {

@@ -166,7 +166,7 @@ impl DrConv2d {
                 crate::gpu::plan::forward(ctx, config, params, shape, mode)
             })
             .await??;
-        let plan = crate::gpu::calibrate::region_windows(ctx, config, params, plan).await?;
+        let plan = crate::gpu::autotune::per_region_uniform(ctx, config, params, plan).await?;
         self.built += 1;
         Ok(self.plans.insert(key, Entry { plan, fed: None }))
     }
@@ -257,7 +257,7 @@ impl DrConv2d {
     pub fn param_grads(&mut self) -> Result<[GpuTensor; 6]> {
         if self.param_grads.is_none() {
             // Stored, not bound whole: conv_kernel.3's may exceed one binding (split plans copy
-            // it in row slices, the optimizer binds it in windows).
+            // it in row slices, the optimizer binds it in ranges).
             self.param_grads = Some(crate::gpu::split::layer_param_grad_buffers(
                 &self.ctx,
                 &self.config,
@@ -429,7 +429,7 @@ pub async fn read_trace(ctx: &GpuContext, plan: &ForwardPlan) -> Result<ForwardT
         pooled: plan.pooled.read(ctx).await?,
         kernel_logits: plan.kernel_logits.read(ctx).await?,
         sigmoid: plan.sigmoid.read(ctx).await?,
-        kernel: match plan.kernel_channel_last {
+        kernel: match plan.decisions.kernel_channel_last {
             true => kernel_from_channel_last(plan.kernel.read(ctx).await?, plan.input.shape[1]),
             false => plan.kernel.read(ctx).await?,
         },

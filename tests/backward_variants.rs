@@ -6,7 +6,7 @@
 //! take the gather entries and the test is trivially true.
 
 mod cases;
-use cases::{bits, config, context_with, forced, input, Case};
+use cases::{bits, context_with, forced, Case};
 
 use drconv::Tensor;
 use drconv::{DrConv2d, DrConvParams, Mode};
@@ -20,18 +20,19 @@ fn cpu_correlation_backward_matches_gather_bitwise() {
         ];
         // I and O multiples of 4 (the CPU entries), both kernel transposes (k = 3 and the
         // generic k), r > 4 and r <= 4, and more than one guide weight chunk (B*H'*W' > 256).
+        #[rustfmt::skip]
         let cases: [Case; 5] = [
-            (8, 8, 3, 4, 1, 1, 1, [2, 8, 9, 9]),
-            (4, 12, 3, 8, 2, 1, 1, [1, 4, 11, 10]),
-            (8, 4, 1, 3, 1, 0, 1, [3, 8, 6, 7]),
-            (4, 8, 5, 2, 1, 2, 2, [1, 4, 12, 12]),
-            (8, 4, 3, 5, 1, 1, 1, [2, 8, 14, 13]),
+            Case { i: 8, o: 8, batch: 2, h: 9, w: 9, ..Case::K3 },
+            Case { o: 12, r: 8, stride: 2, h: 11, w: 10, ..Case::K3 },
+            Case { i: 8, k: 1, r: 3, padding: 0, batch: 3, h: 6, w: 7, ..Case::K3 },
+            Case { o: 8, k: 5, r: 2, padding: 2, dilation: 2, h: 12, w: 12, ..Case::K3 },
+            Case { i: 8, r: 5, batch: 2, h: 14, w: 13, ..Case::K3 },
         ];
         for (n, c) in cases.iter().enumerate() {
-            let config = config(c);
+            let config = c.config();
             let params = DrConvParams::init(config, 60 + n as u64).unwrap();
-            let x = input(c, n as u64);
-            let s = config.forward_shape(&c.7).unwrap();
+            let x = c.input(n as u64);
+            let s = config.forward_shape(&c.input_shape()).unwrap();
             let gy = Tensor::randn(&s.output(&config), 90 + n as u64);
             let mut runs = Vec::new();
             for (k, ctx) in contexts.iter().enumerate() {

@@ -16,50 +16,51 @@ use std::sync::Arc;
 
 use drconv::internal::gpu::correlation::CorrTiling;
 mod cases;
-use cases::{config, context_with, forced, input, Case};
+use cases::{context_with, forced, Case};
 
 use drconv::verify::compare;
 use drconv::verify::FORWARD_TOL;
 use drconv::{DrConv2d, DrConvParams, GpuContext, Mode};
 
+#[rustfmt::skip]
 const CASES: [Case; 18] = [
-    (3, 8, 3, 1, 1, 1, 1, [1, 3, 24, 24]),
-    (4, 16, 3, 2, 1, 1, 1, [2, 4, 16, 16]),
-    (5, 32, 3, 4, 2, 1, 1, [1, 5, 30, 30]),
-    (3, 64, 3, 8, 1, 2, 2, [1, 3, 14, 14]),
-    (6, 5, 3, 12, 1, 1, 1, [3, 6, 10, 9]),
-    (8, 40, 1, 5, 1, 0, 1, [2, 8, 9, 7]),
+    Case { i: 3, o: 8, r: 1, h: 24, w: 24, ..Case::K3 },
+    Case { o: 16, r: 2, batch: 2, h: 16, w: 16, ..Case::K3 },
+    Case { i: 5, o: 32, stride: 2, h: 30, w: 30, ..Case::K3 },
+    Case { i: 3, o: 64, r: 8, padding: 2, dilation: 2, h: 14, w: 14, ..Case::K3 },
+    Case { i: 6, o: 5, r: 12, batch: 3, h: 10, w: 9, ..Case::K3 },
+    Case { i: 8, o: 40, k: 1, r: 5, padding: 0, batch: 2, h: 9, w: 7, ..Case::K3 },
     // I*k*k % 4 == 0: the vec4 weight rows of the `direct4` entries, at two more tilings.
-    (4, 64, 3, 8, 1, 2, 2, [1, 4, 14, 14]),
-    (8, 32, 3, 4, 2, 1, 1, [1, 8, 30, 30]),
+    Case { o: 64, r: 8, padding: 2, dilation: 2, h: 14, w: 14, ..Case::K3 },
+    Case { i: 8, o: 32, stride: 2, h: 30, w: 30, ..Case::K3 },
     // Small regions and O = 128: 16 row groups (128 x 16 tiles) without staging.
-    (4, 128, 3, 8, 1, 1, 1, [1, 4, 10, 10]),
+    Case { o: 128, r: 8, h: 10, w: 10, ..Case::K3 },
     // Batches through the unrolled k = 3 kernel generators (r = 4 and r = 8, blocks of 4
     // channels; I*O / 4 odd: one block per invocation; I % 4 != 0: no channel-last rows).
-    (8, 16, 3, 4, 1, 1, 1, [3, 8, 10, 10]),
-    (4, 16, 3, 8, 1, 1, 1, [2, 4, 9, 9]),
-    (4, 5, 3, 8, 1, 1, 1, [2, 4, 9, 9]),
-    (2, 6, 3, 4, 1, 1, 1, [3, 2, 8, 8]),
+    Case { i: 8, o: 16, batch: 3, h: 10, w: 10, ..Case::K3 },
+    Case { o: 16, r: 8, batch: 2, h: 9, w: 9, ..Case::K3 },
+    Case { o: 5, r: 8, batch: 2, h: 9, w: 9, ..Case::K3 },
+    Case { i: 2, o: 6, batch: 3, ..Case::K3 },
     // More than 64 samples: `corr_tiles` scans the batch 64 samples at a time.
-    (4, 8, 3, 4, 1, 1, 1, [70, 4, 6, 6]),
+    Case { o: 8, batch: 70, h: 6, w: 6, ..Case::K3 },
     // The channel-last guide's runs of 8 pixels along a row (k = 3, stride 1, r <= 4): no
     // padding (rows shorter than the input) and padding 2 (taps past both edges), runs cut short
     // at the row's end.
-    (4, 8, 3, 3, 1, 0, 1, [2, 4, 13, 11]),
-    (8, 8, 3, 2, 1, 2, 1, [1, 8, 7, 9]),
+    Case { o: 8, r: 3, padding: 0, batch: 2, h: 13, w: 11, ..Case::K3 },
+    Case { i: 8, o: 8, r: 2, padding: 2, h: 7, w: 9, ..Case::K3 },
     // Kernels over 64 KiB whose (sample, region) rows fit one: on channel-last adapters with the
-    // window on, one uniform window and dispatch per (sample, region) (`selected_cl4_window`).
-    (16, 16, 3, 4, 1, 1, 1, [4, 16, 12, 12]),
-    (8, 32, 3, 8, 1, 1, 1, [2, 8, 8, 8]),
+    // window on, one uniform window and dispatch per (sample, region) (`selected_channel_last_per_region`).
+    Case { i: 16, o: 16, batch: 4, h: 12, w: 12, ..Case::K3 },
+    Case { i: 8, o: 32, r: 8, batch: 2, ..Case::K3 },
 ];
 
 /// Whether a case's fused plan takes a window per (sample, region) where the variants allow:
 /// the whole kernel over 64 KiB, one region's rows within it and at a uniform offset the device
 /// can bind, at most 64 windows.
-fn region_windows(c: &Case, limits: &drconv::wgpu::Limits) -> bool {
-    let (batch, kk) = (c.7[0] as u64, (c.2 * c.2) as u64);
-    let block = 4 * (c.0 * c.1) as u64 * kk;
-    let windows = batch * c.3 as u64;
+fn per_region_uniform(c: &Case, limits: &drconv::wgpu::Limits) -> bool {
+    let (batch, kk) = (c.batch as u64, (c.k * c.k) as u64);
+    let block = 4 * (c.i * c.o) as u64 * kk;
+    let windows = batch * c.r as u64;
     block * windows > 65536
         && block <= 65536
         && block.is_multiple_of(limits.min_uniform_buffer_offset_alignment as u64)
@@ -68,9 +69,9 @@ fn region_windows(c: &Case, limits: &drconv::wgpu::Limits) -> bool {
 
 /// The tilings the planner picks for a case: (all-regions, fused), as `ForwardPlan::build` does.
 fn tilings(c: &Case) -> (u64, u64) {
-    let cfg = config(c);
-    let s = cfg.forward_shape(&c.7).unwrap();
-    let (hw, r, o) = ((s.out_height * s.out_width) as u64, c.3 as u64, c.1 as u64);
+    let cfg = c.config();
+    let s = cfg.forward_shape(&c.input_shape()).unwrap();
+    let (hw, r, o) = ((s.out_height * s.out_width) as u64, c.r as u64, c.o as u64);
     (
         CorrTiling::dense(r * o, hw, true).groups,
         CorrTiling::per_region(o, hw, r, true).groups,
@@ -85,11 +86,11 @@ fn cases_cover_every_tiling_and_guide_kernel() {
     assert!(fused.len() >= 3, "fused tilings covered: {fused:?}");
     // Without staging (CPU adapters) the planner may also pick 16 row groups.
     assert!(CASES.iter().any(|c| {
-        let s = config(c).forward_shape(&c.7).unwrap();
+        let s = c.config().forward_shape(&c.input_shape()).unwrap();
         let hw = (s.out_height * s.out_width) as u64;
-        CorrTiling::per_region(c.1 as u64, hw, c.3 as u64, false).groups == 16
+        CorrTiling::per_region(c.o as u64, hw, c.r as u64, false).groups == 16
     }));
-    assert!(CASES.iter().any(|c| c.3 <= 4) && CASES.iter().any(|c| c.3 > 4 && c.3 % 8 != 0));
+    assert!(CASES.iter().any(|c| c.r <= 4) && CASES.iter().any(|c| c.r > 4 && c.r % 8 != 0));
 }
 
 /// Smallest gap between a pixel's two largest guide values (near-ties may legitimately flip
@@ -129,19 +130,19 @@ fn bitwise(a: &[f32], b: &[f32], what: &str) {
 fn fused_matches_all_regions_bitwise_and_the_cpu() {
     pollster::block_on(async {
         // Each correlation variant with one of the kernel generators (`Variants::choose`).
-        // `cl4` also with its kernel rows in a storage buffer (these small kernels otherwise go
+        // `channel_last` also with its kernel rows in a storage buffer (these small kernels otherwise go
         // through the uniform window) and with the fused correlation's grid sized on the host
         // (the fallback without indirect dispatch); the others as each adapter picks.
         for (corr, kernel_gen, indirect, ubo) in [
-            ("staged", "main", true, true),
-            ("direct", "r8", true, true),
-            ("direct4", "k3", true, true),
-            ("cl4", "k3", true, true),
-            ("cl4", "k3", false, false),
+            ("staged", "blocked", true, true),
+            ("direct", "registers", true, true),
+            ("direct4", "unrolled_k3", true, true),
+            ("channel_last", "unrolled_k3", true, true),
+            ("channel_last", "unrolled_k3", false, false),
         ] {
             let mut variants = forced(Some(corr), Some(kernel_gen), None);
             variants.device_grid = Some(indirect);
-            variants.kernel_window = Some(ubo);
+            variants.uniform_kernel = Some(ubo);
             let ctx = context_with(variants).await;
             let variant = format!("{corr}/{kernel_gen}/ubo={ubo}/indirect={indirect}");
             check_cases(&ctx, &variant).await;
@@ -150,12 +151,12 @@ fn fused_matches_all_regions_bitwise_and_the_cpu() {
 }
 
 async fn check_cases(ctx: &Arc<GpuContext>, variant: &str) {
-    let windowed = CASES.iter().filter(|c| region_windows(c, ctx.limits()));
+    let windowed = CASES.iter().filter(|c| per_region_uniform(c, ctx.limits()));
     assert!(windowed.count() >= 2, "cases with a window per region");
     for (n, case) in CASES.iter().enumerate() {
-        let cfg = config(case);
+        let cfg = case.config();
         let params = DrConvParams::init(cfg, 40 + n as u64).unwrap();
-        let x = input(case, n as u64);
+        let x = case.input(n as u64);
         let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
         let xg = layer.upload(&x).unwrap();
         layer.plan(&xg, Mode::Training).await.unwrap().poison(ctx);
@@ -168,11 +169,12 @@ async fn check_cases(ctx: &Arc<GpuContext>, variant: &str) {
             .plan(&xg, Mode::Inference)
             .await
             .unwrap()
-            .region_windows
+            .decisions
+            .per_region_uniform
             .is_some();
-        let want_windows = region_windows(case, ctx.limits())
+        let want_windows = per_region_uniform(case, ctx.limits())
             && v.channel_last()
-            && v.kernel_window
+            && v.uniform_kernel
             && v.device_grid;
         assert_eq!(windowed, want_windows, "{what}: windows per region");
         bitwise(
@@ -198,7 +200,7 @@ async fn check_cases(ctx: &Arc<GpuContext>, variant: &str) {
             FORWARD_TOL.1,
         );
         assert!(ok, "{what}: output vs CPU, max abs err {err:e}");
-        let s = cfg.forward_shape(&case.7).unwrap();
+        let s = cfg.forward_shape(&case.input_shape()).unwrap();
         let hw = s.out_height * s.out_width;
         if min_guide_gap(&cpu.guide.data, s.batch, cfg.region_num, hw) >= 1e-4 {
             assert_eq!(
@@ -221,8 +223,8 @@ async fn check_lists(
     case: &Case,
     what: &str,
 ) {
-    let cfg = config(case);
-    let s = cfg.forward_shape(&case.7).unwrap();
+    let cfg = case.config();
+    let s = cfg.forward_shape(&case.input_shape()).unwrap();
     let hw = s.out_height * s.out_width;
     // The lists: per sample, region g's pixels ascending, every pixel exactly once.
     let plan = layer.plan(xg, Mode::Inference).await.unwrap();
@@ -309,32 +311,32 @@ async fn check_lists(
 }
 
 /// Where the shape rule gives the fused correlation a window per (sample, region) and nothing
-/// forces `kernel_window`, the first inference plan of a (configuration, shape) times the plan
+/// forces `uniform_kernel`, the first inference plan of a (configuration, shape) times the plan
 /// with the windows against the one without and keeps the faster (they pay on some hosts and
 /// cost on others): the choice is recorded on the context, the kept plan follows it, a second
 /// layer of the same key follows it without measuring again, and the output is bitwise the
-/// all-regions path's either way. A forced `kernel_window` is never measured.
+/// all-regions path's either way. A forced `uniform_kernel` is never measured.
 #[test]
-fn the_region_windows_are_measured_once_per_shape() {
+fn the_per_region_uniform_are_measured_once_per_shape() {
     pollster::block_on(async {
-        let ctx = context_with(forced(Some("cl4"), Some("k3"), None)).await;
-        let cases = CASES.iter().filter(|c| region_windows(c, ctx.limits()));
+        let ctx = context_with(forced(Some("channel_last"), Some("unrolled_k3"), None)).await;
+        let cases = CASES.iter().filter(|c| per_region_uniform(c, ctx.limits()));
         let mut measured = 0;
         for (n, case) in cases.enumerate() {
-            let cfg = config(case);
+            let cfg = case.config();
             assert_eq!(
-                ctx.region_windows_choice(&cfg, &case.7),
+                ctx.per_region_uniform_choice(&cfg, &case.input_shape()),
                 None,
                 "not yet measured"
             );
-            let x = input(case, n as u64);
+            let x = case.input(n as u64);
             let mut choice = None;
             for seed in [60, 61] {
                 let params = DrConvParams::init(cfg, seed + n as u64).unwrap();
                 let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
                 let xg = layer.upload(&x).unwrap();
                 let fused = layer.forward_trace(&xg, Mode::Inference).await.unwrap();
-                let on = ctx.region_windows_choice(&cfg, &case.7);
+                let on = ctx.per_region_uniform_choice(&cfg, &case.input_shape());
                 assert!(
                     on.is_some(),
                     "case {case:?}: the first plan measured the windows"
@@ -345,7 +347,11 @@ fn the_region_windows_are_measured_once_per_shape() {
                 );
                 choice = on;
                 let plan = layer.plan(&xg, Mode::Inference).await.unwrap();
-                assert_eq!(plan.region_windows.is_some(), on.unwrap(), "case {case:?}");
+                assert_eq!(
+                    plan.decisions.per_region_uniform.is_some(),
+                    on.unwrap(),
+                    "case {case:?}"
+                );
                 assert_eq!(layer.plans_built(), 1, "case {case:?}: one plan kept");
                 let full = layer.forward_trace(&xg, Mode::Training).await.unwrap();
                 bitwise(
@@ -358,19 +364,25 @@ fn the_region_windows_are_measured_once_per_shape() {
         }
         assert!(measured >= 2, "cases with a window per region");
 
-        let mut on = forced(Some("cl4"), Some("k3"), None);
-        on.kernel_window = Some(true);
+        let mut on = forced(Some("channel_last"), Some("unrolled_k3"), None);
+        on.uniform_kernel = Some(true);
         let ctx = context_with(on).await;
         let case = CASES
             .iter()
-            .find(|c| region_windows(c, ctx.limits()))
+            .find(|c| per_region_uniform(c, ctx.limits()))
             .unwrap();
-        let cfg = config(case);
+        let cfg = case.config();
         let params = DrConvParams::init(cfg, 62).unwrap();
         let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
-        let xg = layer.upload(&input(case, 0)).unwrap();
+        let xg = layer.upload(&case.input(0)).unwrap();
         let plan = layer.plan(&xg, Mode::Inference).await.unwrap();
-        assert!(plan.region_windows.is_some(), "forced windows are taken");
-        assert_eq!(ctx.region_windows_choice(&cfg, &case.7), Some(true));
+        assert!(
+            plan.decisions.per_region_uniform.is_some(),
+            "forced windows are taken"
+        );
+        assert_eq!(
+            ctx.per_region_uniform_choice(&cfg, &case.input_shape()),
+            Some(true)
+        );
     });
 }

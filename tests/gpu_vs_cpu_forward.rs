@@ -387,7 +387,7 @@ fn guide_ties_pick_the_first_region_on_every_guide_kernel() {
     let ctx = context();
     pollster::block_on(async {
         // Dilation 2 keeps r <= 4 on the channel-last guide's general entry; dilation 1 there
-        // takes its runs of 8 pixels (`guide_argmax4_cl3`).
+        // takes its runs of 8 pixels (`guide_argmax4_channel_last_k3`).
         for (i, r, dil) in [(3, 4, 1), (8, 4, 1), (8, 4, 2), (8, 6, 1)] {
             let c = DrConvConfig::new(i, 4, 3, r)
                 .unwrap()

@@ -7,27 +7,28 @@
 //! reads returning zero would now read the sentinel, a NaN).
 
 mod cases;
-use cases::{config, context_with, forced, input, Case};
+use cases::{context_with, forced, Case};
 
 use drconv::verify::{BACKWARD_TOL, FORWARD_TOL};
 use drconv::{cpu, DrConv2d, DrConvParams, Mode};
 use drconv::{verify::compare, Tensor};
 
+#[rustfmt::skip]
 const CASES: [Case; 6] = [
-    (8, 8, 3, 4, 1, 1, 1, [2, 8, 9, 9]),
-    (4, 16, 3, 8, 1, 1, 1, [1, 4, 10, 11]),
-    (4, 12, 3, 8, 2, 1, 1, [1, 4, 11, 10]),
-    (3, 5, 3, 12, 1, 1, 1, [2, 3, 7, 6]),
-    (8, 4, 1, 3, 1, 0, 1, [3, 8, 6, 7]),
-    (4, 8, 5, 2, 1, 2, 2, [1, 4, 12, 12]),
+    Case { i: 8, o: 8, batch: 2, h: 9, w: 9, ..Case::K3 },
+    Case { o: 16, r: 8, h: 10, w: 11, ..Case::K3 },
+    Case { o: 12, r: 8, stride: 2, h: 11, w: 10, ..Case::K3 },
+    Case { i: 3, o: 5, r: 12, batch: 2, h: 7, w: 6, ..Case::K3 },
+    Case { i: 8, k: 1, r: 3, padding: 0, batch: 3, h: 6, w: 7, ..Case::K3 },
+    Case { o: 8, k: 5, r: 2, padding: 2, dilation: 2, h: 12, w: 12, ..Case::K3 },
 ];
 
 /// (correlation, kernel generator, backward): the adapter's defaults, then the other entries.
 const VARIANTS: [[Option<&str>; 3]; 4] = [
     [None, None, None],
-    [Some("staged"), Some("main"), Some("gather")],
-    [Some("direct"), Some("r8"), Some("gather")],
-    [Some("direct4"), Some("k3"), None],
+    [Some("staged"), Some("blocked"), Some("gather")],
+    [Some("direct"), Some("registers"), Some("gather")],
+    [Some("direct4"), Some("unrolled_k3"), None],
 ];
 
 fn close(what: &str, got: &[f32], want: &[f32], tol: (f64, f64)) {
@@ -42,10 +43,10 @@ fn every_dispatch_stays_inside_its_tensors() {
             let ctx = context_with(forced(variant[0], variant[1], variant[2])).await;
             ctx.set_guard(true);
             for (n, c) in CASES.iter().enumerate() {
-                let config = config(c);
+                let config = c.config();
                 let what = format!("{variant:?} case {n} {c:?}");
                 let params = DrConvParams::init(config, 70 + n as u64).unwrap();
-                let x = input(c, n as u64);
+                let x = c.input(n as u64);
                 let want = cpu::forward(&params, &x).unwrap();
                 let gy = Tensor::randn(&want.output.shape, 80 + n as u64);
                 let want_grads = cpu::backward(&params, &x, &want, &gy).unwrap();

@@ -310,21 +310,21 @@ fn windows_cover_the_tensor_at_aligned_offsets() {
         min_storage_buffer_offset_alignment: 256,
         ..wgpu::Limits::default()
     };
-    assert_eq!(limits::windows(&l, "t", 1024, 1).unwrap(), vec![(0, 1024)]);
+    assert_eq!(limits::ranges(&l, "t", 1024, 1).unwrap(), vec![(0, 1024)]);
     assert_eq!(
-        limits::windows(&l, "t", 2500, 1).unwrap(),
+        limits::ranges(&l, "t", 2500, 1).unwrap(),
         vec![(0, 1024), (1024, 1024), (2048, 452)]
     );
     // Whole blocks of 256 elements: 1024 is a multiple already; 384-element blocks give 768.
     assert_eq!(
-        limits::windows(&l, "t", 2000, 384).unwrap(),
+        limits::ranges(&l, "t", 2000, 384).unwrap(),
         vec![(0, 768), (768, 768), (1536, 464)]
     );
     let tiny = wgpu::Limits {
         max_storage_buffer_binding_size: 128,
         ..l
     };
-    match limits::windows(&tiny, "t", 2000, 1) {
+    match limits::ranges(&tiny, "t", 2000, 1) {
         Err(DrConvError::TooLarge { what, .. }) => assert!(what.contains("`t`"), "{what}"),
         other => panic!("{other:?}"),
     }

@@ -1,6 +1,6 @@
 // A plain single-precision GEMM, C = A B (row-major, A: M x K, B: K x N), timed by the benchmark
 // as the device's attainable rate. M = rows_m(), N = cols_n(), K = d.cin. One workgroup per tile;
-// tiles are numbered by `group_index` (see src/gpu/tiles.rs).
+// tiles are numbered by `group_index` (see src/gpu/correlation.rs).
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> bm: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
@@ -202,7 +202,7 @@ fn direct4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     store8x4(bl, array<vec4<f32>, 8>(p0a, p0b, p1a, p1b, p2a, p2b, p3a, p3b));
 }
 
-// `nt4`: the register blocking of the correlation's channel-last entries (`gemm_tile_cl4` in
+// `nt4`: the register blocking of the correlation's channel-last entries (`gemm_tile_channel_last` in
 // shaders/correlation.wgsl) on a plain GEMM whose B is stored transposed (N x K, an "NT" GEMM):
 // the same 8 x 4 block per invocation and 32 x 64 tile as `direct4`, both operands read as vec4s
 // along K (K % 4 == 0): per 4 inner steps 8 vec4 A loads and 4 vec4 B loads feed 128

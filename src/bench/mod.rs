@@ -9,6 +9,7 @@
 #[cfg(feature = "burn")]
 pub mod burn_module;
 mod matmul;
+pub mod plan_report;
 mod report;
 mod shapes;
 mod table;
@@ -32,7 +33,7 @@ pub use report::{
     Agreement, BenchReport, BenchRow, InputReuse, MatmulResult, ShapeVariants, StepTime,
     TargetCheck,
 };
-pub use shapes::{BenchShape, SHAPES};
+pub use shapes::{BenchShape, ALL_SHAPES, SHAPES, SHAPE_TAGS, YOLO_SHAPES};
 
 /// The start of the progress line sent when a shape is done (the CLI's progress bar counts them).
 pub const SHAPE_DONE: &str = "shape done:";
@@ -44,17 +45,23 @@ pub use timer::{median, median_of, Stats, Timer};
 pub struct BenchOptions {
     /// Short budgets and a smaller GEMM: a smoke run, not numbers to quote.
     pub quick: bool,
-    /// 1-based indices into [`SHAPES`] to run; empty runs them all.
+    /// 1-based indices into [`ALL_SHAPES`] to run; empty runs S1-S4 ([`SHAPES`]), and the
+    /// YOLO shapes too with `yolo`.
     pub shapes: Vec<usize>,
+    /// With no `shapes`, also run [`YOLO_SHAPES`] (the CLI sets it on GPUs and with `--yolo`).
+    pub yolo: bool,
 }
 
 impl BenchOptions {
-    /// The shapes to run, in [`SHAPES`] order.
-    fn selected(&self) -> impl Iterator<Item = BenchShape> + '_ {
-        SHAPES
+    /// The shapes to run, in [`ALL_SHAPES`] order.
+    pub fn selected(&self) -> impl Iterator<Item = BenchShape> + '_ {
+        ALL_SHAPES
             .into_iter()
             .enumerate()
-            .filter(|(i, _)| self.shapes.is_empty() || self.shapes.contains(&(i + 1)))
+            .filter(|(i, _)| match self.shapes.is_empty() {
+                true => *i < SHAPES.len() || self.yolo,
+                false => self.shapes.contains(&(i + 1)),
+            })
             .map(|(_, s)| s)
     }
 
@@ -126,9 +133,9 @@ pub async fn run(
         let config = shape.config()?;
         let (pair, agree, reuse) = bench_shape(ctx, &timer, opts, &shape, &gemm, progress).await?;
         let v = format!(
-            "{} region_windows={}",
+            "{} per_region_uniform={}",
             ctx.variants(&config),
-            match ctx.region_windows_choice(&config, &shape.input_shape()) {
+            match ctx.per_region_uniform_choice(&config, &shape.input_shape()) {
                 Some(true) => "on",
                 Some(false) => "off",
                 None => "n/a",
@@ -140,8 +147,11 @@ pub async fn run(
             variants: v,
         });
         progress(&format!("{SHAPE_DONE} {}", shape.name()));
-        targets.extend(targets::check(&shape, &pair[0], &pair[1]));
-        targets.push(targets::input_reuse(&reuse));
+        // The targets are S1-S4's; the YOLO shapes are measured, not judged.
+        if shape.has_targets() {
+            targets.extend(targets::check(&shape, &pair[0], &pair[1]));
+            targets.push(targets::input_reuse(&reuse));
+        }
         input_reuse.push(reuse);
         rows.extend(pair);
         agreement.push(agree);
@@ -202,7 +212,7 @@ async fn bench_shape(
     // Both paths timed in the same submissions, one pass each, alternating: the host load of a
     // shared machine (lavapipe runs on its CPUs) then moves both the same way, and their ratio
     // holds even when the absolute times drift.
-    // The layer's own inference plan first: where the fused correlation could take windows per
+    // The layer's own inference plan first: where the fused correlation could take uniform bindings per
     // (sample, region), that measures whether they pay here, and the plans below follow it.
     layer.prepare(&input, Mode::Inference).await?;
     let plans = [Mode::Inference, Mode::Training].map(|mode| {

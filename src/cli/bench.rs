@@ -1,6 +1,7 @@
 //! `drconv bench`: the fused inference forward against the all-regions forward at the issue's
-//! shapes, next to a plain GEMM, on the default adapter (`WGPU_BACKEND` respected); with
-//! `--burn` (feature `burn`), the burn module against the same layer in burn's own ops.
+//! shapes (S1-S4, and the YOLO neck's Y1 and Y16 on GPUs or with `--yolo`), next to a plain
+//! GEMM, on the default adapter (`WGPU_BACKEND` respected); with `--burn` (feature `burn`), the
+//! burn module against the same layer in burn's own ops.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,9 +18,14 @@ pub struct Args {
     /// Short time budgets: a smoke run, not numbers to quote.
     #[arg(long)]
     quick: bool,
-    /// Run only this shape (1-4, as listed in PERF.md); repeat for several.
-    #[arg(long = "shape", value_name = "N", value_parser = clap::value_parser!(u8).range(1..=4))]
+    /// Run only this shape (1-4: S1-S4, 5: Y1, 6: Y16, as listed in PERF.md); repeat for
+    /// several.
+    #[arg(long = "shape", value_name = "N", value_parser = clap::value_parser!(u8).range(1..=6))]
     shapes: Vec<u8>,
+    /// Also run the YOLO-neck shapes Y1 and Y16 (B1 and B16, 256->256, r8, 40x40). They run by
+    /// default on a GPU; on a CPU adapter (lavapipe) they take minutes, so only when asked.
+    #[arg(long)]
+    yolo: bool,
     /// The burn module on our kernels against the layer written in burn's tensor ops, on burn's
     /// wgpu device (needs the `burn` feature).
     #[arg(long)]
@@ -27,20 +33,25 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    let opts = BenchOptions {
+    let mut opts = BenchOptions {
         quick: args.quick,
         shapes: args.shapes.iter().map(|&n| n as usize).collect(),
-    };
-    let shapes = match opts.shapes.len() {
-        0 => bench::SHAPES.len(),
-        n => n,
+        yolo: args.yolo,
     };
     if args.burn {
+        if opts.yolo || opts.shapes.iter().any(|&n| n > bench::SHAPES.len()) {
+            return Err(CliError(
+                "bench --burn runs S1-S4 only (--shape 1 to 4), not the YOLO shapes".into(),
+            ));
+        }
+        let shapes = opts.selected().count();
         return run_burn(&args, &opts, shapes);
     }
     pollster::block_on(async {
         let ctx = super::context().await?;
-        let bar = progress_bar(shapes, "GEMM first");
+        // The YOLO shapes by default on GPUs only: a CPU adapter takes minutes over them.
+        opts.yolo |= ctx.summary().device_type != "Cpu";
+        let bar = progress_bar(opts.selected().count(), "GEMM first");
         let report = bench::run(&ctx, &opts, &mut progress(&bar)).await?;
         bar.finish_and_clear();
         print!("{}", bench::table(&report));

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use drconv::internal::bench::{ShapeVariants, SHAPES};
 use drconv::internal::gpu::context::{instance, AdapterSummary};
+use drconv::internal::gpu::decide::{decide, Target};
 use drconv::internal::gpu::variants::AdapterTraits;
-use drconv::{VariantOverrides, Variants};
+use drconv::{Mode, VariantOverrides, Variants};
 use serde::Serialize;
 
 use super::{say, CliError};
@@ -38,6 +39,10 @@ struct AdapterReport {
     /// The shader variants a layer of each benchmark shape runs here (the `DRCONV_*` switches
     /// applied).
     variants: Vec<ShapeVariants>,
+    /// Every per-shape decision of each benchmark shape's plans, inference then training (the
+    /// per-region uniform bindings as the shape rule gives them; a plan's autotune may still
+    /// turn them off).
+    decisions: Vec<ShapeVariants>,
 }
 
 fn describe(adapter: &wgpu::Adapter, forced: &VariantOverrides) -> Result<AdapterReport, CliError> {
@@ -50,12 +55,25 @@ fn describe(adapter: &wgpu::Adapter, forced: &VariantOverrides) -> Result<Adapte
         cpu: adapter.get_info().device_type == wgpu::DeviceType::Cpu,
         indirect,
     };
-    let mut variants = Vec::new();
+    let target = Target {
+        traits,
+        limits: l.clone(),
+        forced: *forced,
+    };
+    let (mut variants, mut decisions) = (Vec::new(), Vec::new());
     for shape in SHAPES {
+        let config = shape.config()?;
         variants.push(ShapeVariants {
             shape: shape.name(),
-            variants: Variants::choose(traits, &shape.config()?, forced).to_string(),
+            variants: Variants::choose(traits, &config, forced).to_string(),
         });
+        let s = config.forward_shape(&shape.input_shape())?;
+        for mode in [Mode::Inference, Mode::Training] {
+            decisions.push(ShapeVariants {
+                shape: shape.name(),
+                variants: decide(&target, &config, &s, mode, true).to_string(),
+            });
+        }
     }
     Ok(AdapterReport {
         summary: AdapterSummary::from_info(&adapter.get_info()),
@@ -69,6 +87,7 @@ fn describe(adapter: &wgpu::Adapter, forced: &VariantOverrides) -> Result<Adapte
             max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
         },
         variants,
+        decisions,
     })
 }
 
@@ -117,6 +136,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         say(format!("  indirect dispatch: {}", r.indirect_dispatch))?;
         for v in &r.variants {
             say(format!("  variants at {}: {}", v.shape, v.variants))?;
+        }
+        for d in &r.decisions {
+            say(format!("  plan at {}: {}", d.shape, d.variants))?;
         }
     }
     Ok(ExitCode::SUCCESS)

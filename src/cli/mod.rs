@@ -10,6 +10,7 @@ mod bench;
 mod demo;
 mod info;
 mod inspect;
+mod plan;
 mod verify;
 
 /// Why a subcommand stopped early. Reported on stderr, exit code 2.
@@ -33,10 +34,11 @@ pub fn say(text: impl std::fmt::Display) -> Result<(), CliError> {
 }
 
 /// The shader variants forced by the `DRCONV_*` switches (A/B runs of `bench` and `verify`):
-/// `DRCONV_CORR=staged|direct|direct4|cl4`, `DRCONV_KERNEL_GEN=main|r8|k3`,
-/// `DRCONV_BWD=gather|lists`, `DRCONV_CORR_UBO=0` (kernel rows never through the uniform
-/// window) or `=1` (through it wherever the shape rule allows, the fused correlation's windows
-/// per (sample, region) taken without timing them against the plan without), `DRCONV_INDIRECT=0`
+/// `DRCONV_CORR=staged|direct|direct4|channel_last`,
+/// `DRCONV_KERNEL_GEN=blocked|registers|unrolled_k3`, `DRCONV_BWD=gather|region_lists` (the
+/// older spellings `cl4`, `main`, `r8`, `k3`, `lists` too), `DRCONV_CORR_UBO=0` (kernel rows
+/// never a uniform kernel) or `=1` (one wherever the shape rule allows, the fused correlation's
+/// per-region uniform bindings taken without timing them against the plan without), `DRCONV_INDIRECT=0`
 /// (the fused grid sized on the host). The library itself reads no environment variable: this
 /// turns them into `ContextOptions::variants`.
 pub fn variant_overrides() -> Result<drconv::VariantOverrides, CliError> {
@@ -56,7 +58,7 @@ pub fn variant_overrides() -> Result<drconv::VariantOverrides, CliError> {
     o.correlation = var("DRCONV_CORR")?;
     o.kernel_gen = var("DRCONV_KERNEL_GEN")?;
     o.backward = var("DRCONV_BWD")?;
-    o.kernel_window = match std::env::var("DRCONV_CORR_UBO").as_deref() {
+    o.uniform_kernel = match std::env::var("DRCONV_CORR_UBO").as_deref() {
         Ok("0") => Some(false),
         Ok("1") => Some(true),
         _ => None,
@@ -96,6 +98,8 @@ commands! {
     Info => info,
     /// Time the fused and all-regions forwards at the benchmark shapes next to a plain GEMM.
     Bench => bench,
+    /// Every dispatch of a layer's plan with its counts, and a GPU's roofline (`--profile h100`).
+    Plan => plan,
     /// Watch DRConv learn regions: train on a photo and write outputs, region map, loss plot.
     Demo => demo,
     /// List the DRConv2d layers in a safetensors model file (prefix, channels, k, r, parameters).

@@ -10,6 +10,7 @@ use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::error::{DrConvError, Result};
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
+use crate::gpu::decide::Target;
 use crate::gpu::forward::ForwardPlan;
 use crate::gpu::limits::GUIDE_CHUNK;
 use crate::gpu::params::GpuParams;
@@ -17,31 +18,10 @@ use crate::gpu::program::{Dims, Program};
 use crate::gpu::shaders;
 use crate::gpu::stages::backward::{GradBuffers, ListBackward, Saved};
 use crate::gpu::stages::Stages;
-use crate::gpu::variants::{Backward, Variants};
 use crate::params::ParamId;
 use crate::trace::Gradients;
 
 pub use crate::gpu::stages::backward::POOL_GRAD_STEP;
-
-/// The kernel gradient's entry of the region-list backward (`Backward::RegionLists`, CPU
-/// adapters: llvmpipe runs a per-lane loop for every load, and keeps a dynamically indexed
-/// private array in memory), or `None` for the gather entries. The CPU entries run per-region
-/// GEMMs over pixel lists and read channel-last copies of x, grad_output and the kernel as
-/// vec4s; 8 output channels per invocation unless that leaves fewer than 8 workgroups. The
-/// guide conv and region selection backward take their CPU entries (`*_t`, `guide_grad_g`)
-/// with it.
-fn list_entry(v: &Variants, c: &DrConvConfig, s: &ForwardShape) -> Option<&'static str> {
-    if v.backward != Backward::RegionLists {
-        return None;
-    }
-    let kk = c.kernel_size * c.kernel_size;
-    let items8 = s.batch * c.out_channels.div_ceil(8) * (c.in_channels / 4) * kk;
-    Some(if items8 >= 8 * shaders::WG as usize {
-        "kernel_grad_lists8"
-    } else {
-        "kernel_grad_lists4"
-    })
-}
 
 /// The gradients of one backward, on the device. They alias the plan's buffers: the next
 /// backward of the same layer overwrites them (the parameter gradients are shared by all plans).
@@ -168,14 +148,14 @@ impl BackwardPlan {
             kernel: ctx.empty("grad.kernel", &s.kernel(c))?,
             guide: ctx.empty("grad.guide", &s.guide(c))?,
         };
-        let v = ctx.variants(c);
-        let mut st = Stages::new(ctx, c, s, &v, params);
+        let d = crate::gpu::decide::decide(&Target::of(ctx), c, s, Mode::Training, false);
+        let mut st = Stages::new(ctx, c, s, &d, params);
         let chunks = st.guide_chunks();
         st.dims = st.dims.guide_chunks(GUIDE_CHUNK, chunks);
         let kk = c.kernel_size * c.kernel_size;
         let guide_elems = c.region_num * c.in_channels * kk + c.region_num;
         let guide_partial = ctx.empty("grad.guide_partial", &[chunks, guide_elems])?;
-        let cpu_corr = match list_entry(&v, c, s) {
+        let cpu_corr = match d.backward_lists {
             Some(entry) => Some(list_buffers(ctx, c, s, fwd, entry)?),
             None => None,
         };

@@ -89,9 +89,9 @@ impl GpuTensor {
         self.buffer == other.buffer && self.offset == other.offset
     }
 
-    /// The binding of window `(start, len)` (elements) of this tensor, from
-    /// [`limits::windows`].
-    pub(crate) fn window(&self, (start, len): (usize, usize)) -> wgpu::BufferBinding<'_> {
+    /// The binding of the element range `(start, len)` (elements) of this tensor, from
+    /// [`limits::ranges`].
+    pub(crate) fn range(&self, (start, len): (usize, usize)) -> wgpu::BufferBinding<'_> {
         wgpu::BufferBinding {
             buffer: &self.buffer,
             offset: self.offset + start as u64 * 4,
@@ -181,9 +181,9 @@ fn guard_word(i: u64) -> u32 {
     0x7fc0_0000 | ((i as u32).wrapping_mul(0x9e37_79b1) >> 10) | 1
 }
 
-/// Bytes of the uniform window a shader may declare over a tensor (`array<vec4<f32>, 4096>`):
+/// Bytes of the uniform binding a shader may declare over a tensor (`array<vec4<f32>, 4096>`):
 /// WebGPU's default `max_uniform_buffer_binding_size`.
-pub const UNIFORM_WINDOW: u64 = 65536;
+pub const UNIFORM_BINDING_BYTES: u64 = 65536;
 
 /// The usages every tensor buffer gets: bound as storage, copied in and out.
 pub const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -250,18 +250,18 @@ impl GpuContext {
         Ok(self.alloc(label, &spec, shape, wgpu::BufferUsages::empty(), 0))
     }
 
-    /// [`GpuContext::empty`], also bindable as the uniform window of `UNIFORM_WINDOW` bytes a
+    /// [`GpuContext::empty`], also bindable as the uniform binding of `UNIFORM_BINDING_BYTES` bytes a
     /// shader declares (the correlation's kernel rows or the guide's weights where they fit,
-    /// see `crate::gpu::correlation::fits_uniform_window`): the buffer is at least that large.
+    /// see `crate::gpu::correlation::fits_uniform_binding`): the buffer is at least that large.
     #[doc(hidden)]
     pub fn empty_uniform(&self, label: &str, shape: &[usize]) -> Result<GpuTensor> {
-        self.empty_windowed(label, shape, 0)
+        self.empty_uniform_from(label, shape, 0)
     }
 
-    /// [`GpuContext::empty_uniform`] bindable as a window from every byte offset up to `last`
-    /// (the last (sample, region)'s kernel rows, `corr_region_windows`).
+    /// [`GpuContext::empty_uniform`] bindable as a uniform binding from every byte offset up to `last`
+    /// (the last (sample, region)'s kernel rows, `fits_per_region_uniform`).
     #[doc(hidden)]
-    pub fn empty_windowed(&self, label: &str, shape: &[usize], last: u64) -> Result<GpuTensor> {
+    pub fn empty_uniform_from(&self, label: &str, shape: &[usize], last: u64) -> Result<GpuTensor> {
         let spec = TensorSpec::new(label, shape);
         limits::check_bound(&self.limits, &spec)?;
         Ok(self.alloc(
@@ -269,7 +269,7 @@ impl GpuContext {
             &spec,
             shape,
             wgpu::BufferUsages::UNIFORM,
-            last + UNIFORM_WINDOW,
+            last + UNIFORM_BINDING_BYTES,
         ))
     }
 

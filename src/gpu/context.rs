@@ -120,9 +120,9 @@ pub struct GpuContext {
     pub(crate) guard: std::sync::atomic::AtomicBool,
     /// Readbacks to the host so far (the burn tests check that a forward and backward make none).
     pub(crate) readbacks: std::sync::atomic::AtomicU64,
-    /// Measured choices of the fused correlation's per-(sample, region) windows, by layer
-    /// configuration and input shape (`crate::gpu::calibrate`).
-    region_windows: Mutex<Vec<(DrConvConfig, Vec<usize>, bool)>>,
+    /// Measured choices of the fused correlation's per-region uniform bindings, by layer
+    /// configuration and input shape (`crate::gpu::autotune`).
+    per_region_uniform: Mutex<Vec<(DrConvConfig, Vec<usize>, bool)>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -316,7 +316,7 @@ impl GpuContext {
             sink: Arc::new(Mutex::new(ErrorSink::default())),
             guard: std::sync::atomic::AtomicBool::new(false),
             readbacks: std::sync::atomic::AtomicU64::new(0),
-            region_windows: Mutex::new(Vec::new()),
+            per_region_uniform: Mutex::new(Vec::new()),
         }
     }
 
@@ -389,22 +389,35 @@ impl GpuContext {
     /// The shader variants a layer of `config` runs on this context: the adapter's choice
     /// ([`Variants::choose`]) with the overrides of `ContextOptions::variants`.
     pub fn variants(&self, config: &DrConvConfig) -> Variants {
-        let traits = AdapterTraits {
+        Variants::choose(self.traits(), config, &self.overrides)
+    }
+
+    /// The variants forced by `ContextOptions::variants`.
+    pub fn overrides(&self) -> &VariantOverrides {
+        &self.overrides
+    }
+
+    /// What the adapter's kind and indirect dispatch say to [`Variants::choose`].
+    pub fn traits(&self) -> AdapterTraits {
+        AdapterTraits {
             cpu: self.info.device_type == wgpu::DeviceType::Cpu,
             indirect: self.indirect,
-        };
-        Variants::choose(traits, config, &self.overrides)
+        }
     }
 
     /// Whether the fused correlation of `config` at input `shape` runs its per-(sample, region)
-    /// uniform windows: `Some` once measured on this context (`crate::gpu::calibrate`), or
-    /// forced by `VariantOverrides::kernel_window`; `None` leaves it to the shape rule.
-    pub fn region_windows_choice(&self, config: &DrConvConfig, shape: &[usize]) -> Option<bool> {
-        if let Some(forced) = self.overrides.kernel_window {
+    /// uniform bindings: `Some` once measured on this context (`crate::gpu::autotune`), or
+    /// forced by `VariantOverrides::uniform_kernel`; `None` leaves it to the shape rule.
+    pub fn per_region_uniform_choice(
+        &self,
+        config: &DrConvConfig,
+        shape: &[usize],
+    ) -> Option<bool> {
+        if let Some(forced) = self.overrides.uniform_kernel {
             return Some(forced);
         }
         let choices = self
-            .region_windows
+            .per_region_uniform
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         choices
@@ -413,11 +426,16 @@ impl GpuContext {
             .map(|(_, _, on)| *on)
     }
 
-    /// Records the measured choice of the per-(sample, region) windows (the first one stands).
+    /// Records the measured choice of the per-region uniform bindings (the first one stands).
     #[cfg_attr(target_family = "wasm", allow(dead_code))]
-    pub(crate) fn record_region_windows(&self, config: &DrConvConfig, shape: &[usize], on: bool) {
+    pub(crate) fn record_per_region_uniform(
+        &self,
+        config: &DrConvConfig,
+        shape: &[usize],
+        on: bool,
+    ) {
         let mut choices = self
-            .region_windows
+            .per_region_uniform
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if !choices.iter().any(|(c, s, _)| c == config && s == shape) {

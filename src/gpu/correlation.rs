@@ -1,55 +1,56 @@
 //! The correlation's tiles and entries: its tile shapes (one workgroup per output tile, counted
 //! with `GpuContext::group_steps`), the entry family of each variant, and whether the kernel
-//! rows go through the uniform window.
+//! rows go through the uniform binding (uniform kernel).
 //!
 //! `GpuContext::steps` counts items in lanes of `WG`; asking it for `groups * WG` items gives
 //! exactly `groups` workgroups, folded into y and split over dispatches at the per-dimension
 //! limit like every other step. The shader recovers its tile with `group_index` (in each tiled
 //! shader): `wid.x + wid.y * nwg.x` plus `d.base / WG`, and stops at `d.count / WG`.
 
-use crate::gpu::buffers::UNIFORM_WINDOW;
+use crate::gpu::buffers::UNIFORM_BINDING_BYTES;
 use crate::gpu::variants::{Correlation, Variants};
 
-/// Whether a channel-last tensor of `bytes` goes through the 64 KiB uniform window: the
+/// Whether a channel-last tensor of `bytes` goes through the 64 KiB uniform binding: the
 /// correlation's kernel rows (`shaders::CORRELATION_UBO`) and the guide's weights
-/// (`shaders::GUIDE_CONV_UBO`). Where the variants run the channel-last entries with the window
+/// (`shaders::GUIDE_CONV_UBO`). Where the variants run the channel-last entries with the uniform kernel
 /// on, the tensor fits and the device binds that much as uniform and as storage data (the
-/// window's buffer is also written and read whole as storage).
-pub fn fits_uniform_window(v: &Variants, limits: &wgpu::Limits, bytes: u64) -> bool {
+/// uniform kernel's buffer is also written and read whole as storage).
+pub fn fits_uniform_binding(v: &Variants, limits: &wgpu::Limits, bytes: u64) -> bool {
     v.channel_last()
-        && v.kernel_window
-        && bytes <= UNIFORM_WINDOW
-        && limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
-        && limits.max_storage_buffer_binding_size >= UNIFORM_WINDOW
-        && limits.max_buffer_size >= UNIFORM_WINDOW
+        && v.uniform_kernel
+        && bytes <= UNIFORM_BINDING_BYTES
+        && limits.max_uniform_buffer_binding_size >= UNIFORM_BINDING_BYTES
+        && limits.max_storage_buffer_binding_size >= UNIFORM_BINDING_BYTES
+        && limits.max_buffer_size >= UNIFORM_BINDING_BYTES
 }
 
-/// Most (sample, region) windows, one dispatch each, the fused correlation takes: dispatches
-/// cost 0.07-0.12 ms each on lavapipe (PERF.md, v9), about what a window saves on a small region.
-pub const MAX_REGION_WINDOWS: u64 = 64;
+/// Most per-region uniform bindings, one dispatch each, the fused correlation takes: dispatches
+/// cost 0.07-0.12 ms each on lavapipe (PERF.md, Design), about what a per-region uniform
+/// saves on a small region.
+pub const MAX_PER_REGION_DISPATCHES: u64 = 64;
 
-/// Whether the fused `_cl4` correlation reads each (sample, region)'s kernel rows (`block_bytes`
-/// of O rows, `windows` = B * r of them) through a uniform window of its own
-/// (`selected_cl4_window`, one dispatch each): where the whole kernel is too large for one
-/// window ([`fits_uniform_window`] is off) but one region's rows fit, start at offsets the device
+/// Whether the fused `_channel_last` correlation reads each (sample, region)'s kernel rows (`block_bytes`
+/// of O rows, `regions` = B * r of them) through a uniform binding of its own
+/// (`selected_channel_last_per_region`, one dispatch each): where the whole kernel is too large for one
+/// uniform binding ([`fits_uniform_binding`] is off) but one region's rows fit, start at offsets the device
 /// can bind a uniform at, and are few enough; the grids come from the device. The kernel's buffer
 /// then reaches 64 KiB past the last region's rows.
-pub fn corr_region_windows(
+pub fn fits_per_region_uniform(
     v: &Variants,
     limits: &wgpu::Limits,
     block_bytes: u64,
-    windows: u64,
+    regions: u64,
 ) -> bool {
-    // The buffer reaches a window past the last region's rows; it is also written and read
+    // The buffer reaches a whole binding past the last region's rows; it is also written and read
     // whole as storage.
-    let padded = windows.saturating_sub(1) * block_bytes + UNIFORM_WINDOW;
+    let padded = regions.saturating_sub(1) * block_bytes + UNIFORM_BINDING_BYTES;
     v.channel_last()
-        && v.kernel_window
+        && v.uniform_kernel
         && v.device_grid
-        && windows <= MAX_REGION_WINDOWS
-        && block_bytes <= UNIFORM_WINDOW
+        && regions <= MAX_PER_REGION_DISPATCHES
+        && block_bytes <= UNIFORM_BINDING_BYTES
         && block_bytes.is_multiple_of(limits.min_uniform_buffer_offset_alignment as u64)
-        && limits.max_uniform_buffer_binding_size >= UNIFORM_WINDOW
+        && limits.max_uniform_buffer_binding_size >= UNIFORM_BINDING_BYTES
         && limits.max_buffer_size >= padded
         && limits.max_storage_buffer_binding_size >= padded
 }
@@ -58,7 +59,7 @@ pub fn corr_region_windows(
 pub fn corr_entries(v: &Variants) -> (&'static str, &'static str) {
     match v.correlation {
         Correlation::Staged => ("all_regions", "selected"),
-        Correlation::ChannelLast => ("all_regions_cl4", "selected_cl4"),
+        Correlation::ChannelLast => ("all_regions_channel_last", "selected_channel_last"),
         Correlation::Direct4 => ("all_regions_direct4", "selected_direct4"),
         Correlation::Direct => ("all_regions_direct", "selected_direct"),
     }

@@ -58,7 +58,7 @@ impl GpuContext {
 
     /// [`GpuContext::steps`] with buffer ranges: each binding may be part of a buffer (offset a
     /// multiple of `min_storage_buffer_offset_alignment`), so that elementwise jobs on tensors
-    /// larger than one storage binding run window by window (see `crate::gpu::limits::windows`).
+    /// larger than one storage binding run range by range (see `crate::gpu::limits::ranges`).
     pub fn steps_ranged(
         &self,
         label: &'static str,
@@ -132,7 +132,7 @@ impl GpuContext {
                 entries: &entries,
             });
             steps.push(Step::dispatch(
-                label,
+                (label, entry),
                 pipeline.clone(),
                 bind_group,
                 workgroups,

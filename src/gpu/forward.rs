@@ -5,13 +5,12 @@ use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::error::Result;
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
-use crate::gpu::correlation::{corr_region_windows, fits_uniform_window};
+use crate::gpu::decide::Decisions;
+use crate::gpu::decide::Target;
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Program, Step};
-use crate::gpu::shaders;
 use crate::gpu::stages::forward::{CorrSources, KernelTargets, ListBuffers};
 use crate::gpu::stages::Stages;
-use crate::gpu::variants::KernelGen;
 
 pub use crate::gpu::stages::forward::POOL_STEP;
 
@@ -27,7 +26,7 @@ pub struct RegionLists {
     /// `tiles`).
     pub tiles: GpuTensor,
     /// The correlation's indirect dispatch grid (x, y, z), written with `tiles`, then at
-    /// 16 (1 + j) bytes the grid of (sample, region) j alone (`selected_cl4_window`); a small tensor
+    /// 16 (1 + j) bytes the grid of (sample, region) j alone (`selected_channel_last_per_region`); a small tensor
     /// the shader writes but no dispatch reads where the grid is sized on the host
     /// (`GpuContext::indirect` off, or `DRCONV_INDIRECT=0`).
     pub tile_args: wgpu::Buffer,
@@ -39,12 +38,11 @@ pub struct ChannelLast {
     /// B x H x W x I.
     pub x_t: GpuTensor,
     /// The kernel's rows with the inner index in (u, v, i) order: B*r*O x k*k x I (the plan's
-    /// `kernel` buffer itself when `ForwardPlan::kernel_channel_last`).
+    /// `kernel` buffer itself when `Decisions::kernel_channel_last`).
     pub kernel_t: GpuTensor,
-    /// The guide conv's weights as k*k x r x I.
+    /// The guide conv's weights as k*k x r x I (bindable as a uniform where
+    /// `Decisions::guide_uniform`).
     pub guide_w_t: GpuTensor,
-    /// Whether the guide reads `guide_w_t` as a uniform window (`shaders::GUIDE_CONV_UBO`).
-    pub guide_w_uniform: bool,
 }
 
 /// Buffers and program of one forward.
@@ -67,24 +65,15 @@ pub struct ForwardPlan {
     pub channel_last: Option<ChannelLast>,
     pub output: GpuTensor,
     pub program: Program,
-    /// `kernel` holds the correlation's channel-last rows (B*r*O x k*k x I; inference on CPU
-    /// adapters, see `ChannelLast`) rather than the layout its shape says: `read_trace` permutes
-    /// it back.
-    pub kernel_channel_last: bool,
-    /// The unrolled k = 3 generator writes the correlation's channel-last kernel rows itself.
-    pub(crate) generator_writes_rows: bool,
-    /// The correlation reads its kernel rows through the uniform window.
-    pub(crate) kernel_window: bool,
-    /// The fused correlation reads each (sample, region)'s kernel rows, this many bytes, through
-    /// a uniform window of its own (`corr_region_windows`).
-    pub region_windows: Option<u64>,
+    /// Every per-shape decision the plan was built with (`crate::gpu::decide`).
+    pub decisions: Decisions,
 }
 
 impl RegionLists {
     /// The fused path's lists, sized for the most tiles the regions can need.
     fn allocate(st: &Stages<'_>) -> Result<Self> {
         let (ctx, c, s) = (st.ctx, st.c, st.s);
-        let slots = st.fused_tiling().1;
+        let slots = st.d.corr.slots;
         Ok(RegionLists {
             order: ctx.empty("region_order", &s.region())?,
             starts: ctx.empty("region_starts", &[s.batch, c.region_num + 1])?,
@@ -118,11 +107,11 @@ impl ForwardPlan {
         input: &GpuTensor,
         mode: Mode,
     ) -> Result<Self> {
-        let windows = ctx.region_windows_choice(config, &input.shape) != Some(false);
-        Self::build_with(ctx, config, params, input, mode, windows)
+        let per_region = ctx.per_region_uniform_choice(config, &input.shape) != Some(false);
+        Self::build_with(ctx, config, params, input, mode, per_region)
     }
 
-    /// [`ForwardPlan::build`], with the fused correlation's per-(sample, region) windows allowed
+    /// [`ForwardPlan::build`], with the fused correlation's per-region uniform bindings allowed
     /// (where the shape rule takes them) or not.
     pub(crate) fn build_with(
         ctx: &GpuContext,
@@ -130,12 +119,12 @@ impl ForwardPlan {
         params: &GpuParams,
         input: &GpuTensor,
         mode: Mode,
-        windows: bool,
+        per_region: bool,
     ) -> Result<Self> {
         let shape = config.forward_shape(&input.shape)?;
-        let v = ctx.variants(config);
-        let st = Stages::new(ctx, config, &shape, &v, params);
-        let mut plan = Self::allocate(&st, input, mode, windows)?;
+        let d = crate::gpu::decide::decide(&Target::of(ctx), config, &shape, mode, per_region);
+        let st = Stages::new(ctx, config, &shape, &d, params);
+        let mut plan = Self::allocate(&st, input)?;
         plan.program = Program {
             steps: plan.stages(&st)?,
         };
@@ -153,28 +142,24 @@ impl ForwardPlan {
                 KernelTargets {
                     kernel: &self.kernel,
                     kernel_t: cl
-                        .filter(|_| self.generator_writes_rows)
+                        .filter(|_| self.decisions.generator_writes_rows)
                         .map(|cl| &cl.kernel_t),
-                    channel_last_only: self.kernel_channel_last,
+                    channel_last_only: self.decisions.kernel_channel_last,
                 },
             )?,
         );
         if let Some(cl) = cl {
             let copies = (&cl.x_t, &cl.kernel_t, &cl.guide_w_t);
-            let wrote = self.generator_writes_rows;
+            let wrote = self.decisions.generator_writes_rows;
             steps.extend(st.channel_last(&self.input, &self.kernel, copies, wrote)?);
         }
-        let cl_guide = cl.map(|cl| (&cl.x_t, &cl.guide_w_t, cl.guide_w_uniform));
+        let cl_guide = cl.map(|cl| (&cl.x_t, &cl.guide_w_t));
         steps.extend(st.guide_argmax(&self.input, cl_guide, &self.guide, &self.region)?);
         let src = CorrSources {
             x: &self.input,
             kernel: &self.kernel,
             kernel4: cl.map_or(&self.kernel, |cl| &cl.kernel_t),
             x_t4: cl.map_or(&self.input, |cl| &cl.x_t),
-            shader: match self.kernel_window || self.region_windows.is_some() {
-                true => &shaders::CORRELATION_UBO,
-                false => &shaders::CORRELATION,
-            },
         };
         if let Some(corr) = &self.corr {
             steps.extend(st.corr_all_regions(&src, corr)?);
@@ -187,63 +172,43 @@ impl ForwardPlan {
                 tile_args: &l.tile_args,
             };
             steps.extend(st.region_lists(&self.region, &lists)?);
-            steps.extend(match self.region_windows {
-                Some(block) => st.corr_windows(&src, &lists, &self.output, block)?,
+            steps.extend(match self.decisions.per_region_uniform {
+                Some(block) => st.corr_per_region(&src, &lists, &self.output, block)?,
                 None => st.corr_selected(&src, &lists, &self.output)?,
             });
         }
         Ok(steps)
     }
 
-    /// Every buffer of the plan, its program still empty.
-    fn allocate(
-        st: &Stages<'_>,
-        input: &GpuTensor,
-        mode: Mode,
-        allow_windows: bool,
-    ) -> Result<Self> {
-        let (ctx, c, s, v) = (st.ctx, st.c, st.s, st.v);
-        // Small kernels go to the correlation through a uniform window (CPU adapters): then the
-        // buffers it may read them from (`kernel`, `kernel_t`) can be bound that way.
+    /// Every buffer of the plan, as the decisions lay them out; its program still empty.
+    fn allocate(st: &Stages<'_>, input: &GpuTensor) -> Result<Self> {
+        let (ctx, c, s, d) = (st.ctx, st.c, st.s, st.d);
         let kernel_bytes = 4 * crate::tensor::numel(&s.kernel(c)) as u64;
-        let kernel_window = fits_uniform_window(v, &ctx.limits, kernel_bytes);
-        // Else, in inference, a window per (sample, region) where one region's rows fit.
-        let windows = (s.batch * c.region_num) as u64;
-        let block = kernel_bytes / windows.max(1);
-        let region_windows = (mode == Mode::Inference
-            && allow_windows
-            && !kernel_window
-            && corr_region_windows(v, &ctx.limits, block, windows))
-        .then_some(block);
-        let kernel_buffer = |label: &str| match (kernel_window, region_windows) {
+        // A uniform kernel, or per-region uniform bindings, need buffers bindable as uniforms.
+        let kernel_buffer = |label: &str| match (d.uniform_kernel, d.per_region_uniform) {
             (true, _) => ctx.empty_uniform(label, &s.kernel(c)),
-            (false, Some(block)) => ctx.empty_windowed(label, &s.kernel(c), kernel_bytes - block),
+            (false, Some(block)) => {
+                ctx.empty_uniform_from(label, &s.kernel(c), kernel_bytes - block)
+            }
             (false, None) => ctx.empty(label, &s.kernel(c)),
         };
         let kernel = kernel_buffer("kernel")?;
-        // The k = 3 generator writes the correlation's channel-last kernel rows itself (then no
-        // transpose); in inference only those, into `kernel` (`kernel_channel_last`).
-        let generator_writes_rows = v.kernel_gen == KernelGen::UnrolledK3 && v.channel_last();
-        let kernel_channel_last = generator_writes_rows && mode == Mode::Inference;
-        // The guide's weights, small, through a uniform window too where they fit.
         let guide_w = [c.kernel_size * c.kernel_size, c.region_num, c.in_channels];
-        let guide_uniform =
-            fits_uniform_window(v, &ctx.limits, 4 * crate::tensor::numel(&guide_w) as u64);
-        let channel_last = match v.channel_last() {
+        let channel_last = match d.variants.channel_last() {
             true => Some(ChannelLast {
                 x_t: ctx.empty("x_t", &s.input(c))?,
-                kernel_t: match kernel_channel_last {
+                kernel_t: match d.kernel_channel_last {
                     true => kernel.clone(),
                     false => kernel_buffer("kernel_t")?,
                 },
-                guide_w_t: match guide_uniform {
+                guide_w_t: match d.guide_uniform {
                     true => ctx.empty_uniform("guide_w_t", &guide_w),
                     false => ctx.empty("guide_w_t", &guide_w),
                 }?,
-                guide_w_uniform: guide_uniform,
             }),
             false => None,
         };
+        let mode = d.mode;
         let (corr, lists) = match mode {
             Mode::Training => (Some(ctx.empty("corr", &s.corr(c))?), None),
             Mode::Inference => (None, Some(RegionLists::allocate(st)?)),
@@ -263,10 +228,7 @@ impl ForwardPlan {
             channel_last,
             output: ctx.empty("output", &s.output(c))?,
             program: Program::default(),
-            kernel_channel_last,
-            generator_writes_rows,
-            kernel_window,
-            region_windows,
+            decisions: *d,
         })
     }
 

@@ -267,12 +267,12 @@ pub fn check_backward(limits: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape)
     Ok(())
 }
 
-/// Element windows `(start, len)` covering a tensor of `numel` f32 that elementwise shaders bind
-/// window by window (buffer ranges, `GpuContext::steps_ranged`) when it exceeds one storage
-/// binding: each window fits `max_storage_buffer_binding_size` and the u32 item count of one job,
+/// Element ranges `(start, len)` covering a tensor of `numel` f32 that elementwise shaders bind
+/// range by range (buffer ranges, `GpuContext::steps_ranged`) when it exceeds one storage
+/// binding: each range fits `max_storage_buffer_binding_size` and the u32 item count of one job,
 /// and starts at a multiple of `min_storage_buffer_offset_alignment` bytes and of `multiple`
-/// elements. One window `(0, numel)` when the tensor fits whole.
-pub fn windows(
+/// elements. One range `(0, numel)` when the tensor fits whole.
+pub fn ranges(
     limits: &wgpu::Limits,
     what: &str,
     numel: usize,
@@ -288,7 +288,7 @@ pub fn windows(
     if step == 0 {
         return Err(DrConvError::TooLarge {
             what: format!(
-                "one window of `{what}` ({step_unit} f32: min_storage_buffer_offset_alignment \
+                "one range of `{what}` ({step_unit} f32: min_storage_buffer_offset_alignment \
                  {} bytes and {multiple}-element blocks) vs the device's \
                  max_storage_buffer_binding_size",
                 limits.min_storage_buffer_offset_alignment
@@ -333,4 +333,86 @@ pub fn check_storage_bindings(limits: &wgpu::Limits) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(binding: u64, buffer: u64, align: u32) -> wgpu::Limits {
+        wgpu::Limits {
+            max_storage_buffer_binding_size: binding,
+            max_buffer_size: buffer,
+            min_storage_buffer_offset_alignment: align,
+            ..wgpu::Limits::default()
+        }
+    }
+
+    #[test]
+    fn a_tensor_is_checked_against_the_binding_the_buffer_and_u32_indexing() {
+        let l = limits(1024, 4096, 256);
+        assert!(check_bound(&l, &TensorSpec::new("t", &[16, 16])).is_ok());
+        // 257 floats: one byte over the binding, under the buffer.
+        let e = check_bound(&l, &TensorSpec::new("t", &[257])).unwrap_err();
+        assert!(
+            e.to_string().contains("max_storage_buffer_binding_size"),
+            "{e}"
+        );
+        assert!(check_stored(&l, &TensorSpec::new("t", &[257])).is_ok());
+        let e = check_stored(&l, &TensorSpec::new("t", &[1025])).unwrap_err();
+        assert!(e.to_string().contains("max_buffer_size"), "{e}");
+        assert!(matches!(
+            check_stored(&l, &TensorSpec::new("t", &[3, 0])),
+            Err(DrConvError::Shape(_))
+        ));
+        // Absurd shapes saturate instead of wrapping, and u32 indexing is its own limit.
+        let huge = TensorSpec::new("t", &[usize::MAX, usize::MAX, 8]);
+        assert_eq!(huge.bytes(), u64::MAX);
+        let wide = limits(u64::MAX, u64::MAX, 256);
+        let e = check_bound(&wide, &TensorSpec::new("t", &[1 << 32])).unwrap_err();
+        assert!(e.to_string().contains("u32"), "{e}");
+    }
+
+    #[test]
+    fn ranges_cover_a_tensor_at_aligned_offsets_in_whole_blocks() {
+        // 1 KiB bindings (256 floats), 64-float alignment, blocks of 96: steps of lcm 192.
+        let l = limits(1024, 1 << 20, 256);
+        let r = ranges(&l, "t", 1000, 96).unwrap();
+        assert_eq!(
+            r,
+            [
+                (0, 192),
+                (192, 192),
+                (384, 192),
+                (576, 192),
+                (768, 192),
+                (960, 40)
+            ]
+        );
+        assert_eq!(ranges(&l, "t", 256, 1).unwrap(), [(0, 256)]);
+        // A block larger than the binding cannot be bound at all.
+        let e = ranges(&l, "loss", 1000, 300).unwrap_err();
+        assert!(e.to_string().contains("one range of `loss`"), "{e}");
+        assert_eq!(lcm(4, 6), 12);
+    }
+
+    #[test]
+    fn a_training_forward_binds_the_all_regions_correlation() {
+        let c = DrConvConfig::new(4, 8, 3, 2).unwrap();
+        let s = c.forward_shape(&[2, 4, 6, 6]).unwrap();
+        let names = |m| {
+            forward_tensors(&c, &s, m)
+                .into_iter()
+                .map(|t| t.name)
+                .collect::<Vec<_>>()
+        };
+        assert!(names(Mode::Training).contains(&"corr".to_string()));
+        assert!(!names(Mode::Inference).contains(&"corr".to_string()));
+        let corr = forward_tensors(&c, &s, Mode::Training)
+            .into_iter()
+            .find(|t| t.name == "corr")
+            .unwrap();
+        // B x r x O x H' x W'.
+        assert_eq!(corr.shape, [2, 2, 8, 4, 4]);
+    }
 }

@@ -53,11 +53,11 @@ impl MsePlan {
         let partial = ctx.empty("loss_partial", &[chunks])?;
         let dims = Dims::default().loss(n, LOSS_CHUNK);
         // Outputs larger than one storage binding (a plan split over the batch or channels keeps
-        // them whole) are bound in windows of whole chunks.
-        let windows = crate::gpu::limits::windows(&ctx.limits, "MSE loss output", n, LOSS_CHUNK)?;
+        // them whole) are bound in ranges of whole chunks.
+        let ranges = crate::gpu::limits::ranges(&ctx.limits, "MSE loss output", n, LOSS_CHUNK)?;
         let mut program = Program::default();
-        for (start, len) in windows {
-            // This window's elements and first chunk.
+        for (start, len) in ranges {
+            // This range's elements and first chunk.
             let mut win = dims;
             win.cin = len as u32;
             win.cout = (start / LOSS_CHUNK) as u32;
@@ -72,9 +72,9 @@ impl MsePlan {
                 "grad",
                 win,
                 &[
-                    ("y", y.window((start, len))),
-                    ("tgt", target.window((start, len))),
-                    ("gy", grad.window((start, len))),
+                    ("y", y.range((start, len))),
+                    ("tgt", target.range((start, len))),
+                    ("gy", grad.range((start, len))),
                 ],
                 len as u64,
             )?);
@@ -84,8 +84,8 @@ impl MsePlan {
                 "loss_partial",
                 win,
                 &[
-                    ("y", y.window((start, len))),
-                    ("tgt", target.window((start, len))),
+                    ("y", y.range((start, len))),
+                    ("tgt", target.range((start, len))),
                     ("partial", whole),
                 ],
                 len.div_ceil(LOSS_CHUNK) as u64,

@@ -1,11 +1,13 @@
 //! The GPU runtime: context, shaders, pipeline cache, device tensors, and the op programs.
 
+pub mod autotune;
 pub mod backward;
 pub mod buffers;
 pub mod cache;
-pub mod calibrate;
 pub mod context;
 pub mod correlation;
+pub mod cost;
+pub mod decide;
 pub mod dispatch;
 pub mod forward;
 pub mod limits;
@@ -14,6 +16,7 @@ pub mod optim;
 pub mod params;
 pub mod pipelines;
 pub mod plan;
+pub mod profile;
 pub mod program;
 pub mod shaders;
 pub mod split;

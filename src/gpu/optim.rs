@@ -1,5 +1,5 @@
 //! SGD (momentum, weight decay) and Adam on the GPU, with PyTorch's update rules (see
-//! `crate::optim`): state buffers allocated once, one dispatch per parameter (one per window of
+//! `crate::optim`): state buffers allocated once, one dispatch per parameter (one per range of
 //! a parameter larger than one storage binding: the updates are elementwise), and the per-step
 //! scalars (first-step flag, Adam's bias corrections) written into a small buffer before each step.
 
@@ -44,7 +44,7 @@ impl GpuOptimizer {
             mapped_at_creation: false,
         });
         // Stored, not bound whole: tensors larger than one storage binding are updated in
-        // windows (the shaders are elementwise).
+        // ranges (the shaders are elementwise).
         let zeros = |label: &str, like: &GpuTensor| -> Result<GpuTensor> {
             let t = ctx.empty_stored(label, &like.shape)?;
             ctx.fill(&t, 0.0);
@@ -79,7 +79,7 @@ impl GpuOptimizer {
                     ("adam", &shaders::ADAM, "main", state)
                 }
             };
-            for window in limits::windows(&ctx.limits, id.name(), p.numel(), 1)? {
+            for range in limits::ranges(&ctx.limits, id.name(), p.numel(), 1)? {
                 let hyper = wgpu::BufferBinding {
                     buffer: &hyper,
                     offset: 0,
@@ -87,17 +87,17 @@ impl GpuOptimizer {
                 };
                 let mut bindings = vec![
                     ("hyper", hyper),
-                    ("param", p.window(window)),
-                    ("grad", g.window(window)),
+                    ("param", p.range(range)),
+                    ("grad", g.range(range)),
                 ];
-                bindings.extend(state.iter().map(|(name, t)| (*name, t.window(window))));
+                bindings.extend(state.iter().map(|(name, t)| (*name, t.range(range))));
                 program.steps.extend(ctx.steps_ranged(
                     label,
                     shader,
                     entry,
                     Dims::default(),
                     &bindings,
-                    window.1 as u64,
+                    range.1 as u64,
                 )?);
             }
         }

@@ -58,10 +58,10 @@ pub fn backward(
 }
 
 /// The unsplit inference plan of `input_shape` with the fused correlation's per-(sample, region)
-/// windows off: the alternative `crate::gpu::calibrate` times against a windowed plan (which
-/// is unsplit: only unsplit plans take the windows).
+/// per-region uniform bindings off: the alternative `crate::gpu::autotune` times against a plan with them (which
+/// is unsplit: only unsplit plans take them).
 #[cfg_attr(target_family = "wasm", allow(dead_code))]
-pub(crate) fn forward_without_region_windows(
+pub(crate) fn forward_without_per_region_uniform(
     ctx: &GpuContext,
     config: &DrConvConfig,
     params: &GpuParams,

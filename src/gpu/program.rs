@@ -36,9 +36,9 @@ impl Dims {
         self
     }
 
-    /// `correlation.wgsl` `selected_cl4_window`: the (sample, region) `b * r + g` whose kernel
-    /// rows the dispatch's uniform window holds.
-    pub fn window(mut self, bg: usize) -> Self {
+    /// `correlation.wgsl` `selected_channel_last_per_region`: the (sample, region) `b * r + g` whose kernel
+    /// rows the dispatch's per-region uniform binding holds.
+    pub fn bound_region(mut self, bg: usize) -> Self {
         self.aux1 = bg as u32;
         self
     }
@@ -121,6 +121,8 @@ impl Dims {
 #[derive(Debug, Clone)]
 pub struct Step {
     pub label: &'static str,
+    /// The shader entry point of a dispatch ("" for a copy or a clear).
+    pub entry: &'static str,
     op: Op,
 }
 
@@ -138,6 +140,8 @@ enum Op {
         args: wgpu::Buffer,
         /// Byte offset of the three u32 in `args`.
         offset: u64,
+        /// The grid it was built with: the most the device may write.
+        bound: [u32; 3],
     },
     Copy {
         src: wgpu::Buffer,
@@ -165,6 +169,7 @@ impl Step {
     ) -> Self {
         Step {
             label,
+            entry: "",
             op: Op::Copy {
                 src: src.clone(),
                 src_offset,
@@ -180,6 +185,7 @@ impl Step {
     pub fn clear(label: &'static str, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Self {
         Step {
             label,
+            entry: "",
             op: Op::Clear {
                 buffer: buffer.clone(),
                 offset,
@@ -191,13 +197,14 @@ impl Step {
     /// A dispatch of `pipeline` with `bind_group` over `workgroups` (built by
     /// `GpuContext::steps`).
     pub(crate) fn dispatch(
-        label: &'static str,
+        (label, entry): (&'static str, &'static str),
         pipeline: wgpu::ComputePipeline,
         bind_group: wgpu::BindGroup,
         workgroups: [u32; 3],
     ) -> Self {
         Step {
             label,
+            entry,
             op: Op::Dispatch {
                 pipeline,
                 bind_group,
@@ -220,20 +227,29 @@ impl Step {
             Op::Dispatch {
                 pipeline,
                 bind_group,
-                ..
+                workgroups,
             } => Step {
-                label: self.label,
                 op: Op::DispatchIndirect {
                     pipeline,
                     bind_group,
                     args: args.clone(),
                     offset,
+                    bound: workgroups,
                 },
+                ..self
             },
-            op => Step {
-                label: self.label,
-                op,
-            },
+            op => Step { op, ..self },
+        }
+    }
+
+    /// A dispatch's workgroups (an indirect one's bound) and whether its grid comes from the
+    /// device; `None` for a copy or a clear.
+    pub fn workgroups(&self) -> Option<(u64, bool)> {
+        let n = |g: &[u32; 3]| g.iter().map(|&v| v as u64).product();
+        match &self.op {
+            Op::Dispatch { workgroups, .. } => Some((n(workgroups), false)),
+            Op::DispatchIndirect { bound, .. } => Some((n(bound), true)),
+            Op::Copy { .. } | Op::Clear { .. } => None,
         }
     }
 
@@ -319,6 +335,7 @@ impl Program {
                     bind_group,
                     args,
                     offset,
+                    ..
                 } => {
                     pass.set_pipeline(pipeline);
                     pass.set_bind_group(0, bind_group, &[]);

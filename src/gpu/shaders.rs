@@ -46,17 +46,21 @@ shader!(
     ["main", "pool_rows", "pool_finish"]
 );
 shader!(KERNEL_LOGITS, "kernel_logits", ["main"]);
-shader!(KERNEL_GEN, "kernel_gen", ["main", "main_r8"]);
-shader!(KERNEL_GEN_K3, "kernel_gen_k3", ["main_r8", "main_r4"]);
+shader!(KERNEL_GEN, "kernel_gen", ["blocked", "registers"]);
+shader!(
+    KERNEL_GEN_K3,
+    "kernel_gen_k3",
+    ["unrolled_r8", "unrolled_r4"]
+);
 shader!(
     GUIDE_CONV,
     "guide_conv",
     [
         "guide_argmax4",
         "guide_argmax8",
-        "guide_argmax4_cl",
-        "guide_argmax8_cl",
-        "guide_argmax4_cl3"
+        "guide_argmax4_channel_last",
+        "guide_argmax8_channel_last",
+        "guide_argmax4_channel_last_k3"
     ]
 );
 shader!(
@@ -69,9 +73,9 @@ shader!(
         "selected_direct",
         "all_regions_direct4",
         "selected_direct4",
-        "all_regions_cl4",
-        "selected_cl4",
-        "selected_cl4_window"
+        "all_regions_channel_last",
+        "selected_channel_last",
+        "selected_channel_last_per_region"
     ]
 );
 shader!(REGION_SELECT, "region_select", ["gather", "lists", "tiles"]);
@@ -127,9 +131,9 @@ shader!(ADAM, "adam", ["main"]);
 shader!(ACCUMULATE, "accumulate", ["add"]);
 shader!(TRANSPOSE, "transpose", ["transpose", "transpose4"]);
 
-/// `CORRELATION` with the kernel rows of its `_cl4` entries (binding 6) declared as a 64 KiB
+/// `CORRELATION` with the kernel rows of its `_channel_last` entries (binding 6) declared as a 64 KiB
 /// uniform buffer instead of a storage buffer, for CPU adapters where the whole kernel fits
-/// (`crate::gpu::correlation::fits_uniform_window`): lavapipe gathers uniform loads with vector
+/// (`crate::gpu::correlation::fits_uniform_binding`): lavapipe gathers uniform loads with vector
 /// instructions, while every storage load inside a loop becomes a per-lane loop.
 pub const CORRELATION_UBO: Shader = Shader {
     name: "correlation_ubo",
@@ -142,8 +146,8 @@ pub const CORRELATION_UBO: Shader = Shader {
     )),
 };
 
-/// `GUIDE_CONV` with the channel-last guide weights of its `_cl` entries (binding 7) declared as
-/// a 64 KiB uniform buffer, where they fit (`ChannelLast::guide_w_uniform`): the same
+/// `GUIDE_CONV` with the channel-last guide weights of its `_channel_last` entries (binding 7) declared as
+/// a 64 KiB uniform buffer, where they fit (`Decisions::guide_uniform`): the same
 /// lavapipe trade as `CORRELATION_UBO`.
 pub const GUIDE_CONV_UBO: Shader = Shader {
     name: "guide_conv_ubo",
@@ -249,8 +253,8 @@ mod tests {
     }
 
     #[test]
-    fn the_uniform_kernel_window_is_uniform_window_bytes() {
-        let vec4s = crate::gpu::buffers::UNIFORM_WINDOW / 16;
+    fn the_uniform_kernel_is_uniform_binding_bytes() {
+        let vec4s = crate::gpu::buffers::UNIFORM_BINDING_BYTES / 16;
         let decl = format!("var<uniform> kern4: array<vec4<f32>, {vec4s}>;");
         assert!(CORRELATION_UBO.source().contains(&decl));
     }

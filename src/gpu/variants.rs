@@ -24,7 +24,7 @@ pub enum Correlation {
     /// Weights read directly as vec4s (a kernel row, I*k*k values, is a whole number of vec4s).
     Direct4,
     /// Channel-last copies of x and the kernel read as vec4s (I % 4 == 0); the kernel rows go
-    /// through a 64 KiB uniform window where they fit and [`Variants::kernel_window`] is on.
+    /// through a 64 KiB uniform binding (uniform kernel) where they fit and [`Variants::uniform_kernel`] is on.
     ChannelLast,
 }
 
@@ -63,9 +63,9 @@ pub struct Variants {
     pub correlation: Correlation,
     /// The kernel generator.
     pub kernel_gen: KernelGen,
-    /// With [`Correlation::ChannelLast`]: kernel rows through the uniform window where the whole
+    /// With [`Correlation::ChannelLast`]: kernel rows through the uniform binding where the whole
     /// generated kernel fits it (checked per input shape) and the device binds that much.
-    pub kernel_window: bool,
+    pub uniform_kernel: bool,
     /// The fused correlation's grid is written on the device (indirect dispatch) rather than
     /// sized on the host for the most tiles the regions could need.
     pub device_grid: bool,
@@ -84,10 +84,10 @@ pub struct VariantOverrides {
     /// The kernel generator, where the configuration allows it.
     pub kernel_gen: Option<KernelGen>,
     /// `Some(false)`: kernel rows always from a storage buffer. `Some(true)`: through the uniform
-    /// window wherever the shape rule allows, the fused correlation's windows per (sample,
-    /// region) included without timing them against the plan without (`None` times them at a
-    /// layer shape's first inference plan, see `GpuContext::region_windows_choice`).
-    pub kernel_window: Option<bool>,
+    /// binding wherever the shape rule allows, the fused correlation's per-region uniform
+    /// bindings included without timing them against the plan without (`None` times them at a
+    /// layer shape's first inference plan, see `GpuContext::per_region_uniform_choice`).
+    pub uniform_kernel: Option<bool>,
     /// `Some(false)`: the fused grid sized on the host even where the device could size it.
     pub device_grid: Option<bool>,
     /// The correlation backward, where the configuration allows it.
@@ -157,8 +157,8 @@ impl Variants {
         Variants {
             correlation,
             kernel_gen,
-            kernel_window: correlation == Correlation::ChannelLast
-                && forced.kernel_window != Some(false),
+            uniform_kernel: correlation == Correlation::ChannelLast
+                && forced.uniform_kernel != Some(false),
             device_grid: traits.indirect && forced.device_grid != Some(false),
             backward,
         }
@@ -179,19 +179,20 @@ impl fmt::Display for Variants {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "correlation={} kernel_gen={} kernel_window={} grid={} backward={}",
+            "correlation={} kernel_gen={} uniform_kernel={} grid={} backward={}",
             self.correlation,
             self.kernel_gen,
-            if self.kernel_window { "on" } else { "off" },
+            if self.uniform_kernel { "on" } else { "off" },
             if self.device_grid { "device" } else { "host" },
             self.backward
         )
     }
 }
 
-/// Names as the CLI's `DRCONV_*` switches spell them; `FromStr` reads the same names.
+/// Names as the enums spell them in snake case (what the CLI's `DRCONV_*` switches, the
+/// benchmark and `drconv info` print); `FromStr` reads them and the older spellings after `|`.
 macro_rules! named {
-    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+    ($ty:ident { $($variant:ident => $name:literal $(| $alias:literal)*),+ $(,)? }) => {
         impl $ty {
             /// Every value, in declaration order.
             pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
@@ -212,18 +213,33 @@ macro_rules! named {
             type Err = String;
 
             fn from_str(s: &str) -> Result<Self, String> {
-                $ty::ALL.iter().copied().find(|v| v.name() == s).ok_or_else(|| {
-                    let names: Vec<_> = $ty::ALL.iter().map(|v| v.name()).collect();
-                    format!("{s:?} is none of {}", names.join(", "))
-                })
+                match s {
+                    $($name $(| $alias)* => Ok($ty::$variant),)+
+                    _ => {
+                        let names: Vec<_> = $ty::ALL.iter().map(|v| v.name()).collect();
+                        Err(format!("{s:?} is none of {}", names.join(", ")))
+                    }
+                }
             }
         }
     };
 }
 
-named!(Correlation { Staged => "staged", Direct => "direct", Direct4 => "direct4", ChannelLast => "cl4" });
-named!(KernelGen { Blocked => "main", Registers => "r8", UnrolledK3 => "k3" });
-named!(Backward { Gather => "gather", RegionLists => "lists" });
+named!(Correlation {
+    Staged => "staged",
+    Direct => "direct",
+    Direct4 => "direct4",
+    ChannelLast => "channel_last" | "cl4",
+});
+named!(KernelGen {
+    Blocked => "blocked" | "main",
+    Registers => "registers" | "r8",
+    UnrolledK3 => "unrolled_k3" | "k3",
+});
+named!(Backward {
+    Gather => "gather",
+    RegionLists => "region_lists" | "lists",
+});
 
 #[cfg(test)]
 mod tests {
@@ -252,7 +268,7 @@ mod tests {
         );
         let v = Variants::choose(CPU, &cfg(16, 32, 3, 8), &none);
         assert_eq!(
-            (v.correlation, v.kernel_gen, v.backward, v.kernel_window),
+            (v.correlation, v.kernel_gen, v.backward, v.uniform_kernel),
             (
                 Correlation::ChannelLast,
                 KernelGen::UnrolledK3,
@@ -279,7 +295,7 @@ mod tests {
         let v = Variants::choose(GPU, &cfg(3, 8, 5, 4), &forced);
         assert_eq!(v.correlation, Correlation::Direct);
         assert_eq!(v.kernel_gen, KernelGen::Registers);
-        assert!(!v.kernel_window);
+        assert!(!v.uniform_kernel);
         let forced = VariantOverrides {
             device_grid: Some(false),
             ..Default::default()
@@ -292,9 +308,18 @@ mod tests {
         for v in Correlation::ALL {
             assert_eq!(v.name().parse::<Correlation>(), Ok(*v));
         }
+        for (alias, v) in [
+            ("main", KernelGen::Blocked),
+            ("r8", KernelGen::Registers),
+            ("k3", KernelGen::UnrolledK3),
+        ] {
+            assert_eq!(alias.parse::<KernelGen>(), Ok(v));
+        }
+        assert_eq!("cl4".parse(), Ok(Correlation::ChannelLast));
+        assert_eq!("lists".parse(), Ok(Backward::RegionLists));
         assert!("fast"
             .parse::<KernelGen>()
             .unwrap_err()
-            .contains("main, r8, k3"));
+            .contains("blocked, registers, unrolled_k3"));
     }
 }

@@ -23,7 +23,7 @@ use crate::params::ParamId;
 /// The parameter gradients of a layer, one buffer each. Only `max_buffer_size` limits them: an
 /// unsplit backward binds them whole (its limits check covers them), a plan split over output
 /// channels copies conv_kernel.3's gradient in row slices, and the optimizer binds them in
-/// windows.
+/// ranges.
 pub fn layer_param_grad_buffers(ctx: &GpuContext, config: &DrConvConfig) -> Result<[GpuTensor; 6]> {
     crate::gpu::backward::grad_buffers_with(config, |name, shape| ctx.empty_stored(name, shape))
 }

@@ -178,3 +178,111 @@ pub fn largest(max: usize, ok: impl Fn(usize) -> bool) -> usize {
     }
     lo
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(binding: u64) -> wgpu::Limits {
+        wgpu::Limits {
+            max_storage_buffer_binding_size: binding,
+            ..wgpu::Limits::default()
+        }
+    }
+
+    fn layer(i: usize, o: usize, r: usize, input: [usize; 4]) -> (DrConvConfig, ForwardShape) {
+        let c = DrConvConfig::new(i, o, 3, r)
+            .unwrap()
+            .with_padding(1)
+            .unwrap();
+        let s = c.forward_shape(&input).unwrap();
+        (c, s)
+    }
+
+    #[test]
+    fn largest_finds_the_last_accepted_size() {
+        for max in [1, 2, 7, 64, 1000] {
+            for limit in 1..=max {
+                assert_eq!(largest(max, |n| n <= limit), limit);
+            }
+        }
+        assert_eq!(largest(0, |_| false), 0);
+    }
+
+    #[test]
+    fn a_shape_that_fits_is_not_split() {
+        let (c, s) = layer(8, 8, 4, [4, 8, 16, 16]);
+        let split = forward_split(&wgpu::Limits::default(), &c, &s, Mode::Training).unwrap();
+        assert_eq!(
+            split,
+            Split {
+                batch: 4,
+                channels: 8,
+                rows: 16
+            }
+        );
+        assert!(!split.splits(&c, &s));
+    }
+
+    /// `split` is accepted by `check` and is the largest such in the dimension it split last.
+    fn is_largest(l: &wgpu::Limits, c: &DrConvConfig, s: &ForwardShape, split: Split) {
+        let check = |o: usize, b: usize, ny: usize| {
+            let sub = with_out_channels(c, o);
+            let shape = match ny < s.out_height {
+                true => band_shape(c, s, ny),
+                false => ForwardShape { batch: b, ..*s },
+            };
+            check_forward(l, &sub, &shape, Mode::Training).is_ok()
+        };
+        assert!(check(split.channels, split.batch, split.rows), "{split:?}");
+        if split.rows < s.out_height {
+            assert!(!check(split.channels, 1, split.rows + 1), "{split:?}");
+        } else if split.channels < c.out_channels {
+            assert!(!check(split.channels + 1, 1, s.out_height), "{split:?}");
+        } else if split.batch < s.batch {
+            assert!(
+                !check(c.out_channels, split.batch + 1, s.out_height),
+                "{split:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_batch_splits_first_then_channels_then_rows() {
+        // The training correlation is B x r x O x H' x W' = 4 x 4 x 8 x 16 x 16 floats, 32 KiB a
+        // sample and 4 KiB a sample's output channel.
+        let (c, s) = layer(8, 8, 4, [4, 8, 16, 16]);
+        let at = |kib: u64| {
+            let l = limits(kib << 10);
+            let split = forward_split(&l, &c, &s, Mode::Training).unwrap();
+            is_largest(&l, &c, &s, split);
+            split
+        };
+        let batch = at(100);
+        assert_eq!((batch.batch, batch.channels, batch.rows), (3, 8, 16));
+        let channels = at(20);
+        assert_eq!(
+            (channels.batch, channels.channels, channels.rows),
+            (1, 5, 16)
+        );
+        // One sample's 8 KiB input no longer fits whole: bands of output rows.
+        let rows = at(2);
+        assert!(rows.batch == 1 && rows.splits_rows(&s), "{rows:?}");
+        // Inference binds no correlation: the 36 KiB kernel and 32 KiB input fit 40 KiB.
+        let l = limits(40 << 10);
+        assert!(!forward_split(&l, &c, &s, Mode::Inference)
+            .unwrap()
+            .splits(&c, &s));
+        assert!(forward_split(&l, &c, &s, Mode::Training)
+            .unwrap()
+            .splits(&c, &s));
+    }
+
+    #[test]
+    fn one_output_row_that_does_not_fit_is_refused_by_name() {
+        let (c, s) = layer(8, 8, 4, [1, 8, 16, 16]);
+        let e = forward_split(&limits(64), &c, &s, Mode::Training).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("one output row per sub-plan"), "{msg}");
+    }
+}

@@ -5,11 +5,10 @@
 
 use super::Stages;
 use crate::error::{DrConvError, Result};
-use crate::gpu::buffers::{GpuTensor, UNIFORM_WINDOW};
-use crate::gpu::correlation::{corr_entries, CorrTiling};
+use crate::gpu::buffers::{GpuTensor, UNIFORM_BINDING_BYTES};
 use crate::gpu::program::Step;
-use crate::gpu::shaders::{self, Shader, WG};
-use crate::gpu::variants::{KernelGen, Variants};
+use crate::gpu::shaders::{self, WG};
+use crate::gpu::variants::KernelGen;
 use crate::params::ParamId;
 
 /// The label of the pool's steps (a row split leaves them out of its bands' sub-plans).
@@ -31,12 +30,10 @@ pub struct KernelTargets<'a> {
 pub struct CorrSources<'a> {
     pub x: &'a GpuTensor,
     pub kernel: &'a GpuTensor,
-    /// The kernel as vec4s: as laid out for `_direct4`, its channel-last copy for `_cl4`.
+    /// The kernel as vec4s: as laid out for `_direct4`, its channel-last copy for `_channel_last`.
     pub kernel4: &'a GpuTensor,
-    /// x channel-last, for `_cl4`.
+    /// x channel-last, for `_channel_last`.
     pub x_t4: &'a GpuTensor,
-    /// `CORRELATION`, or `CORRELATION_UBO` when the kernel rows go through the uniform window.
-    pub shader: &'static Shader,
 }
 
 impl CorrSources<'_> {
@@ -112,7 +109,9 @@ impl Stages<'_> {
     /// declares both layouts' bindings; the one it does not write gets a small buffer of its own
     /// (WebGPU forbids one buffer at two writable bindings).
     pub fn kernel_gen(&self, sigmoid: &GpuTensor, out: KernelTargets<'_>) -> Result<Vec<Step>> {
-        let (shader, entry, items, blocks) = kernel_gen_entry(self.v, self.c, self.s.batch as u64);
+        let g = self.d.kernel_gen;
+        let (shader, entry, items, blocks) =
+            (g.entry.shader, g.entry.entry, g.entry.items, g.blocks);
         if self.v.kernel_gen != KernelGen::UnrolledK3 {
             let buffers = [
                 ("sig", &sigmoid.buffer),
@@ -153,7 +152,7 @@ impl Stages<'_> {
             .steps("kernel_gen", shader, entry, dims, &buffers, items)
     }
 
-    /// The channel-last copies the `_cl4` correlation and the guide read: x, the kernel (unless
+    /// The channel-last copies the `_channel_last` correlation and the guide read: x, the kernel (unless
     /// the generator wrote them) and the guide weight ([r*I, k*k] as k*k x r*I).
     pub fn channel_last(
         &self,
@@ -186,70 +185,42 @@ impl Stages<'_> {
         Ok(steps)
     }
 
-    /// The guide conv and the argmax over regions (first maximal index): 8 pixels x 4 regions
-    /// per invocation up to r = 4, else 4 pixels x 8 regions; from x and the guide weight, or
-    /// their channel-last copies `(x_t, guide_w_t, whether guide_w_t is read as a uniform
-    /// window)`.
+    /// The guide conv and the argmax over regions (first maximal index), with the entry the
+    /// decisions picked; from x and the guide weight, or their channel-last copies
+    /// `(x_t, guide_w_t)`.
     pub fn guide_argmax(
         &self,
         input: &GpuTensor,
-        channel_last: Option<(&GpuTensor, &GpuTensor, bool)>,
+        channel_last: Option<(&GpuTensor, &GpuTensor)>,
         guide: &GpuTensor,
         region: &GpuTensor,
     ) -> Result<Vec<Step>> {
-        let (c, s) = (self.c, self.s);
-        // Invocations for `px` pixels each, 64 apart: whole workgroups.
-        let strided = |px: u64| (region.numel() as u64).div_ceil(64 * px) * 64;
-        // k = 3, stride 1, dilation 1: runs of 8 pixels along a row share their x loads.
-        let runs = c.kernel_size == 3 && c.stride == 1 && c.dilation == 1;
-        let (entry, items) = match (c.region_num <= 4, channel_last.is_some()) {
-            (true, false) => ("guide_argmax4", strided(8)),
-            (false, false) => ("guide_argmax8", strided(4)),
-            // One invocation per run of 8 pixels of a row.
-            (true, true) if runs => (
-                "guide_argmax4_cl3",
-                (s.batch * s.out_height * s.out_width.div_ceil(8)) as u64,
-            ),
-            (true, true) => ("guide_argmax4_cl", strided(8)),
-            (false, true) => ("guide_argmax8_cl", strided(4)),
-        };
+        let e = self.d.guide;
         let mut buffers = vec![
             ("bg", self.param(ParamId::GuideB)),
             ("guide", &guide.buffer),
             ("region", &region.buffer),
         ];
-        let (shader, sources) = match channel_last {
-            Some((x_t, w_t, uniform)) => (
-                match uniform {
-                    true => &shaders::GUIDE_CONV_UBO,
-                    false => &shaders::GUIDE_CONV,
-                },
-                [("xt4", &x_t.buffer), ("wt4", &w_t.buffer)],
-            ),
-            None => (
-                &shaders::GUIDE_CONV,
-                [("x", &input.buffer), ("wg", self.param(ParamId::GuideW))],
-            ),
-        };
-        buffers.extend(sources);
-        self.ctx
-            .steps("guide_argmax", shader, entry, self.dims, &buffers, items)
+        buffers.extend(match channel_last {
+            Some((x_t, w_t)) => [("xt4", &x_t.buffer), ("wt4", &w_t.buffer)],
+            None => [("x", &input.buffer), ("wg", self.param(ParamId::GuideW))],
+        });
+        let dims = self.dims;
+        (self.ctx).steps("guide_argmax", e.shader, e.entry, dims, &buffers, e.items)
     }
 
     /// Every region's correlation (training): one GEMM of r*O kernel rows by H'W' pixels per
-    /// sample, tiled with the least padded work.
+    /// sample, tiled as the decisions say.
     pub fn corr_all_regions(&self, src: &CorrSources<'_>, corr: &GpuTensor) -> Result<Vec<Step>> {
-        let (batch, hw) = (self.s.batch as u64, self.out_pixels());
-        let rows = (self.c.region_num * self.c.out_channels) as u64;
-        let t = CorrTiling::dense(rows, hw, self.v.staged());
+        let p = self.d.corr;
         let buffers = [&[("out", &corr.buffer)], &src.bindings()[..]].concat();
         self.ctx.group_steps(
             "corr_all_regions",
-            src.shader,
-            corr_entries(self.v).0,
-            self.dims.row_groups(t.groups),
+            p.shader,
+            p.entry,
+            self.dims.row_groups(p.tiling.groups),
             &buffers,
-            batch * rows.div_ceil(t.rows()) * hw.div_ceil(t.pixels()),
+            p.workgroups,
         )
     }
 
@@ -274,15 +245,6 @@ impl Stages<'_> {
         )
     }
 
-    /// The fused correlation's tiling, and the most pixel tiles its regions can need per sample:
-    /// region g needs ceil(n_g / tile) tiles, over all regions at most ceil(H'W' / tile) + r - 1.
-    pub fn fused_tiling(&self) -> (CorrTiling, usize) {
-        let (o, r) = (self.c.out_channels as u64, self.c.region_num);
-        let t = CorrTiling::per_region(o, self.out_pixels(), r as u64, self.v.staged());
-        let slots = (self.out_pixels() as usize).div_ceil(t.pixels() as usize) + r - 1;
-        (t, slots)
-    }
-
     /// Pixels grouped by region with a deterministic counting sort (`region_select.wgsl`
     /// `lists`), then the tiles that hold pixels and the grid that covers exactly them.
     pub fn region_lists(&self, region: &GpuTensor, lists: &ListBuffers<'_>) -> Result<Vec<Step>> {
@@ -298,8 +260,8 @@ impl Stages<'_> {
             ],
             self.s.batch as u64,
         )?;
-        let dims = (self.dims.row_groups(self.fused_tiling().0.groups))
-            .grid_limit(self.ctx.max_grid_dim());
+        let dims =
+            (self.dims.row_groups(self.d.corr.tiling.groups)).grid_limit(self.ctx.max_grid_dim());
         steps.extend(self.ctx.steps(
             "corr_tiles",
             &shaders::REGION_SELECT,
@@ -324,16 +286,15 @@ impl Stages<'_> {
         lists: &ListBuffers<'_>,
         output: &GpuTensor,
     ) -> Result<Vec<Step>> {
-        let (t, slots) = self.fused_tiling();
-        let o = self.c.out_channels as u64;
+        let p = self.d.corr;
         let buffers = [&lists.selected_bindings(output)[..], &src.bindings()[..]].concat();
         let steps = self.ctx.group_steps(
             "corr_selected",
-            src.shader,
-            corr_entries(self.v).1,
-            self.dims.row_groups(t.groups),
+            p.shader,
+            p.entry,
+            self.dims.row_groups(p.tiling.groups),
             &buffers,
-            self.s.batch as u64 * o.div_ceil(t.rows()) * slots as u64,
+            p.workgroups,
         )?;
         Ok(match self.v.device_grid && steps.len() == 1 {
             true => steps
@@ -345,45 +306,45 @@ impl Stages<'_> {
     }
 
     /// The fused correlation with each (sample, region)'s `block` bytes of kernel rows bound as
-    /// its own uniform window: one indirect dispatch per (sample, region) over its tiles.
-    pub fn corr_windows(
+    /// its own uniform binding (per-region uniform): one indirect dispatch per (sample, region) over its tiles.
+    pub fn corr_per_region(
         &self,
         src: &CorrSources<'_>,
         lists: &ListBuffers<'_>,
         output: &GpuTensor,
         block: u64,
     ) -> Result<Vec<Step>> {
-        let t = self.fused_tiling().0;
-        let o = self.c.out_channels as u64;
+        let (p, o) = (self.d.corr, self.c.out_channels as u64);
+        let t = p.tiling;
         // The most workgroups one region can need: all its sample's pixels.
         let bound = o.div_ceil(t.rows()) * self.out_pixels().div_ceil(t.pixels());
         let mut steps = Vec::new();
         for j in 0..self.s.batch * self.c.region_num {
-            let window = wgpu::BufferBinding {
+            let region_rows = wgpu::BufferBinding {
                 buffer: &src.kernel4.buffer,
                 offset: j as u64 * block,
-                size: std::num::NonZeroU64::new(UNIFORM_WINDOW),
+                size: std::num::NonZeroU64::new(UNIFORM_BINDING_BYTES),
             };
-            // Every buffer whole, as `corr_selected` binds them, but `kern4`: the window.
+            // Every buffer whole, as `corr_selected` binds them, but `kern4`: this region's rows.
             let buffers: Vec<_> = lists
                 .selected_bindings(output)
                 .into_iter()
                 .chain(src.bindings())
                 .map(|(name, buffer)| match name {
-                    "kern4" => (name, window.clone()),
+                    "kern4" => (name, region_rows.clone()),
                     _ => (name, buffer.as_entire_buffer_binding()),
                 })
                 .collect();
             let built = self.ctx.steps_ranged(
                 "corr_selected",
-                src.shader,
-                "selected_cl4_window",
-                self.dims.row_groups(t.groups).window(j),
+                p.shader,
+                p.entry,
+                self.dims.row_groups(t.groups).bound_region(j),
                 &buffers,
                 bound * WG as u64,
             )?;
             let [step] = <[Step; 1]>::try_from(built).map_err(|s| DrConvError::TooLarge {
-                what: "corr_selected: dispatches of one region's window".into(),
+                what: "corr_selected: dispatches of the per-region uniform bindings".into(),
                 size: s.len() as u64,
                 limit: 1,
             })?;
@@ -394,41 +355,5 @@ impl Stages<'_> {
 
     fn out_pixels(&self) -> u64 {
         (self.s.out_height * self.s.out_width) as u64
-    }
-}
-
-/// The kernel generator's shader, entry point and invocation count for `v.kernel_gen`
-/// (`Variants::choose` picks it), and for the k = 3 kernels the blocks of 4 channels per
-/// invocation (8, 4 or 2 where they divide I*O / 4 and leave 256 invocations or more: the sigmoid
-/// map is then read once for them all).
-pub fn kernel_gen_entry(
-    v: &Variants,
-    c: &crate::config::DrConvConfig,
-    batch: u64,
-) -> (&'static Shader, &'static str, u64, u32) {
-    let (r, io) = (c.region_num as u64, (c.in_channels * c.out_channels) as u64);
-    let kk = (c.kernel_size * c.kernel_size) as u64;
-    match v.kernel_gen {
-        KernelGen::UnrolledK3 => {
-            let entry = if r == 8 { "main_r8" } else { "main_r4" };
-            let blocks = batch * r * io / 4;
-            let nb = [8, 4, 2]
-                .into_iter()
-                .find(|&nb| (io / 4).is_multiple_of(nb) && blocks / nb >= 256)
-                .unwrap_or(1);
-            (&shaders::KERNEL_GEN_K3, entry, blocks / nb, nb as u32)
-        }
-        KernelGen::Registers => (
-            &shaders::KERNEL_GEN,
-            "main_r8",
-            batch * r * io.div_ceil(8),
-            0,
-        ),
-        KernelGen::Blocked => (
-            &shaders::KERNEL_GEN,
-            "main",
-            batch * r * io.div_ceil(8) * kk.div_ceil(4),
-            0,
-        ),
     }
 }

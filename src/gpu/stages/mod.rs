@@ -8,17 +8,19 @@ pub mod forward;
 
 use crate::config::{DrConvConfig, ForwardShape};
 use crate::gpu::context::GpuContext;
+use crate::gpu::decide::Decisions;
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::Dims;
 use crate::gpu::variants::Variants;
 use crate::params::ParamId;
 
-/// What every stage of one plan reads: the device, the layer, the shape, the variants chosen
-/// for the layer, its parameters and the plan's uniform.
+/// What every stage of one plan reads: the device, the layer, the shape, the plan's decisions
+/// (`crate::gpu::decide`) and the variants among them, its parameters and the plan's uniform.
 pub struct Stages<'a> {
     pub ctx: &'a GpuContext,
     pub c: &'a DrConvConfig,
     pub s: &'a ForwardShape,
+    pub d: &'a Decisions,
     pub v: &'a Variants,
     pub params: &'a GpuParams,
     pub dims: Dims,
@@ -29,14 +31,15 @@ impl<'a> Stages<'a> {
         ctx: &'a GpuContext,
         c: &'a DrConvConfig,
         s: &'a ForwardShape,
-        v: &'a Variants,
+        d: &'a Decisions,
         params: &'a GpuParams,
     ) -> Self {
         Stages {
             ctx,
             c,
             s,
-            v,
+            d,
+            v: &d.variants,
             params,
             dims: Dims::new(c, s),
         }

@@ -1,0 +1,383 @@
+//! The plan report's counts: every dispatch a plan records, from its [`Decisions`] alone (no
+//! device), with its entry, workgroups, workgroup memory, the FLOPs it does and the least bytes
+//! it must move (each tensor it reads or writes once, f32). `tests/plan_report.rs` checks the
+//! list against the steps real plans record, dispatch by dispatch, so the two cannot drift.
+//!
+//! Counts, not guesses: FLOPs count a multiply-add as 2 and leave out comparisons, sigmoids
+//! and index arithmetic; bytes are the minimum traffic to memory, what a perfect cache would
+//! leave (a dispatch that rereads x from memory moves more).
+
+use serde::Serialize;
+
+use crate::config::{DrConvConfig, ForwardShape, Mode};
+use crate::gpu::decide::Decisions;
+use crate::gpu::limits::GUIDE_CHUNK;
+use crate::gpu::shaders::{CORR_WORKGROUP_BYTES, WG};
+
+/// One dispatch of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dispatch {
+    /// The step's label (what the benchmark's per-step times name).
+    pub label: &'static str,
+    pub entry: &'static str,
+    /// Workgroups (for an indirect dispatch, the most the device may write).
+    pub workgroups: u64,
+    /// Invocations per workgroup.
+    pub invocations: u32,
+    pub workgroup_bytes: u32,
+    pub flops: u64,
+    pub bytes: u64,
+    /// The grid is written on the device.
+    pub indirect: bool,
+}
+
+/// The layer's sizes as u64, named as in the golden README.
+#[derive(Clone, Copy)]
+struct Sizes {
+    b: u64,
+    i: u64,
+    o: u64,
+    r: u64,
+    kk: u64,
+    /// Input pixels per sample, H x W.
+    hw: u64,
+    /// Output pixels per sample, H' x W'.
+    p: u64,
+}
+
+impl Sizes {
+    fn new(c: &DrConvConfig, s: &ForwardShape) -> Self {
+        Sizes {
+            b: s.batch as u64,
+            i: c.in_channels as u64,
+            o: c.out_channels as u64,
+            r: c.region_num as u64,
+            kk: (c.kernel_size * c.kernel_size) as u64,
+            hw: (s.height * s.width) as u64,
+            p: (s.out_height * s.out_width) as u64,
+        }
+    }
+
+    /// Floats of x, of the generated kernel (all regions) and of the output.
+    fn x(&self) -> u64 {
+        self.b * self.i * self.hw
+    }
+
+    fn kernel(&self) -> u64 {
+        self.b * self.r * self.o * self.i * self.kk
+    }
+
+    fn out(&self) -> u64 {
+        self.b * self.o * self.p
+    }
+}
+
+/// A dispatch of `items` invocations in workgroups of `WG` (`GpuContext::steps`).
+fn lanes(
+    label: &'static str,
+    entry: &'static str,
+    items: u64,
+    flops: u64,
+    floats: u64,
+) -> Dispatch {
+    groups(label, entry, items.div_ceil(WG as u64), flops, floats)
+}
+
+/// A dispatch of `workgroups` workgroups (`GpuContext::group_steps`).
+fn groups(
+    label: &'static str,
+    entry: &'static str,
+    workgroups: u64,
+    flops: u64,
+    floats: u64,
+) -> Dispatch {
+    Dispatch {
+        label,
+        entry,
+        workgroups: workgroups.max(1),
+        invocations: WG,
+        workgroup_bytes: 0,
+        flops,
+        bytes: 4 * floats,
+        indirect: false,
+    }
+}
+
+/// `transpose.wgsl`: `n x ch x sp` into `n x sp x ch` (`GpuContext::transpose_steps`).
+fn transpose(label: &'static str, numel: u64, positions: u64) -> Dispatch {
+    let (entry, per_item) = match positions % 4 {
+        0 => ("transpose4", 16),
+        _ => ("transpose", 4),
+    };
+    lanes(label, entry, numel / per_item, 0, 2 * numel)
+}
+
+/// Every dispatch of a plan with decisions `d`: the forward, and in training its backward.
+pub fn dispatches(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {
+    let mut v = forward(d, c, s);
+    if d.mode == Mode::Training {
+        v.extend(backward(d, c, s));
+    }
+    v
+}
+
+/// The forward's dispatches, in the order `ForwardPlan::stages` records them.
+pub fn forward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {
+    let z = Sizes::new(c, s);
+    let (b, i, o, r, kk, p) = (z.b, z.i, z.o, z.r, z.kk, z.p);
+    let pooled = b * i * kk;
+    let logits = b * r * r * kk;
+    let mut v = vec![
+        lanes("adaptive_pool", "main", pooled, z.x(), z.x() + pooled),
+        lanes(
+            "kernel_logits",
+            "main",
+            logits,
+            2 * logits * i,
+            pooled + r * r * (i + 1) + 2 * logits,
+        ),
+    ];
+    let g = d.kernel_gen;
+    // The unrolled generator writes the kernel and its channel-last rows in training.
+    let layouts = match d.generator_writes_rows && !d.kernel_channel_last {
+        true => 2,
+        false => 1,
+    };
+    let weights = r * i * o * (r + 1);
+    let gen_flops = 2 * z.kernel() * r;
+    v.push(lanes(
+        "kernel_gen",
+        g.entry.entry,
+        g.entry.items,
+        gen_flops,
+        logits + weights + layouts * z.kernel(),
+    ));
+    if d.variants.channel_last() {
+        v.push(transpose("corr_x_t", z.x(), z.hw));
+        if !d.generator_writes_rows {
+            v.push(transpose("corr_kernel_t", z.kernel(), kk));
+        }
+        v.push(transpose("guide_weight_t", r * i * kk, kk));
+    }
+    let guide_floats = z.x() + r * i * kk + r + b * r * p + b * p;
+    v.push(lanes(
+        "guide_argmax",
+        d.guide.entry,
+        d.guide.items,
+        2 * b * r * i * kk * p,
+        guide_floats,
+    ));
+    let corr = d.corr;
+    let staged = match d.variants.staged() {
+        true => CORR_WORKGROUP_BYTES,
+        false => 0,
+    };
+    if d.mode == Mode::Training {
+        let floats = z.x() + z.kernel() + b * r * o * p;
+        let mut all = groups(
+            "corr_all_regions",
+            corr.entry,
+            corr.workgroups,
+            2 * r * z.out() * i * kk,
+            floats,
+        );
+        all.workgroup_bytes = staged;
+        v.push(all);
+        v.push(lanes("gather", "gather", z.out(), 0, b * p + 2 * z.out()));
+        return v;
+    }
+    let mut lists = groups("region_lists", "lists", b, 0, 2 * b * p + b * (r + 1));
+    lists.workgroup_bytes = 1024;
+    let tile_floats = b * (r + 1) + 1 + 3 * b * corr.slots as u64 + 4 * (1 + b * r);
+    let mut tiles = groups("corr_tiles", "tiles", 1, 0, tile_floats);
+    tiles.workgroup_bytes = 256;
+    v.extend([lists, tiles]);
+    let (flops, floats) = (2 * z.out() * i * kk, z.x() + z.kernel() + b * p + z.out());
+    match d.per_region_uniform {
+        Some(_) => {
+            let bound = o.div_ceil(corr.tiling.rows()) * p.div_ceil(corr.tiling.pixels());
+            let n = b * r;
+            for _ in 0..n {
+                let mut one = groups("corr_selected", corr.entry, bound, flops / n, floats / n);
+                one.indirect = true;
+                v.push(one);
+            }
+        }
+        None => {
+            let mut sel = groups("corr_selected", corr.entry, corr.workgroups, flops, floats);
+            sel.workgroup_bytes = staged;
+            sel.indirect = d.variants.device_grid;
+            v.push(sel);
+        }
+    }
+    v
+}
+
+/// The training backward's dispatches, in the order `BackwardPlan::build` records them.
+pub fn backward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {
+    let z = Sizes::new(c, s);
+    let (b, i, o, r, kk, p) = (z.b, z.i, z.o, z.r, z.kk, z.p);
+    let guide = b * r * p;
+    let chunks = (b * p).div_ceil(GUIDE_CHUNK as u64);
+    let corr_flops = 2 * z.out() * i * kk;
+    let mut v = match d.backward_lists {
+        Some(entry) => lists_family(d, z, entry),
+        None => {
+            let blocks = i.div_ceil(4);
+            vec![
+                lanes(
+                    "guide_grad",
+                    "guide_grad",
+                    guide,
+                    2 * r * z.out(),
+                    2 * guide + r * z.out() + z.out(),
+                ),
+                lanes(
+                    "corr_kernel_grad",
+                    "kernel_grad",
+                    b * o * blocks * kk,
+                    corr_flops,
+                    z.x() + z.out() + b * p + z.kernel(),
+                ),
+                lanes(
+                    "corr_input_grad",
+                    "input_grad",
+                    b * blocks * z.hw,
+                    corr_flops,
+                    z.kernel() + z.out() + b * p + z.x(),
+                ),
+                lanes(
+                    "guide_input_grad",
+                    "input_grad",
+                    b * blocks * z.hw,
+                    2 * guide * i * kk,
+                    r * i * kk + guide + 2 * z.x(),
+                ),
+                lanes(
+                    "guide_weight_partial",
+                    "weight_partial",
+                    chunks * r * (blocks * kk + 1),
+                    2 * guide * i * kk,
+                    z.x() + guide + chunks * (r * i * kk + r),
+                ),
+            ]
+        }
+    };
+    let gw = r * i * kk + r;
+    let sig = b * r * r * kk;
+    let gen_flops = 2 * z.kernel() * r;
+    let w3 = r * i * o * r;
+    v.extend([
+        lanes(
+            "guide_weight_reduce",
+            "weight_reduce",
+            gw,
+            chunks * gw,
+            (chunks + 1) * gw,
+        ),
+        lanes(
+            "kernel_gen_sigmoid_grad",
+            "sigmoid_grad",
+            sig,
+            gen_flops,
+            z.kernel() + w3 + sig,
+        ),
+        lanes(
+            "kernel_gen_weight_grad",
+            "weight_grad",
+            c.kernel_channels() as u64 * (r + 1),
+            gen_flops,
+            sig + z.kernel() + w3 + r * i * o,
+        ),
+        lanes("logits_grad", "logits_grad", sig, 0, 3 * sig),
+        lanes(
+            "pooled_grad",
+            "pooled_grad",
+            b * i * kk,
+            2 * sig * i,
+            r * r * i + sig + b * i * kk,
+        ),
+        lanes(
+            "kernel_logits_weight_grad",
+            "weight_grad",
+            r * r * (i + 1),
+            2 * sig * i,
+            b * i * kk + sig + r * r * (i + 1),
+        ),
+        lanes(
+            "pool_input_grad",
+            "main",
+            z.x(),
+            z.x(),
+            b * i * kk + 2 * z.x(),
+        ),
+    ]);
+    v
+}
+
+/// The region-list family's correlation and guide backward (`Backward::RegionLists`).
+fn lists_family(d: &Decisions, z: Sizes, entry: &'static str) -> Vec<Dispatch> {
+    let (b, i, o, r, kk, p) = (z.b, z.i, z.o, z.r, z.kk, z.p);
+    let guide = b * r * p;
+    let chunks = (b * p).div_ceil(GUIDE_CHUNK as u64);
+    let corr_flops = 2 * z.out() * i * kk;
+    // The training forward's channel-last x and guide weights are reused where it made them.
+    let shared = d.variants.channel_last();
+    let mut lists = groups("region_lists", "lists", b, 0, 2 * b * p + b * (r + 1));
+    lists.workgroup_bytes = 1024;
+    let mut v = vec![lists, transpose("corr_gy_t", z.out(), p)];
+    if !shared {
+        v.push(transpose("corr_x_t", z.x(), z.hw));
+    }
+    let ob = if entry == "kernel_grad_lists8" { 8 } else { 4 };
+    v.push(lanes(
+        "corr_kernel_grad",
+        entry,
+        b * o.div_ceil(ob) * (i / 4) * kk,
+        corr_flops,
+        z.x() + z.out() + 2 * b * p + z.kernel(),
+    ));
+    v.push(match kk == 9 {
+        true => lanes(
+            "corr_kernel_t",
+            "kernel_t3",
+            z.kernel() / (4 * kk),
+            0,
+            2 * z.kernel(),
+        ),
+        false => transpose("corr_kernel_t", z.kernel(), kk),
+    });
+    v.push(lanes(
+        "corr_input_grad",
+        "input_grad_t",
+        b * i.div_ceil(8) * z.hw,
+        corr_flops,
+        b * p + z.x() + z.kernel() + z.out(),
+    ));
+    v.push(lanes(
+        "big_g",
+        "big_g_t",
+        guide,
+        2 * r * z.out(),
+        r * z.out() + z.out() + guide,
+    ));
+    v.push(lanes("guide_grad", "guide_grad_g", guide, 0, 3 * guide));
+    if !shared {
+        v.push(transpose("guide_weight_t", r * i * kk, kk));
+    }
+    v.push(lanes(
+        "guide_input_grad",
+        "input_grad_t",
+        b * (i / 4) * z.hw,
+        2 * guide * i * kk,
+        r * i * kk + guide + 2 * z.x(),
+    ));
+    v.push(lanes(
+        "guide_weight_partial",
+        "weight_partial_t",
+        chunks * r * ((i / 4) * kk + 1),
+        2 * guide * i * kk,
+        z.x() + guide + chunks * (r * i * kk + r),
+    ));
+    v
+}

@@ -1,0 +1,495 @@
+//! Every per-shape decision of a plan in one pure function: which variants a layer runs, the
+//! entries, the layouts, the uniform bindings and the correlation's tiling at one input shape
+//! and mode. [`decide`] reads only a [`Target`] (what the adapter is, its limits, the forced
+//! variants) and the layer's shape, so the same choices can be printed (`drconv info`) and
+//! tested without a device; the plan builders allocate from [`Decisions`] and the stages only
+//! read it. The one choice no property decides, the per-region uniform bindings, is measured
+//! by `crate::gpu::autotune` and comes in as `per_region_allowed`.
+
+use std::fmt;
+
+use crate::config::{DrConvConfig, ForwardShape, Mode};
+use crate::gpu::context::GpuContext;
+use crate::gpu::correlation::CorrTiling;
+use crate::gpu::correlation::{corr_entries, fits_per_region_uniform, fits_uniform_binding};
+use crate::gpu::shaders::{self, Shader, WG};
+use crate::gpu::variants::{AdapterTraits, Backward, KernelGen, VariantOverrides, Variants};
+use crate::tensor::numel;
+
+/// What the decisions read of a device.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The adapter's kind and indirect dispatch.
+    pub traits: AdapterTraits,
+    /// The device's limits.
+    pub limits: wgpu::Limits,
+    /// Variants forced by the application (`ContextOptions::variants`).
+    pub forced: VariantOverrides,
+}
+
+impl Target {
+    /// What `ctx`'s adapter, limits and forced variants say.
+    pub fn of(ctx: &GpuContext) -> Self {
+        Target {
+            traits: ctx.traits(),
+            limits: ctx.limits.clone(),
+            forced: *ctx.overrides(),
+        }
+    }
+}
+
+/// A stage's shader, entry point and invocation count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub shader: &'static Shader,
+    pub entry: &'static str,
+    /// Invocations, in workgroups of `WG`.
+    pub items: u64,
+}
+
+/// The kernel generator's entry and, for the unrolled k = 3 code, the blocks of 4 channels per
+/// invocation (0 otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelGenEntry {
+    pub entry: Entry,
+    pub blocks: u32,
+}
+
+/// How the correlation runs: all regions (training) or each pixel's own region (inference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CorrPlan {
+    pub shader: &'static Shader,
+    pub entry: &'static str,
+    /// Workgroups, one per output tile (the most the regions could need in inference).
+    pub workgroups: u64,
+    pub tiling: CorrTiling,
+    /// Inference: the most pixel tiles the regions of one sample can need (region g needs
+    /// ceil(n_g / tile), over all regions at most ceil(H'W' / tile) + r - 1); 0 in training.
+    pub slots: usize,
+}
+
+/// Every per-shape decision of one plan (see the module's doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decisions {
+    pub mode: Mode,
+    pub variants: Variants,
+    /// The whole generated kernel goes to the correlation as a uniform kernel.
+    pub uniform_kernel: bool,
+    /// Inference: each (sample, region)'s kernel rows, this many bytes, bound as a uniform of
+    /// their own (`selected_channel_last_per_region`, one indirect dispatch each).
+    pub per_region_uniform: Option<u64>,
+    /// The unrolled k = 3 generator writes the correlation's channel-last kernel rows itself.
+    pub generator_writes_rows: bool,
+    /// Inference on the channel-last path: the kernel buffer holds only those rows.
+    pub kernel_channel_last: bool,
+    /// The guide's channel-last weights are read as a uniform binding.
+    pub guide_uniform: bool,
+    pub kernel_gen: KernelGenEntry,
+    /// The guide conv and its argmax over regions.
+    pub guide: Entry,
+    pub corr: CorrPlan,
+    /// Training on the region-list backward: its kernel-gradient entry.
+    pub backward_lists: Option<&'static str>,
+}
+
+/// The decisions for a layer of `config` at `shape` in `mode` on `target`;
+/// `per_region_allowed` is the measured (or forced) per-region uniform choice.
+pub fn decide(
+    target: &Target,
+    config: &DrConvConfig,
+    shape: &ForwardShape,
+    mode: Mode,
+    per_region_allowed: bool,
+) -> Decisions {
+    let (c, s, limits) = (config, shape, &target.limits);
+    let v = Variants::choose(target.traits, c, &target.forced);
+    let kernel_bytes = 4 * numel(&s.kernel(c)) as u64;
+    let uniform_kernel = fits_uniform_binding(&v, limits, kernel_bytes);
+    let regions = (s.batch * c.region_num) as u64;
+    let block = kernel_bytes / regions.max(1);
+    let per_region_uniform = (mode == Mode::Inference
+        && per_region_allowed
+        && !uniform_kernel
+        && fits_per_region_uniform(&v, limits, block, regions))
+    .then_some(block);
+    let generator_writes_rows = v.kernel_gen == KernelGen::UnrolledK3 && v.channel_last();
+    let guide_w = [c.kernel_size * c.kernel_size, c.region_num, c.in_channels];
+    let guide_uniform = fits_uniform_binding(&v, limits, 4 * numel(&guide_w) as u64);
+    let uniform_corr = uniform_kernel || per_region_uniform.is_some();
+    Decisions {
+        mode,
+        variants: v,
+        uniform_kernel,
+        per_region_uniform,
+        generator_writes_rows,
+        kernel_channel_last: generator_writes_rows && mode == Mode::Inference,
+        guide_uniform,
+        kernel_gen: kernel_gen_entry(&v, c, s.batch as u64),
+        guide: guide_entry(&v, c, s, guide_uniform),
+        corr: corr_plan(&v, c, s, mode, (uniform_corr, per_region_uniform.is_some())),
+        backward_lists: (mode == Mode::Training)
+            .then(|| list_entry(&v, c, s))
+            .flatten(),
+    }
+}
+
+/// The kernel generator's entry for `v.kernel_gen`, and for the k = 3 kernels the blocks of 4
+/// channels per invocation (8, 4 or 2 where they divide I*O / 4 and leave 256 invocations or
+/// more: the sigmoid map is then read once for them all).
+fn kernel_gen_entry(v: &Variants, c: &DrConvConfig, batch: u64) -> KernelGenEntry {
+    let (r, io) = (c.region_num as u64, (c.in_channels * c.out_channels) as u64);
+    let kk = (c.kernel_size * c.kernel_size) as u64;
+    let plain = |entry, items| KernelGenEntry {
+        entry: Entry {
+            shader: &shaders::KERNEL_GEN,
+            entry,
+            items,
+        },
+        blocks: 0,
+    };
+    match v.kernel_gen {
+        KernelGen::UnrolledK3 => {
+            let blocks = batch * r * io / 4;
+            let nb = [8, 4, 2]
+                .into_iter()
+                .find(|&nb| (io / 4).is_multiple_of(nb) && blocks / nb >= 256)
+                .unwrap_or(1);
+            KernelGenEntry {
+                entry: Entry {
+                    shader: &shaders::KERNEL_GEN_K3,
+                    entry: if r == 8 { "unrolled_r8" } else { "unrolled_r4" },
+                    items: blocks / nb,
+                },
+                blocks: nb as u32,
+            }
+        }
+        KernelGen::Registers => plain("registers", batch * r * io.div_ceil(8)),
+        KernelGen::Blocked => plain("blocked", batch * r * io.div_ceil(8) * kk.div_ceil(4)),
+    }
+}
+
+/// The guide conv + argmax entry: 8 pixels x 4 regions per invocation up to r = 4, else 4 pixels
+/// x 8 regions; on the channel-last path at k = 3, stride 1, dilation 1 and r <= 4, runs of 8
+/// pixels along a row that share their x loads.
+fn guide_entry(v: &Variants, c: &DrConvConfig, s: &ForwardShape, uniform: bool) -> Entry {
+    let pixels = (s.batch * s.out_height * s.out_width) as u64;
+    // Invocations for `px` pixels each, 64 apart: whole workgroups.
+    let strided = |px: u64| pixels.div_ceil(WG as u64 * px) * WG as u64;
+    let runs = c.kernel_size == 3 && c.stride == 1 && c.dilation == 1;
+    let (entry, items) = match (c.region_num <= 4, v.channel_last()) {
+        (true, false) => ("guide_argmax4", strided(8)),
+        (false, false) => ("guide_argmax8", strided(4)),
+        (true, true) if runs => (
+            "guide_argmax4_channel_last_k3",
+            (s.batch * s.out_height * s.out_width.div_ceil(8)) as u64,
+        ),
+        (true, true) => ("guide_argmax4_channel_last", strided(8)),
+        (false, true) => ("guide_argmax8_channel_last", strided(4)),
+    };
+    let shader = match v.channel_last() && uniform {
+        true => &shaders::GUIDE_CONV_UBO,
+        false => &shaders::GUIDE_CONV,
+    };
+    Entry {
+        shader,
+        entry,
+        items,
+    }
+}
+
+/// The correlation's entry, tiling and workgroups: in training one GEMM of r*O kernel rows by
+/// H'W' pixels per sample, tiled with the least padded work; in inference the per-region GEMMs
+/// over the largest grid the regions could need (the device may size it smaller).
+fn corr_plan(
+    v: &Variants,
+    c: &DrConvConfig,
+    s: &ForwardShape,
+    mode: Mode,
+    (uniform, per_region): (bool, bool),
+) -> CorrPlan {
+    let (batch, hw) = (s.batch as u64, (s.out_height * s.out_width) as u64);
+    let (o, r) = (c.out_channels as u64, c.region_num as u64);
+    let shader = match uniform {
+        true => &shaders::CORRELATION_UBO,
+        false => &shaders::CORRELATION,
+    };
+    let (all, selected) = corr_entries(v);
+    if mode == Mode::Training {
+        let t = CorrTiling::dense(r * o, hw, v.staged());
+        return CorrPlan {
+            shader,
+            entry: all,
+            workgroups: batch * (r * o).div_ceil(t.rows()) * hw.div_ceil(t.pixels()),
+            tiling: t,
+            slots: 0,
+        };
+    }
+    let t = CorrTiling::per_region(o, hw, r, v.staged());
+    let slots = hw.div_ceil(t.pixels()) as usize + c.region_num - 1;
+    CorrPlan {
+        shader,
+        entry: match per_region {
+            true => "selected_channel_last_per_region",
+            false => selected,
+        },
+        workgroups: batch * o.div_ceil(t.rows()) * slots as u64,
+        tiling: t,
+        slots,
+    }
+}
+
+/// The kernel gradient's entry of the region-list backward (`Backward::RegionLists`, CPU
+/// adapters), or `None` for the gather entries: 8 output channels per invocation unless that
+/// leaves fewer than 8 workgroups.
+fn list_entry(v: &Variants, c: &DrConvConfig, s: &ForwardShape) -> Option<&'static str> {
+    if v.backward != Backward::RegionLists {
+        return None;
+    }
+    let kk = c.kernel_size * c.kernel_size;
+    let items8 = s.batch * c.out_channels.div_ceil(8) * (c.in_channels / 4) * kk;
+    Some(match items8 >= 8 * WG as usize {
+        true => "kernel_grad_lists8",
+        false => "kernel_grad_lists4",
+    })
+}
+
+impl fmt::Display for Decisions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let on = |b: bool| if b { "on" } else { "off" };
+        let mode = match self.mode {
+            Mode::Inference => "inference",
+            Mode::Training => "training",
+        };
+        write!(
+            f,
+            "{mode}: {} | entries: kernel_gen={} guide={} correlation={} ({} x {} tiles, {} \
+             workgroups)",
+            self.variants,
+            self.kernel_gen.entry.entry,
+            self.guide.entry,
+            self.corr.entry,
+            self.corr.tiling.rows(),
+            self.corr.tiling.pixels(),
+            self.corr.workgroups,
+        )?;
+        if let Some(entry) = self.backward_lists {
+            write!(f, " kernel_grad={entry}")?;
+        }
+        write!(
+            f,
+            " | uniform bindings: kernel={} per_region={} guide={}",
+            on(self.uniform_kernel),
+            self.per_region_uniform
+                .map_or("off".into(), |bytes| format!("{bytes} B")),
+            on(self.guide_uniform),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// WebGPU's default limits: what every adapter offers at least.
+    fn target(cpu: bool) -> Target {
+        Target {
+            traits: AdapterTraits {
+                cpu,
+                indirect: true,
+            },
+            limits: wgpu::Limits::default(),
+            forced: VariantOverrides::default(),
+        }
+    }
+
+    /// `B x I x hw x hw` into `DRConv2d(I, O, k, r, padding = k / 2)`.
+    fn layer(
+        b: usize,
+        i: usize,
+        o: usize,
+        k: usize,
+        r: usize,
+        hw: usize,
+    ) -> (DrConvConfig, ForwardShape) {
+        let c = DrConvConfig::new(i, o, k, r)
+            .unwrap()
+            .with_padding(k / 2)
+            .unwrap();
+        let s = c.forward_shape(&[b, i, hw, hw]).unwrap();
+        (c, s)
+    }
+
+    /// The benchmark's S1-S4.
+    fn bench_shapes() -> [(DrConvConfig, ForwardShape); 4] {
+        [
+            layer(1, 64, 64, 3, 8, 40),
+            layer(1, 128, 128, 3, 8, 20),
+            layer(8, 32, 32, 3, 4, 32),
+            layer(1, 16, 16, 3, 4, 128),
+        ]
+    }
+
+    #[test]
+    fn the_gpu_family_stages_and_takes_no_uniform_bindings() {
+        for (c, s) in bench_shapes() {
+            for mode in [Mode::Inference, Mode::Training] {
+                let d = decide(&target(false), &c, &s, mode, true);
+                assert!(d.variants.staged(), "{d}");
+                assert!(!d.uniform_kernel && d.per_region_uniform.is_none() && !d.guide_uniform);
+                assert!(!d.generator_writes_rows && !d.kernel_channel_last);
+                assert_eq!(d.corr.shader, &shaders::CORRELATION);
+                assert_eq!(d.guide.shader, &shaders::GUIDE_CONV);
+                assert!(!d.guide.entry.contains("channel_last"), "{d}");
+                assert_eq!(d.backward_lists, None);
+                let want = match mode {
+                    Mode::Inference => "selected",
+                    Mode::Training => "all_regions",
+                };
+                assert_eq!(d.corr.entry, want);
+            }
+        }
+    }
+
+    #[test]
+    fn the_cpu_family_reads_channel_last_copies_and_small_kernels_as_uniforms() {
+        // S3: 8 x 4 x 32 x 32 x 9 floats = 1.1 MiB of kernel, one (sample, region)'s 36 KiB.
+        let [_, _, (c, s), _] = bench_shapes();
+        let d = decide(&target(true), &c, &s, Mode::Inference, true);
+        assert!(d.variants.channel_last() && d.generator_writes_rows && d.kernel_channel_last);
+        assert!(!d.uniform_kernel, "{d}");
+        assert_eq!(d.per_region_uniform, Some(4 * 32 * 32 * 9));
+        assert_eq!(d.corr.entry, "selected_channel_last_per_region");
+        assert_eq!(d.corr.shader, &shaders::CORRELATION_UBO);
+        // The autotune's "no" and training both take storage reads.
+        let no = decide(&target(true), &c, &s, Mode::Inference, false);
+        assert_eq!(
+            (no.per_region_uniform, no.corr.entry),
+            (None, "selected_channel_last")
+        );
+        assert_eq!(no.corr.shader, &shaders::CORRELATION);
+        let t = decide(&target(true), &c, &s, Mode::Training, true);
+        assert_eq!((t.per_region_uniform, t.kernel_channel_last), (None, false));
+        assert_eq!(t.backward_lists, Some("kernel_grad_lists8"));
+        // A small layer's whole kernel (2 x 4 x 8 x 8 x 9 floats) is one uniform kernel.
+        let (c, s) = layer(2, 8, 8, 3, 4, 12);
+        let d = decide(&target(true), &c, &s, Mode::Inference, true);
+        assert!(d.uniform_kernel && d.per_region_uniform.is_none() && d.guide_uniform);
+        assert_eq!(d.corr.shader, &shaders::CORRELATION_UBO);
+        assert_eq!(d.guide.shader, &shaders::GUIDE_CONV_UBO);
+    }
+
+    #[test]
+    fn forced_storage_reads_turn_every_uniform_binding_off() {
+        let mut t = target(true);
+        t.forced.uniform_kernel = Some(false);
+        for (c, s) in bench_shapes() {
+            let d = decide(&t, &c, &s, Mode::Inference, true);
+            assert!(!d.uniform_kernel && d.per_region_uniform.is_none() && !d.guide_uniform);
+        }
+        // Without indirect dispatch the per-region grids cannot come from the device.
+        let mut t = target(true);
+        t.traits.indirect = false;
+        let [_, _, (c, s), _] = bench_shapes();
+        assert_eq!(
+            decide(&t, &c, &s, Mode::Inference, true).per_region_uniform,
+            None
+        );
+    }
+
+    #[test]
+    fn the_guide_reads_runs_of_a_row_only_at_k3_stride1_dilation1_and_r4() {
+        let (c, s) = layer(1, 8, 8, 3, 4, 20);
+        let d = decide(&target(true), &c, &s, Mode::Inference, true);
+        assert_eq!(d.guide.entry, "guide_argmax4_channel_last_k3");
+        // One invocation per run of 8 pixels of a row: 20 rows x 3 runs.
+        assert_eq!(d.guide.items, 60);
+        let dilated = c.with_dilation(2).unwrap();
+        let s2 = dilated.forward_shape(&[1, 8, 20, 20]).unwrap();
+        let d = decide(&target(true), &dilated, &s2, Mode::Inference, true);
+        assert_eq!(d.guide.entry, "guide_argmax4_channel_last");
+        // 8 pixels per invocation in whole workgroups: 18 x 18 pixels -> 41 -> 64.
+        assert_eq!(d.guide.items, 64);
+        let (c, s) = layer(1, 8, 8, 3, 8, 20);
+        assert_eq!(
+            decide(&target(true), &c, &s, Mode::Inference, true)
+                .guide
+                .entry,
+            "guide_argmax8_channel_last"
+        );
+        let (c, s) = layer(1, 6, 8, 3, 4, 20);
+        assert_eq!(
+            decide(&target(true), &c, &s, Mode::Inference, true)
+                .guide
+                .entry,
+            "guide_argmax4"
+        );
+    }
+
+    #[test]
+    fn the_fused_grid_covers_the_most_tiles_the_regions_can_need() {
+        for (c, s) in bench_shapes() {
+            for cpu in [false, true] {
+                let d = decide(&target(cpu), &c, &s, Mode::Inference, false);
+                let (t, hw) = (d.corr.tiling, (s.out_height * s.out_width) as u64);
+                assert_eq!(
+                    d.corr.slots as u64,
+                    hw.div_ceil(t.pixels()) + c.region_num as u64 - 1
+                );
+                let row_tiles = (c.out_channels as u64).div_ceil(t.rows());
+                assert_eq!(
+                    d.corr.workgroups,
+                    s.batch as u64 * row_tiles * d.corr.slots as u64
+                );
+                let dense = decide(&target(cpu), &c, &s, Mode::Training, false).corr;
+                let rows = (c.region_num * c.out_channels) as u64;
+                let tiles = s.batch as u64
+                    * rows.div_ceil(dense.tiling.rows())
+                    * hw.div_ceil(dense.tiling.pixels());
+                assert_eq!((dense.workgroups, dense.slots), (tiles, 0));
+                // Staged weights fit the workgroup memory's 8 row groups.
+                if !cpu {
+                    assert!(dense.tiling.groups <= 8);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_kernel_generator_blocks_channels_where_invocations_remain() {
+        // S3 on a CPU: 8 x 4 x 32 x 32 / 4 = 8192 blocks of 4 channels, 8 per invocation.
+        let [_, _, (c, s), _] = bench_shapes();
+        let g = decide(&target(true), &c, &s, Mode::Inference, true).kernel_gen;
+        assert_eq!(
+            (g.entry.entry, g.blocks, g.entry.items),
+            ("unrolled_r4", 8, 1024)
+        );
+        // r = 8 at I*O = 64: 2 x 8 x 64 / 4 = 256 blocks, one each (2 would leave 128).
+        let (c, s) = layer(2, 8, 8, 3, 8, 8);
+        let g = decide(&target(true), &c, &s, Mode::Inference, true).kernel_gen;
+        assert_eq!(
+            (g.entry.entry, g.blocks, g.entry.items),
+            ("unrolled_r8", 1, 256)
+        );
+        let g = decide(&target(false), &c, &s, Mode::Inference, true).kernel_gen;
+        assert_eq!((g.entry.entry, g.blocks), ("registers", 0));
+        let (c, s) = layer(1, 8, 8, 5, 12, 8);
+        let g = decide(&target(false), &c, &s, Mode::Inference, true).kernel_gen;
+        assert_eq!(g.entry.entry, "blocked");
+    }
+
+    #[test]
+    fn the_report_names_every_choice() {
+        let [_, _, (c, s), _] = bench_shapes();
+        let line = decide(&target(true), &c, &s, Mode::Training, true).to_string();
+        for word in [
+            "training:",
+            "correlation=channel_last",
+            "guide=guide_argmax4_channel_last_k3",
+            "correlation=all_regions_channel_last",
+            "kernel_grad=kernel_grad_lists8",
+            "uniform bindings: kernel=off per_region=off guide=on",
+        ] {
+            assert!(line.contains(word), "{word} in {line}");
+        }
+    }
+}
