@@ -54,7 +54,16 @@ const STAGED: u32 = 0u;
 const DIRECT: u32 = 1u;
 const DIRECT4: u32 = 2u;
 const CHANNEL_LAST: u32 = 3u;
-var<workgroup> wsh: array<vec4<f32>, KC * ROWS4_MAX>; // [kc][row4]: 8 KiB
+// The staged weights: column kc's row quads at kc * (rows4 + 1), an odd stride of 16-byte words,
+// so the 8 lanes of one 128-byte store phase (consecutive kc) hit 8 different bank quads: no
+// bank conflict (`tests` in src/gpu/shaders.rs evaluate every index). 8.5 KiB.
+var<workgroup> wsh: array<vec4<f32>, KC * (ROWS4_MAX + 1u)>;
+
+// Kernel row `row` (below row_end), column col (below kd) of sample b's rows at kb, else 0.
+fn staged_weight(kb: u32, row: u32, row_end: u32, col: u32, kd: u32) -> f32 {
+    let ok = row < row_end && col < kd;
+    return select(0.0, kern[select(0u, (kb + row) * kd + col, ok)], ok);
+}
 
 // Rows row0 + 8*cg .. +8 (those below row_end) of sample b times the pixels `pix` (>= H'W'
 // means none); acc[q * 2 + h] holds rows 4h .. 4h+3 of pixel q.
@@ -85,12 +94,17 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>, 
     for (var k0 = 0u; k0 < kd; k0 += KC) {
         if (staged) {
             // Stage the tile's 8*CG rows x KC columns: invocation li loads column kc = li % KC of
-            // every (64/KC)-th row, so consecutive invocations read along a row.
+            // every (64/KC)-th quad of rows (consecutive invocations read along a row, coalesced)
+            // and stores the quad as one vec4.
             let col = k0 + kc;
-            for (var rr = li / KC; rr < 4u * rows4; rr += 64u / KC) {
-                let row = row0 + rr;
-                let ok = row < row_end && col < kd;
-                wsh[kc * rows4 + rr / 4u][rr % 4u] = select(0.0, kern[select(0u, (kb + row) * kd + col, ok)], ok);
+            for (var r4 = li / KC; r4 < rows4; r4 += 64u / KC) {
+                let row = row0 + 4u * r4;
+                wsh[kc * (rows4 + 1u) + r4] = vec4(
+                    staged_weight(kb, row, row_end, col, kd),
+                    staged_weight(kb, row + 1u, row_end, col, kd),
+                    staged_weight(kb, row + 2u, row_end, col, kd),
+                    staged_weight(kb, row + 3u, row_end, col, kd)
+                );
             }
             workgroupBarrier();
         }
@@ -106,8 +120,8 @@ fn gemm_tile(li: u32, cg: u32, b: u32, row0: u32, row_end: u32, pix: vec4<u32>, 
             var w0: vec4<f32>;
             var w1: vec4<f32>;
             if (staged) {
-                w0 = wsh[c * rows4 + 2u * cg];
-                w1 = wsh[c * rows4 + 2u * cg + 1u];
+                w0 = wsh[c * (rows4 + 1u) + 2u * cg];
+                w1 = wsh[c * (rows4 + 1u) + 2u * cg + 1u];
             } else {
                 let col = k0 + c;
                 w0 = vec4(kern[rba.x + col], kern[rba.y + col], kern[rba.z + col], kern[rba.w + col]);

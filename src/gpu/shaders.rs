@@ -21,7 +21,7 @@ pub const WG: u32 = 64;
 
 /// Workgroup memory of the correlation (the staged weights, `wsh` in
 /// `shaders/correlation.wgsl`), checked against the device.
-pub const CORR_WORKGROUP_BYTES: u32 = 8192;
+pub const CORR_WORKGROUP_BYTES: u32 = 8704;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
@@ -257,5 +257,68 @@ mod tests {
         let vec4s = crate::gpu::buffers::UNIFORM_BINDING_BYTES / 16;
         let decl = format!("var<uniform> kern4: array<vec4<f32>, {vec4s}>;");
         assert!(CORRELATION_UBO.source().contains(&decl));
+    }
+
+    /// A `u32` constant of `shaders/correlation.wgsl`.
+    fn corr_const(name: &str) -> u32 {
+        let decl = format!("const {name}: u32 = ");
+        let src = CORRELATION.source();
+        let at = src.find(&decl).unwrap() + decl.len();
+        src[at..].split('u').next().unwrap().parse().unwrap()
+    }
+
+    /// The most 4-byte words one bank serves in one access of `lanes`, each lane touching
+    /// `words` consecutive words from word address `at(lane)`; lanes sharing a word broadcast.
+    /// 16-byte accesses go in phases of 8 lanes (128 bytes), 4-byte ones in one of 32.
+    fn conflict(lanes: std::ops::Range<u32>, words: u32, at: impl Fn(u32) -> u32) -> usize {
+        let phase = 32 / words;
+        let lanes: Vec<u32> = lanes.collect();
+        let mut worst = 0;
+        for group in lanes.chunks(phase as usize) {
+            let mut banks = vec![std::collections::BTreeSet::new(); 32];
+            for &lane in group {
+                for w in at(lane)..at(lane) + words {
+                    banks[(w % 32) as usize].insert(w);
+                }
+            }
+            worst = worst.max(banks.iter().map(|b| b.len()).max().unwrap());
+        }
+        worst
+    }
+
+    #[test]
+    fn the_staged_weights_have_no_bank_conflict() {
+        let (kc_n, rows4_max) = (corr_const("KC"), corr_const("ROWS4_MAX"));
+        assert_eq!(16 * kc_n * (rows4_max + 1), CORR_WORKGROUP_BYTES);
+        let src = CORRELATION.source();
+        // The indices modelled below, as the shader writes them.
+        assert!(src.contains("wsh[kc * (rows4 + 1u) + r4] = vec4("));
+        assert!(src.contains("w0 = wsh[c * (rows4 + 1u) + 2u * cg];"));
+        for groups in [1u32, 2, 4, 8] {
+            let rows4 = 2 * groups;
+            let lanes_per_group = 64 / groups;
+            // Every warp of the 64 invocations, every store of the staging loop.
+            for warp in [0..32u32, 32..64] {
+                for step in 0..rows4.div_ceil(64 / kc_n) {
+                    let store = |li: u32| {
+                        let r4 = li / kc_n + step * (64 / kc_n);
+                        4 * ((li % kc_n) * (rows4 + 1) + r4.min(rows4 - 1))
+                    };
+                    assert!(
+                        conflict(warp.clone(), 4, store) <= 2,
+                        "CG {groups} store {step}"
+                    );
+                }
+                for c in 0..kc_n {
+                    let read = |li: u32| 4 * (c * (rows4 + 1) + 2 * (li / lanes_per_group));
+                    assert!(conflict(warp.clone(), 4, read) <= 2, "CG {groups} read {c}");
+                }
+            }
+            // The layout before, one f32 per lane at wsh[kc * rows4 + rr / 4][rr % 4]: the
+            // model sees its conflict (8-way at CG 1, 32-way at CG 8).
+            let old = |li: u32| 4 * ((li % kc_n) * rows4) + (li / kc_n) % 4;
+            let want = (4 * rows4 as usize).min(32);
+            assert_eq!(conflict(0..32, 1, old), want, "CG {groups} before");
+        }
     }
 }
