@@ -19,6 +19,10 @@ fi
 cargo test --release --features burn-dev --test burn_module --test burn_import --test burn_bench
 cargo test --release --features burn-dev --doc burn
 cargo run --release --features burn-dev --example burn_neck -- --steps 60
-# The documentation builds warning-free (every public item documented: missing_docs).
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --no-default-features --features golden,burn
+# What a dependent with `features = ["burn"]` gets (no burn-dev): the library's tests and doc tests.
+cargo test --release --features burn --lib
+cargo test --release --features burn --doc
+# The documentation builds warning-free (every public item documented: missing_docs) with
+# docs.rs's flags (Cargo.toml's [package.metadata.docs.rs]).
+RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo doc --no-deps --no-default-features --features golden,burn
 examples/web/run-browser-test.sh

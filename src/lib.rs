@@ -43,7 +43,8 @@
 //! drconv 0.1 is built on wgpu 30 (re-exported as [`wgpu`]): a device or buffer handed to drconv
 //! must come from that wgpu.
 #![warn(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_cfg))]
+// No `feature(doc_cfg)` under `docsrs`: scripts/test.sh builds the docs with docs.rs's flags on
+// stable, where `#![feature]` is an error.
 
 #[cfg(feature = "burn")]
 pub mod burn;

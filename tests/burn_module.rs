@@ -4,7 +4,8 @@
 
 mod burn_common;
 
-use burn::tensor::{Int, Tensor};
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{DType, Device, Int, Tensor};
 use burn_common::*;
 use drconv::burn::{DrConv2d, DrConv2dConfig, Path};
 use drconv::golden::{load_cases, GoldenCase};
@@ -32,21 +33,82 @@ fn param_grads(m: &DrConv2d, grads: &burn::tensor::Gradients) -> Vec<Vec<f32>> {
     ]
 }
 
-/// Forward, regions and gradients of one case on one device.
+/// The module's parameters in `dtype` (leaves that require gradients on an autodiff device).
+struct CastParams(DType);
+
+impl ModuleMapper for CastParams {
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        p.map(|t| {
+            let t = t.cast(self.0);
+            if t.is_autodiff() {
+                t.detach().require_grad()
+            } else {
+                t
+            }
+        })
+    }
+}
+
+/// The case's layer on `device`, its parameters in `dtype`.
+fn layer(case: &GoldenCase, device: &Device, dtype: DType) -> Result<DrConv2d, String> {
+    let m = DrConv2d::from_params(&case.params, device).map_err(|e| e.to_string())?;
+    Ok(match dtype {
+        DType::F32 => m,
+        _ => m.map(&mut CastParams(dtype)),
+    })
+}
+
+/// How close a run must come to the golden values: per value `atol + rtol * |want|`, with `atol`
+/// in units of the tensor's largest |value| where `scaled`.
+struct Tolerance {
+    forward: (f64, f64),
+    gradient: (f64, f64),
+    /// f16's rounding errors scale with the terms of each sum, i.e. with the tensor's magnitude:
+    /// a gradient summing terms of both signs to near zero is off by the terms' rounding.
+    scaled: bool,
+}
+
+const F32: Tolerance = Tolerance {
+    forward: FORWARD,
+    gradient: GRADIENT,
+    scaled: false,
+};
+
+impl Tolerance {
+    /// `check` within this tolerance; the worst error, in units of the scale where `scaled`.
+    fn check(&self, what: &str, got: &[f32], want: &[f32]) -> Result<f64, String> {
+        let (atol, rtol) = if what.starts_with("grad") {
+            self.gradient
+        } else {
+            self.forward
+        };
+        let scale = match self.scaled {
+            true => want.iter().fold(0f64, |m, w| m.max(w.abs() as f64)),
+            false => 1.0,
+        };
+        check(what, got, want, (atol * scale, rtol)).map(|err| err / scale)
+    }
+}
+
+/// Forward, regions and gradients of one case on one device, in `dtype`, within `tolerance` of
+/// the golden values.
 fn run_case(
     case: &GoldenCase,
-    name: &str,
-    device: &burn::tensor::Device,
+    device: &Device,
+    dtype: DType,
+    tolerance: &Tolerance,
 ) -> Result<String, String> {
-    let m = DrConv2d::from_params(&case.params, device).map_err(|e| e.to_string())?;
+    let m = layer(case, device, dtype)?;
+    let input = |d: &Device| tensor::<4>(&case.x, d).cast(dtype);
     let want_out = &case.tensor("output").unwrap().data;
     // Inference (no autodiff): the fused path on wgpu.
-    let y = m
-        .try_forward(tensor(&case.x, device))
-        .map_err(|e| e.to_string())?;
-    check("inference output", &values(y), want_out, FORWARD)?;
+    let y = m.try_forward(input(device)).map_err(|e| e.to_string())?;
+    if y.dtype() != dtype {
+        return Err(format!("the output is {:?}, want {dtype:?}", y.dtype()));
+    }
+    let mut worst = tolerance.check("inference output", &values(y), want_out)?;
     let regions: Vec<i64> = m
-        .regions(tensor(&case.x, device))
+        .regions(input(device))
         .unwrap()
         .into_data()
         .convert::<i64>()
@@ -60,32 +122,30 @@ fn run_case(
         .map(|&r| r as i64)
         .collect();
     if regions != want_regions {
-        return Err(format!("{name}: region map differs"));
+        return Err("region map differs".into());
     }
     // Training: autodiff device, gradients of sum(y * grad_output).
     let ad = device.clone().autodiff();
-    let m = DrConv2d::from_params(&case.params, &ad).map_err(|e| e.to_string())?;
-    let x = tensor::<4>(&case.x, &ad).require_grad();
+    let m = layer(case, &ad, dtype)?;
+    let x = input(&ad).require_grad();
     let y = m.forward(x.clone());
-    let gy = tensor::<4>(case.grad_output.as_ref().unwrap(), &ad);
-    check("training output", &values(y.clone()), want_out, FORWARD)?;
+    let gy = tensor::<4>(case.grad_output.as_ref().unwrap(), &ad).cast(dtype);
+    worst = worst.max(tolerance.check("training output", &values(y.clone()), want_out)?);
     let grads = (y * gy).sum().backward();
-    let mut worst = check(
-        "grad.x",
-        &values(x.grad(&grads).unwrap()),
-        &case.tensor("grad.x").unwrap().data,
-        GRADIENT,
-    )?;
+    let gx = x.grad(&grads).unwrap();
+    if gx.dtype() != dtype {
+        return Err(format!("dL/dx is {:?}, want {dtype:?}", gx.dtype()));
+    }
+    let mut worst_grad =
+        tolerance.check("grad.x", &values(gx), &case.tensor("grad.x").unwrap().data)?;
     for (id, got) in ParamId::ALL.iter().zip(param_grads(&m, &grads)) {
         let stem = format!("grad.param.{}", id.name());
-        worst = worst.max(check(
-            &stem,
-            &got,
-            &case.tensor(&stem).unwrap().data,
-            GRADIENT,
-        )?);
+        worst_grad =
+            worst_grad.max(tolerance.check(&stem, &got, &case.tensor(&stem).unwrap().data)?);
     }
-    Ok(format!("worst gradient error {worst:.2e}"))
+    Ok(format!(
+        "worst output error {worst:.2e}, worst gradient error {worst_grad:.2e}"
+    ))
 }
 
 #[test]
@@ -105,7 +165,7 @@ fn golden_cases_on_kernels_and_burn_ops() {
             "{name}"
         );
         for case in &cases {
-            match run_case(case, name, &device) {
+            match run_case(case, &device, DType::F32, &F32) {
                 Ok(line) => println!("{name:13} {:18} ok, {line}", case.name),
                 Err(e) => failures.push(format!("{name} {}: {e}", case.name)),
             }
@@ -136,4 +196,188 @@ fn bad_inputs_are_errors() {
             .regions(Tensor::<4>::zeros([2, 4, 8, 8], &device))
             .unwrap();
     }
+}
+
+/// f16 against the f32 golden values, in units of each tensor's largest |value|: f16 keeps 11
+/// significant bits (rounding u = 4.9e-4), x and the parameters are rounded to it, and every value
+/// sums tens to hundreds of f16 products (I*k*k per output, more per gradient). Measured worst on
+/// flex and lavapipe: 1.6e-3 (3.3u) forward, 5.1e-3 (10u) gradients; this allows about 3x that.
+const F16: Tolerance = Tolerance {
+    forward: (5e-3, 0.0),
+    gradient: (1.5e-2, 0.0),
+    scaled: true,
+};
+
+/// f16 input and f16 parameters run in f16 (burn's ops, on both devices) within f16's tolerance
+/// of the golden values, forward, regions (exact; the zero guide ties everywhere) and gradients.
+/// Cases whose top-2 guide gap (>= 1e-2, or exact ties) survives f16's rounding of the guide.
+#[test]
+fn f16_runs_in_f16() {
+    let cases: Vec<GoldenCase> = cases()
+        .into_iter()
+        .filter(|c| ["tiny", "stride2", "ties_zero_guide"].contains(&c.name.as_str()))
+        .collect();
+    assert_eq!(cases.len(), 3);
+    let mut failures = Vec::new();
+    for (name, device) in devices() {
+        for case in &cases {
+            match run_case(case, &device, DType::F16, &F16) {
+                Ok(line) => println!("{name:13} {:18} f16 ok, {line}", case.name),
+                Err(e) => failures.push(format!("{name} {} f16: {e}", case.name)),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// An input and parameters of different dtypes (f16 with f32, either way, tracked or not) are an
+/// error naming both dtypes, from `try_forward` and `regions`, never a panic inside burn.
+#[test]
+fn mixed_dtypes_are_errors() {
+    let case = cases().into_iter().find(|c| c.name == "tiny").unwrap();
+    for (name, device) in devices() {
+        for device in [device.clone(), device.autodiff()] {
+            for (x, params) in [(DType::F32, DType::F16), (DType::F16, DType::F32)] {
+                let m = layer(&case, &device, params).unwrap();
+                let input = || tensor::<4>(&case.x, &device).cast(x);
+                for e in [
+                    m.try_forward(input()).unwrap_err(),
+                    m.regions(input()).unwrap_err(),
+                ] {
+                    let e = e.to_string();
+                    assert!(e.contains("F16") && e.contains("F32"), "{name}: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Per-op wall time (median of 31) of the burn-ops path at a mid shape (B2 I32 O32 k3 r4 32x32
+/// p1) on both devices, beside the alternatives it was chosen over: `cargo test --release
+/// --features burn-dev --test burn_module profile -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn profile_burn_ops() {
+    for (name, device) in devices() {
+        println!("{name}:");
+        profile_on(&device);
+    }
+}
+
+/// `f()`, after printing its median wall time (31 calls after a first, each with a sync).
+fn timed<T>(device: &Device, what: &str, mut f: impl FnMut() -> T) -> T {
+    let value = f();
+    let mut ms: Vec<f64> = (0..31)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            drop(f());
+            device.sync().unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    println!("  {what:48} {:8.3} ms", ms[ms.len() / 2]);
+    value
+}
+
+/// B, I, O, k, r, H = W of the profile.
+const MID: [usize; 6] = [2, 32, 32, 3, 4, 32];
+
+fn profile_on(device: &Device) {
+    use burn::tensor::Distribution;
+
+    let [b, i, o, k, r, hw] = MID;
+    let random = |d: &Device| Tensor::<4>::random([b, i, hw, hw], Distribution::Default, d);
+    let m = DrConv2dConfig::new(i, o, k, r).with_padding(1).init(device);
+    let x = random(device);
+    let (corr, guide) = profile_layer_ops(device, &m, &x);
+    profile_selection(device, corr, guide);
+    timed(device, "whole forward_burn_ops (untracked)", || {
+        m.forward_burn_ops(x.clone()).unwrap()
+    });
+    let ad = device.clone().autodiff();
+    let m = DrConv2dConfig::new(i, o, k, r).with_padding(1).init(&ad);
+    let x = random(&ad).require_grad();
+    timed(device, "whole forward + backward (autodiff)", || {
+        m.forward_burn_ops(x.clone()).unwrap().sum().backward()
+    });
+}
+
+/// The ops up to every region's correlation and the guide: (corr, guide).
+fn profile_layer_ops(device: &Device, m: &DrConv2d, x: &Tensor<4>) -> (Tensor<5>, Tensor<4>) {
+    use burn::tensor::activation::sigmoid;
+    use burn::tensor::module::{adaptive_avg_pool2d, conv2d};
+    use burn::tensor::ops::ConvOptions;
+
+    let [b, i, o, k, r, hw] = MID;
+    let p = |c: &burn::nn::conv::Conv2d| (c.weight.val(), Some(c.bias.as_ref().unwrap().val()));
+    let (w1, b1) = p(m.conv_kernel[1].as_ref().unwrap());
+    let (w3, b3) = p(m.conv_kernel[3].as_ref().unwrap());
+    let (gw, gb) = p(&m.conv_guide);
+    let options = |padding, groups| ConvOptions::new([1, 1], [padding; 2], [1, 1], groups);
+    let t = |what: &str, f: &mut dyn FnMut() -> Tensor<4>| timed(device, what, f);
+    let pooled = t("adaptive_avg_pool2d", &mut || {
+        adaptive_avg_pool2d(x.clone(), [k, k])
+    });
+    let logits = t("conv 1x1 (logits)", &mut || {
+        conv2d(pooled.clone(), w1.clone(), b1.clone(), options(0, 1))
+    });
+    let sig = t("sigmoid", &mut || sigmoid(logits.clone()));
+    let kernels = t("grouped conv 1x1 (kernels)", &mut || {
+        conv2d(sig.clone(), w3.clone(), b3.clone(), options(0, r))
+    });
+    let xb = x.clone().reshape([1, b * i, hw, hw]);
+    let kernels = kernels.reshape([b * r * o, i, k, k]);
+    let corr = t("correlation, all regions (conv, groups B)", &mut || {
+        conv2d(xb.clone(), kernels.clone(), None, options(1, b))
+    });
+    let guide = t("guide conv", &mut || {
+        conv2d(x.clone(), gw.clone(), gb.clone(), options(1, 1))
+    });
+    (corr.reshape([b, r, o, hw, hw]), guide)
+}
+
+/// Each pixel's region and its correlation: the path's ops and the ones they replaced.
+fn profile_selection(device: &Device, corr: Tensor<5>, guide: Tensor<4>) {
+    use burn::tensor::{activation::softmax, FloatDType};
+
+    let [b, _, o, _, r, hw] = MID;
+    let index = Tensor::<1, Int>::arange(0..r as i64, device).reshape([1, r, 1, 1]);
+    let region = timed(device, "region map: argmax (new)", || {
+        guide.clone().argmax(1)
+    });
+    timed(
+        device,
+        "region map: max, equal, mask_where, min (old)",
+        || {
+            let is_max = guide.clone().equal(guide.clone().max_dim(1));
+            let past_end = Tensor::<4, Int>::full([b, r, hw, hw], r as i64, device);
+            let index = index.clone().expand([b, r, hw, hw]);
+            index.mask_where(is_max.bool_not(), past_end).min_dim(1)
+        },
+    );
+    let mask = timed(device, "one-hot mask", || {
+        region.clone().equal(index.clone()).cast(FloatDType::F32)
+    });
+    let soft = timed(device, "softmax", || softmax(guide.clone(), 1));
+    let [mask, soft] = [mask, soft].map(|t| t.reshape([b, r, 1, hw, hw]));
+    timed(device, "corr * mask, sum (untracked; old: always)", || {
+        (corr.clone() * mask.clone()).sum_dim(1)
+    });
+    timed(device, "corr * (mask + soft - soft), sum (tracked)", || {
+        let select = mask.clone() + (soft.clone() - soft.clone().detach());
+        (corr.clone() * select).sum_dim(1)
+    });
+    timed(
+        device,
+        "corr * softmax, sum, minus itself (old: always)",
+        || {
+            let weighted = (corr.clone().detach() * soft.clone()).sum_dim(1);
+            weighted.clone() - weighted.detach()
+        },
+    );
+    timed(device, "gather over r (not taken)", || {
+        let index = region.clone().reshape([b, 1, 1, hw, hw]);
+        corr.clone().gather(1, index.expand([b, 1, o, hw, hw]))
+    });
 }

@@ -9,7 +9,7 @@ use burn::backend::autodiff::Autodiff;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::Backend;
 
-use super::ops::{DrConvGrads, DrConvOps, KernelCall};
+use super::ops::{DrConvOps, DrConvTensors, KernelCall};
 use super::runtime::next_ticket;
 use crate::config::Mode;
 
@@ -18,14 +18,13 @@ use crate::config::Mode;
 struct DrConvBackward;
 
 impl<B: Backend + DrConvOps> Backward<B, 7> for DrConvBackward {
-    type State = ([FloatTensor<B>; 7], KernelCall);
+    type State = (DrConvTensors<B>, KernelCall);
 
     fn backward(self, ops: Ops<Self::State, 7>, grads: &mut Gradients, _: &mut Checkpointer) {
         let grad = grads.consume::<B>(&ops.node);
-        let ([x, w1, b1, w3, b3, gw, gb], call) = ops.state;
-        let g = B::drconv_backward(x, w1, b1, w3, b3, gw, gb, grad, call);
-        let all = [g.x, g.w1, g.b1, g.w3, g.b3, g.gw, g.gb];
-        for (parent, value) in ops.parents.into_iter().zip(all) {
+        let (tensors, call) = ops.state;
+        let g = B::drconv_backward(tensors, grad, call);
+        for (parent, value) in ops.parents.into_iter().zip(g.into_array()) {
             if let Some(node) = parent {
                 grads.register::<B>(node.id, value);
             }
@@ -34,18 +33,10 @@ impl<B: Backend + DrConvOps> Backward<B, 7> for DrConvBackward {
 }
 
 impl<B: Backend + DrConvOps, C: CheckpointStrategy> DrConvOps for Autodiff<B, C> {
-    fn drconv_forward(
-        x: FloatTensor<Self>,
-        w1: FloatTensor<Self>,
-        b1: FloatTensor<Self>,
-        w3: FloatTensor<Self>,
-        b3: FloatTensor<Self>,
-        gw: FloatTensor<Self>,
-        gb: FloatTensor<Self>,
-        call: KernelCall,
-    ) -> FloatTensor<Self> {
-        let inputs = [x, w1, b1, w3, b3, gw, gb];
-        let nodes = inputs.each_ref().map(|t| t.node());
+    fn drconv_forward(tensors: DrConvTensors<Self>, call: KernelCall) -> FloatTensor<Self> {
+        let tensors = tensors.into_array();
+        let nodes = tensors.each_ref().map(|t| t.node());
+        let inner = DrConvTensors::from_array(tensors.map(|t| t.into_primitive()));
         match DrConvBackward
             .prepare::<C>(nodes)
             .compute_bound()
@@ -57,9 +48,7 @@ impl<B: Backend + DrConvOps, C: CheckpointStrategy> DrConvOps for Autodiff<B, C>
                     ticket: next_ticket(),
                     ..call
                 };
-                let inner = inputs.map(|t| t.into_primitive());
-                let [x, w1, b1, w3, b3, gw, gb] = inner.clone();
-                let y = B::drconv_forward(x, w1, b1, w3, b3, gw, gb, call.clone());
+                let y = B::drconv_forward(inner.clone(), call.clone());
                 prep.finish((inner, call), y)
             }
             OpsKind::UnTracked(prep) => {
@@ -67,36 +56,19 @@ impl<B: Backend + DrConvOps, C: CheckpointStrategy> DrConvOps for Autodiff<B, C>
                     mode: Mode::Inference,
                     ..call
                 };
-                let [x, w1, b1, w3, b3, gw, gb] = inputs.map(|t| t.into_primitive());
-                prep.finish(B::drconv_forward(x, w1, b1, w3, b3, gw, gb, call))
+                prep.finish(B::drconv_forward(inner, call))
             }
         }
     }
 
     fn drconv_backward(
-        x: FloatTensor<Self>,
-        w1: FloatTensor<Self>,
-        b1: FloatTensor<Self>,
-        w3: FloatTensor<Self>,
-        b3: FloatTensor<Self>,
-        gw: FloatTensor<Self>,
-        gb: FloatTensor<Self>,
+        tensors: DrConvTensors<Self>,
         grad: FloatTensor<Self>,
         call: KernelCall,
-    ) -> DrConvGrads<Self> {
+    ) -> DrConvTensors<Self> {
         // A backward called directly (not from the graph): the inner backend's, untracked.
-        let [x, w1, b1, w3, b3, gw, gb, grad] =
-            [x, w1, b1, w3, b3, gw, gb, grad].map(|t| t.into_primitive());
-        let g = B::drconv_backward(x, w1, b1, w3, b3, gw, gb, grad, call);
-        let wrap = <Self as burn::backend::AutodiffBackend>::from_inner;
-        DrConvGrads {
-            x: wrap(g.x),
-            w1: wrap(g.w1),
-            b1: wrap(g.b1),
-            w3: wrap(g.w3),
-            b3: wrap(g.b3),
-            gw: wrap(g.gw),
-            gb: wrap(g.gb),
-        }
+        let inner = tensors.map(|t| t.into_primitive());
+        B::drconv_backward(inner, grad.into_primitive(), call)
+            .map(<Self as burn::backend::AutodiffBackend>::from_inner)
     }
 }

@@ -17,11 +17,12 @@ use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, CubeDevice};
 
-use super::ops::{DrConvGrads, DrConvOps, KernelCall};
+use super::ops::{DrConvOps, DrConvTensors, KernelCall};
 use super::runtime::wgpu_context;
 use crate::config::Mode;
 use crate::error::{DrConvError, Result};
 use crate::gpu::{GpuContext, GpuTensor};
+use crate::params::ParamId;
 
 /// Every cubecl allocation a submission of ours reads or writes, held until it has run.
 struct Claims {
@@ -103,40 +104,40 @@ fn fail<T>(op: &str, r: Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("drconv {op} on burn's wgpu device failed: {e}"))
 }
 
-fn contiguous<const N: usize>(ts: [CubeTensor; N]) -> [CubeTensor; N] {
-    ts.map(into_contiguous)
-}
-
 fn empty_like(t: &CubeTensor, shape: &[usize]) -> CubeTensor {
     empty_device_contiguous_dtype(
         t.client.clone(),
         t.device.clone(),
         Shape::from(shape.to_vec()),
-        DType::F32,
+        t.dtype,
     )
 }
 
-fn params(claims: &mut Claims, p: &[CubeTensor]) -> Result<[GpuTensor; 6]> {
-    let views = p
-        .iter()
-        .map(|t| claims.view(t, "a parameter"))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(views.try_into().expect("six parameters"))
+/// Our views of `t`: x's, and the parameters' in state_dict order, their allocations claimed.
+/// `prefix` goes before each tensor's name in errors.
+fn views(
+    claims: &mut Claims,
+    t: &DrConvTensors<CubeBackend>,
+    prefix: &str,
+) -> Result<(GpuTensor, [GpuTensor; 6])> {
+    let names = std::iter::once("x").chain(ParamId::ALL.map(ParamId::name));
+    let mut views = Vec::with_capacity(7);
+    for (t, name) in t.clone().into_array().iter().zip(names) {
+        views.push(claims.view(t, &format!("{prefix}{name}"))?);
+    }
+    let x = views.remove(0);
+    Ok((x, views.try_into().expect("six parameters")))
 }
 
-fn forward(x: CubeTensor, p: [CubeTensor; 6], call: &KernelCall) -> Result<CubeTensor> {
-    let ctx = context_of(&x)?;
-    let [x] = contiguous([x]);
-    let p = contiguous(p);
+fn forward(t: DrConvTensors<CubeBackend>, call: &KernelCall) -> Result<CubeTensor> {
+    let ctx = context_of(&t.x)?;
+    let t = t.map::<CubeBackend>(into_contiguous);
     let config = call.runtime.config();
-    let shape = x.shape().to_vec();
-    let y = empty_like(&x, &config.forward_shape(&shape)?.output(config));
+    let shape = t.x.shape().to_vec();
+    let y = empty_like(&t.x, &config.forward_shape(&shape)?.output(config));
     let mut claims = Claims::new(ctx.clone());
-    let (xv, yv, pv) = (
-        claims.view(&x, "x")?,
-        claims.view(&y, "the output")?,
-        params(&mut claims, &p)?,
-    );
+    let (xv, pv) = views(&mut claims, &t, "")?;
+    let yv = claims.view(&y, "the output")?;
     call.runtime.with_slot(&ctx, |slot| {
         let mut encoder = ctx.encoder("drconv forward in burn");
         slot.layer.encode_load_params(&mut encoder, &pv)?;
@@ -144,7 +145,7 @@ fn forward(x: CubeTensor, p: [CubeTensor; 6], call: &KernelCall) -> Result<CubeT
             slot.layer
                 .encode_forward_into(&mut encoder, &xv, &yv, call.mode),
         )?;
-        claims.submit(flush(&x), encoder)?;
+        claims.submit(flush(&t.x), encoder)?;
         if call.mode == Mode::Training {
             slot.trained(shape, call.ticket);
         }
@@ -154,25 +155,18 @@ fn forward(x: CubeTensor, p: [CubeTensor; 6], call: &KernelCall) -> Result<CubeT
 }
 
 fn backward(
-    x: CubeTensor,
-    p: [CubeTensor; 6],
+    t: DrConvTensors<CubeBackend>,
     grad: CubeTensor,
     call: &KernelCall,
-) -> Result<DrConvGrads<CubeBackend>> {
-    let ctx = context_of(&x)?;
-    let [x, grad] = contiguous([x, grad]);
-    let p = contiguous(p);
-    let shape = x.shape().to_vec();
-    let gx = empty_like(&x, &shape);
-    let gp = p.clone().map(|t| empty_like(&t, t.shape().as_slice()));
+) -> Result<DrConvTensors<CubeBackend>> {
+    let ctx = context_of(&t.x)?;
+    let (t, grad) = (t.map::<CubeBackend>(into_contiguous), into_contiguous(grad));
+    let shape = t.x.shape().to_vec();
+    let g = t.clone().map(|t| empty_like(&t, t.shape().as_slice()));
     let mut claims = Claims::new(ctx.clone());
-    let (xv, gv, gxv, pv, gpv) = (
-        claims.view(&x, "x")?,
-        claims.view(&grad, "the output gradient")?,
-        claims.view(&gx, "dL/dx")?,
-        params(&mut claims, &p)?,
-        params(&mut claims, &gp)?,
-    );
+    let (xv, pv) = views(&mut claims, &t, "")?;
+    let (gxv, gpv) = views(&mut claims, &g, "dL/d")?;
+    let gv = claims.view(&grad, "the output gradient")?;
     call.runtime.with_slot(&ctx, |slot| {
         let mut encoder = ctx.encoder("drconv backward in burn");
         slot.layer.encode_load_params(&mut encoder, &pv)?;
@@ -192,48 +186,21 @@ fn backward(
         for (src, dst) in grads.params.iter().zip(&gpv) {
             crate::layer::copy_view(&mut encoder, src, dst);
         }
-        claims.submit(flush(&x), encoder)
+        claims.submit(flush(&t.x), encoder)
     })?;
-    let [w1, b1, w3, b3, gw, gb] = gp;
-    Ok(DrConvGrads {
-        x: gx,
-        w1,
-        b1,
-        w3,
-        b3,
-        gw,
-        gb,
-    })
+    Ok(g)
 }
 
 impl DrConvOps for CubeBackend {
-    fn drconv_forward(
-        x: CubeTensor,
-        w1: CubeTensor,
-        b1: CubeTensor,
-        w3: CubeTensor,
-        b3: CubeTensor,
-        gw: CubeTensor,
-        gb: CubeTensor,
-        call: KernelCall,
-    ) -> CubeTensor {
-        fail("forward", forward(x, [w1, b1, w3, b3, gw, gb], &call))
+    fn drconv_forward(tensors: DrConvTensors<Self>, call: KernelCall) -> CubeTensor {
+        fail("forward", forward(tensors, &call))
     }
 
     fn drconv_backward(
-        x: CubeTensor,
-        w1: CubeTensor,
-        b1: CubeTensor,
-        w3: CubeTensor,
-        b3: CubeTensor,
-        gw: CubeTensor,
-        gb: CubeTensor,
+        tensors: DrConvTensors<Self>,
         grad: CubeTensor,
         call: KernelCall,
-    ) -> DrConvGrads<Self> {
-        fail(
-            "backward",
-            backward(x, [w1, b1, w3, b3, gw, gb], grad, &call),
-        )
+    ) -> DrConvTensors<Self> {
+        fail("backward", backward(tensors, grad, &call))
     }
 }

@@ -11,10 +11,12 @@
 //!   backward is registered in burn's autodiff, so gradients reach the parameters and `x` and
 //!   flow on through the rest of the model.
 //! - **Every other device** (flex, ndarray, cubecl's CPU runtime, a wgpu device not
-//!   registered): the same module runs the reference algorithm composed from burn's tensor ops
+//!   registered), **and every float dtype but f32** (f16 included, on any device): the same
+//!   module runs the reference algorithm composed from burn's tensor ops in the input's dtype
 //!   (adaptive pooling, 1x1 convs, a grouped conv over the batch for the per-sample correlation,
 //!   first-maximum argmax), differentiated by burn's autodiff, so a model stays portable.
-//!   [`DrConv2d::path`] says which one a device gets.
+//!   [`DrConv2d::path`] says which one a device gets. The input and the parameters must share
+//!   one dtype ([`DrConv2d::try_forward`] returns an error otherwise).
 //!
 //! # Limits of this version
 //! - Our kernels block on the submission of their own work with `pollster` inside burn's
@@ -23,21 +25,28 @@
 //!   GPU (a few copies per call, no readback).
 //! - A failure of our kernels inside burn's executor (a device lost mid-call) panics there, as
 //!   burn's own ops do; [`DrConv2d::try_forward`] reports every error it can see before that
-//!   (shapes, an unsupported dtype, limits) as a [`crate::DrConvError`].
+//!   (shapes, mixed or non-float dtypes, limits) as a [`crate::DrConvError`].
 //!
 //! ```
-//! use burn::tensor::{Device, Tensor};
-//! use drconv::burn::DrConv2dConfig;
+//! use burn::backend::wgpu::WgpuDevice;
+//! use burn::tensor::Tensor;
+//! use drconv::burn::{init_wgpu, DrConv2dConfig, Path};
 //!
-//! let device = Device::flex(); // burn's CPU backend: the composed path
-//! let layer = DrConv2dConfig::new(4, 8, 3, 2).with_padding(1).init(&device);
+//! # fn main() -> drconv::Result<()> {
+//! // burn's wgpu device, shared with drconv: the layer runs drconv's kernels there.
+//! let device = init_wgpu(&WgpuDevice::default())?;
+//! let layer = DrConv2dConfig::new(4, 8, 3, 2).with_padding(1).try_init(&device)?;
+//! assert_eq!(layer.path(&device), Path::Kernels);
 //! let x = Tensor::<4>::ones([1, 4, 16, 16], &device);
-//! assert_eq!(layer.forward(x).dims(), [1, 8, 16, 16]);
+//! assert_eq!(layer.try_forward(x.clone())?.dims(), [1, 8, 16, 16]);
+//! // The same forward composed from burn's ops (what every other device runs).
+//! assert_eq!(layer.forward_burn_ops(x)?.dims(), [1, 8, 16, 16]);
+//! # Ok(())
+//! # }
 //! ```
 
 mod autodiff;
 mod config;
-mod init;
 mod kernels;
 mod module;
 mod ops;
@@ -46,7 +55,7 @@ mod runtime;
 
 pub use config::DrConv2dConfig;
 pub use module::{DrConv2d, Path};
-pub use ops::{DrConvGrads, DrConvOps, KernelCall};
+pub use ops::{DrConvOps, DrConvTensors, KernelCall};
 pub use runtime::{context, init_wgpu, init_wgpu_async, register_setup};
 
 /// The regex that keeps `conv_kernel.1` and `conv_kernel.3` at their PyTorch indices when burn's

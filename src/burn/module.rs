@@ -8,18 +8,18 @@ use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::config::DrConv2dConfig;
-use super::ops::{DrConvOps, KernelCall};
+use super::ops::{DrConvOps, DrConvTensors, KernelCall};
 use super::reference::{self, Weights};
 use super::runtime::{context, Runtime};
 use crate::config::{DrConvConfig, Mode};
 use crate::error::{DrConvError, Result};
-use crate::params::{DrConvParams, ParamId};
+use crate::params::DrConvParams;
 
 /// Dynamic Region-Aware Convolution as a burn module: the PyTorch reference's `DRConv2d`, with
 /// its parameters under the same names (`conv_kernel.1.weight`, `conv_kernel.1.bias`,
 /// `conv_kernel.3.weight`, `conv_kernel.3.bias`, `conv_guide.weight`, `conv_guide.bias`), so a
-/// PyTorch `state_dict` loads into it. Made by [`DrConv2dConfig::init`]; see the
+/// PyTorch `state_dict` loads into it. Made by
+/// [`DrConv2dConfig::init`](super::DrConv2dConfig::init) or [`DrConv2d::from_params`]; see the
 /// [module docs](super) for which path a device runs.
 #[derive(Module, Debug)]
 pub struct DrConv2d {
@@ -33,7 +33,7 @@ pub struct DrConv2d {
     runtime: Runtime,
 }
 
-/// Which implementation a device runs (see the [module docs](super)).
+/// Which implementation a forward runs (see the [module docs](super)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
     /// drconv's WGSL kernels on burn's wgpu device and queue.
@@ -57,21 +57,13 @@ impl DrConv2d {
         }
     }
 
-    /// The layer's configuration (with the default initializer).
-    pub fn config(&self) -> DrConv2dConfig {
-        let c = self.runtime.config();
-        DrConv2dConfig::new(c.in_channels, c.out_channels, c.kernel_size, c.region_num)
-            .with_stride(c.stride)
-            .with_padding(c.padding)
-            .with_dilation(c.dilation)
-    }
-
     /// The crate's configuration of this layer.
     pub fn layer_config(&self) -> DrConvConfig {
         *self.runtime.config()
     }
 
-    /// Which implementation a forward on `device` runs.
+    /// Which implementation a forward of f32 tensors on `device` runs (every other float dtype
+    /// runs [`Path::BurnOps`]: our kernels take f32).
     pub fn path(&self, device: &Device) -> Path {
         if cfg!(not(target_family = "wasm")) && context(device).is_some() {
             Path::Kernels
@@ -80,12 +72,12 @@ impl DrConv2d {
         }
     }
 
-    /// The output, B x O x H' x W', of `x` (B x I x H x W).
+    /// The output, B x O x H' x W', of `x` (B x I x H x W), in x's dtype.
     ///
     /// # Panics
     /// On an input the layer cannot take (wrong rank of channels, too small for the kernel, too
-    /// large for the device) or parameters of the wrong shape: [`DrConv2d::try_forward`]
-    /// returns those as errors.
+    /// large for the device, a dtype other than the parameters') or parameters of the wrong
+    /// shape: [`DrConv2d::try_forward`] returns those as errors.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.try_forward(x)
             .unwrap_or_else(|e| panic!("drconv::burn::DrConv2d::forward: {e}"))
@@ -93,54 +85,57 @@ impl DrConv2d {
 
     /// [`DrConv2d::forward`], with every error it can see before burn runs the call.
     pub fn try_forward(&self, x: Tensor<4>) -> Result<Tensor<4>> {
-        let config = self.runtime.config();
-        config.forward_shape(&x.dims())?;
-        let w = self.weights()?;
+        let w = self.checked(&x)?;
         let device = x.device();
-        let f32s = std::iter::once(x.dtype())
-            .chain([
-                w.w1.dtype(),
-                w.b1.dtype(),
-                w.w3.dtype(),
-                w.b3.dtype(),
-                w.gw.dtype(),
-                w.gb.dtype(),
-            ])
-            .all(|d| d == DType::F32);
         match self.path(&device) {
-            Path::Kernels if f32s => self.forward_kernels(x, w),
+            Path::Kernels if x.dtype() == DType::F32 => self.forward_kernels(x, w),
             _ => {
                 self.note_burn_ops(&device);
-                Ok(reference::forward(config, x, &w))
+                Ok(reference::forward(self.runtime.config(), x, &w))
             }
         }
     }
 
     /// The forward composed from burn's ops, on any device (what non-wgpu devices run).
     pub fn forward_burn_ops(&self, x: Tensor<4>) -> Result<Tensor<4>> {
-        self.runtime.config().forward_shape(&x.dims())?;
-        Ok(reference::forward(
-            self.runtime.config(),
-            x,
-            &self.weights()?,
-        ))
+        let w = self.checked(&x)?;
+        Ok(reference::forward(self.runtime.config(), x, &w))
     }
 
     /// The region of every output pixel, B x H' x W' (the first maximal guide logit), from the
     /// guide conv in burn's ops.
     pub fn regions(&self, x: Tensor<4>) -> Result<Tensor<3, Int>> {
-        let config = self.runtime.config();
-        config.forward_shape(&x.dims())?;
-        let guide = reference::guide(config, &x, &self.weights()?);
-        Ok(reference::region_map(guide.detach()))
+        let w = self.checked(&x)?;
+        let guide = reference::guide(self.runtime.config(), &x, &w);
+        let [b, _, h, width] = guide.dims();
+        Ok(reference::region_map(guide.detach()).reshape([b, h, width]))
+    }
+
+    /// The parameters, checked against `x`: its shape against the configuration, and one float
+    /// dtype for all (burn's ops would panic on a mix).
+    fn checked(&self, x: &Tensor<4>) -> Result<Weights> {
+        self.runtime.config().forward_shape(&x.dims())?;
+        let w = self.weights()?;
+        let dtype = x.dtype();
+        if !dtype.is_float() {
+            return Err(DrConvError::Shape(format!(
+                "x is {dtype:?}; DrConv2d takes unquantized float tensors (f32, f16, ...)"
+            )));
+        }
+        if let Some(p) = w.infos().into_iter().find(|p| p.dtype != dtype) {
+            return Err(DrConvError::Weights(format!(
+                "{} is {:?} but x is {dtype:?}: the input and the parameters must share one \
+                 float dtype (cast the input, or the module's parameters)",
+                p.id.name(),
+                p.dtype
+            )));
+        }
+        Ok(w)
     }
 
     fn forward_kernels(&self, x: Tensor<4>, w: Weights) -> Result<Tensor<4>> {
         let ctx = context(&x.device()).expect("the path said kernels");
-        let tracked = x.is_require_grad()
-            || [&w.w1, &w.w3, &w.gw].iter().any(|t| t.is_require_grad())
-            || [&w.b1, &w.b3, &w.gb].iter().any(|t| t.is_require_grad());
-        let mode = if tracked {
+        let mode = if x.is_tracked() || w.infos().iter().any(|p| p.tracked) {
             Mode::Training
         } else {
             Mode::Inference
@@ -156,22 +151,25 @@ impl DrConv2d {
             mode,
             ticket: 0,
         };
-        let y = <Dispatch as DrConvOps>::drconv_forward(
-            x.into_dispatch(),
-            w.w1.into_dispatch(),
-            w.b1.into_dispatch(),
-            w.w3.into_dispatch(),
-            w.b3.into_dispatch(),
-            w.gw.into_dispatch(),
-            w.gb.into_dispatch(),
-            call,
-        );
+        let tensors = DrConvTensors {
+            x: x.into_dispatch(),
+            w1: w.w1.into_dispatch(),
+            b1: w.b1.into_dispatch(),
+            w3: w.w3.into_dispatch(),
+            b3: w.b3.into_dispatch(),
+            gw: w.gw.into_dispatch(),
+            gb: w.gb.into_dispatch(),
+        };
+        let y = <Dispatch as DrConvOps>::drconv_forward(tensors, call);
         Ok(Tensor::from_dispatch(y))
     }
 
     /// A wgpu device that was not registered runs burn's ops: say so once.
     fn note_burn_ops(&self, device: &Device) {
-        if format!("{device:?}").contains("Wgpu") && !WARNED.swap(true, Ordering::Relaxed) {
+        if format!("{device:?}").contains("Wgpu")
+            && context(device).is_none()
+            && !WARNED.swap(true, Ordering::Relaxed)
+        {
             log::warn!(
                 "drconv::burn: {device:?} is a wgpu device not registered with drconv, so \
                  DrConv2d runs burn's ops there (many times slower); create it with \
@@ -180,7 +178,7 @@ impl DrConv2d {
         }
     }
 
-    /// The six parameters (state_dict order), checked against the configuration.
+    /// The six parameters (state_dict order), their shapes checked against the configuration.
     fn weights(&self) -> Result<Weights> {
         let conv = |i: usize| {
             self.conv_kernel
@@ -208,28 +206,21 @@ impl DrConv2d {
             gw: g.weight.val(),
             gb: bias(g, "conv_guide")?,
         };
-        let shapes = [
-            w.w1.dims().to_vec(),
-            w.b1.dims().to_vec(),
-            w.w3.dims().to_vec(),
-            w.b3.dims().to_vec(),
-            w.gw.dims().to_vec(),
-            w.gb.dims().to_vec(),
-        ];
-        let want = ParamId::ALL.map(|id| self.runtime.config().param_shape(id));
-        for (id, (got, want)) in ParamId::ALL.iter().zip(shapes.iter().zip(&want)) {
-            if got != want {
+        let config = self.runtime.config();
+        for p in w.infos() {
+            let want = config.param_shape(p.id);
+            if p.dims != want {
                 return Err(DrConvError::Weights(format!(
-                    "{} has shape {got:?} but the layer {:?} needs {want:?}",
-                    id.name(),
-                    self.runtime.config()
+                    "{} has shape {:?} but the layer {config:?} needs {want:?}",
+                    p.id.name(),
+                    p.dims
                 )));
             }
         }
         Ok(w)
     }
 
-    /// The parameters as the crate's host values (reads them back from the device).
+    /// The parameters as the crate's host values, in f32 (reads them back from the device).
     pub fn to_params(&self) -> Result<DrConvParams> {
         let w = self.weights()?;
         let read = |t: TensorData| {
@@ -246,37 +237,5 @@ impl DrConv2d {
             read(w.gb.into_data())?,
         ];
         DrConvParams::from_values(*self.runtime.config(), values)
-    }
-
-    /// A module on `device` holding `params` (e.g. read from a drconv safetensors file).
-    pub fn from_params(params: &DrConvParams, device: &Device) -> Result<Self> {
-        let c = params.config;
-        let mut m = DrConv2dConfig::new(c.in_channels, c.out_channels, c.kernel_size, c.region_num)
-            .with_stride(c.stride)
-            .with_padding(c.padding)
-            .with_dilation(c.dilation)
-            .try_init(device)?;
-        let t4 = |id: ParamId| {
-            let shape = params.shape(id);
-            Param::from_tensor(Tensor::<4>::from_data(
-                TensorData::new(params.get(id).to_vec(), shape),
-                device,
-            ))
-        };
-        let t1 = |id: ParamId| {
-            Param::from_tensor(Tensor::<1>::from_data(
-                TensorData::new(params.get(id).to_vec(), params.shape(id)),
-                device,
-            ))
-        };
-        let set = |conv: &mut Conv2d, w: ParamId, b: ParamId| {
-            conv.weight = t4(w);
-            conv.bias = Some(t1(b));
-        };
-        let [w1, b1, w3, b3, gw, gb] = ParamId::ALL;
-        set(m.conv_kernel[1].as_mut().expect("made by init"), w1, b1);
-        set(m.conv_kernel[3].as_mut().expect("made by init"), w3, b3);
-        set(&mut m.conv_guide, gw, gb);
-        Ok(m)
     }
 }

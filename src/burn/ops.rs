@@ -4,7 +4,7 @@
 
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, DType, ExtensionType};
+use burn::backend::{backend_extension, Backend, ExtensionType};
 
 use super::runtime::Runtime;
 use crate::config::Mode;
@@ -19,101 +19,92 @@ pub struct KernelCall {
     pub(crate) ticket: u64,
 }
 
-/// The gradients of one backward: dL/dx and dL/d of the six parameters (state_dict order).
-#[derive(ExtensionType)]
+/// DRConv's seven tensors by name: the input `x` and the six parameters, under the PyTorch
+/// `state_dict` names. The op's inputs, and (each field dL/d of that tensor) its gradients.
+#[derive(ExtensionType, Clone, Debug)]
 #[extension_type(fusion)]
-pub struct DrConvGrads<B: burn::backend::Backend> {
-    /// dL/dx.
+pub struct DrConvTensors<B: Backend> {
+    /// The input x, B x I x H x W (or dL/dx).
     pub x: FloatTensor<B>,
-    /// dL/d`conv_kernel.1.weight`.
+    /// `conv_kernel.1.weight`.
     pub w1: FloatTensor<B>,
-    /// dL/d`conv_kernel.1.bias`.
+    /// `conv_kernel.1.bias`.
     pub b1: FloatTensor<B>,
-    /// dL/d`conv_kernel.3.weight`.
+    /// `conv_kernel.3.weight`.
     pub w3: FloatTensor<B>,
-    /// dL/d`conv_kernel.3.bias`.
+    /// `conv_kernel.3.bias`.
     pub b3: FloatTensor<B>,
-    /// dL/d`conv_guide.weight`.
+    /// `conv_guide.weight`.
     pub gw: FloatTensor<B>,
-    /// dL/d`conv_guide.bias`.
+    /// `conv_guide.bias`.
     pub gb: FloatTensor<B>,
+}
+
+impl<B: Backend> DrConvTensors<B> {
+    /// The seven tensors: `x`, then the parameters in `state_dict` order.
+    pub fn into_array(self) -> [FloatTensor<B>; 7] {
+        [self.x, self.w1, self.b1, self.w3, self.b3, self.gw, self.gb]
+    }
+
+    /// The tensors in [`DrConvTensors::into_array`]'s order.
+    pub fn from_array([x, w1, b1, w3, b3, gw, gb]: [FloatTensor<B>; 7]) -> Self {
+        DrConvTensors {
+            x,
+            w1,
+            b1,
+            w3,
+            b3,
+            gw,
+            gb,
+        }
+    }
+
+    /// Each tensor through `f` (e.g. from a backend to its inner one).
+    pub fn map<C: Backend>(
+        self,
+        f: impl FnMut(FloatTensor<B>) -> FloatTensor<C>,
+    ) -> DrConvTensors<C> {
+        DrConvTensors::from_array(self.into_array().map(f))
+    }
 }
 
 /// DRConv's forward and backward as backend operations. Implemented for burn's cubecl backend
 /// (our WGSL kernels on a wgpu device registered with drconv), its fusion wrapper and autodiff;
 /// other backends never receive these calls ([`super::DrConv2d`] takes burn's ops there).
 #[backend_extension(Cube, Autodiff, Fusion)]
-pub trait DrConvOps: burn::backend::Backend {
+pub trait DrConvOps: Backend {
     /// The layer's output, B x O x H' x W'.
-    #[allow(clippy::too_many_arguments)]
     #[fusion(meta = forward_meta)]
     fn drconv_forward(
-        x: FloatTensor<Self>,
-        w1: FloatTensor<Self>,
-        b1: FloatTensor<Self>,
-        w3: FloatTensor<Self>,
-        b3: FloatTensor<Self>,
-        gw: FloatTensor<Self>,
-        gb: FloatTensor<Self>,
+        #[extension_type] tensors: DrConvTensors<Self>,
         call: KernelCall,
     ) -> FloatTensor<Self>;
 
-    /// The gradients of the training forward of `x` for the upstream gradient `grad`.
-    #[allow(clippy::too_many_arguments)]
+    /// dL/d of each of `tensors` at the training forward of `tensors` for the upstream gradient
+    /// `grad` (dL/d output).
     #[fusion(meta = backward_meta)]
     fn drconv_backward(
-        x: FloatTensor<Self>,
-        w1: FloatTensor<Self>,
-        b1: FloatTensor<Self>,
-        w3: FloatTensor<Self>,
-        b3: FloatTensor<Self>,
-        gw: FloatTensor<Self>,
-        gb: FloatTensor<Self>,
+        #[extension_type] tensors: DrConvTensors<Self>,
         grad: FloatTensor<Self>,
         call: KernelCall,
-    ) -> DrConvGrads<Self>;
+    ) -> DrConvTensors<Self>;
 }
 
-/// The output's shape (the module checked it before the call).
-#[allow(clippy::too_many_arguments)]
-fn forward_meta(
-    x: &TensorSpec,
-    _w1: &TensorSpec,
-    _b1: &TensorSpec,
-    _w3: &TensorSpec,
-    _b3: &TensorSpec,
-    _gw: &TensorSpec,
-    _gb: &TensorSpec,
-    call: &KernelCall,
-) -> TensorSpec {
+/// The output's shape (the module checked it before the call) and x's dtype.
+fn forward_meta(tensors: &DrConvTensorsMetadata, call: &KernelCall) -> TensorSpec {
     let config = call.runtime.config();
     let shape = config
-        .forward_shape(x.shape.as_slice())
+        .forward_shape(tensors.x.shape.as_slice())
         .map(|s| s.output(config))
         .expect("the module checks the input shape before the call");
-    TensorSpec::new(burn::tensor::Shape::from(shape), DType::F32)
+    TensorSpec::new(burn::tensor::Shape::from(shape), tensors.x.dtype)
 }
 
-/// Every gradient has its tensor's shape.
-#[allow(clippy::too_many_arguments)]
+/// Every gradient has its tensor's shape and dtype.
 fn backward_meta(
-    x: &TensorSpec,
-    w1: &TensorSpec,
-    b1: &TensorSpec,
-    w3: &TensorSpec,
-    b3: &TensorSpec,
-    gw: &TensorSpec,
-    gb: &TensorSpec,
+    tensors: &DrConvTensorsMetadata,
     _grad: &TensorSpec,
     _call: &KernelCall,
-) -> DrConvGradsMetadata {
-    DrConvGradsMetadata {
-        x: x.clone(),
-        w1: w1.clone(),
-        b1: b1.clone(),
-        w3: w3.clone(),
-        b3: b3.clone(),
-        gw: gw.clone(),
-        gb: gb.clone(),
-    }
+) -> DrConvTensorsMetadata {
+    tensors.clone()
 }

@@ -1,13 +1,14 @@
 //! The reference algorithm composed from burn's tensor ops (the path of every device without our
-//! kernels): every region's correlation, then each pixel's region picked by a one-hot mask.
-//! Gradients come from burn's autodiff; the guide's gradient is the reference's (a softmax
-//! Jacobian through the selected correlation), added with a term whose value is exactly zero.
+//! kernels, and of every dtype but f32): every region's correlation, then each pixel's region's,
+//! all in the input's dtype. Gradients come from burn's autodiff; the guide's is the reference's
+//! (a softmax Jacobian through the selected correlation), carried by a term of value zero.
 
 use burn::tensor::module::{adaptive_avg_pool2d, conv2d};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{activation, Int, Tensor};
+use burn::tensor::{activation, DType, FloatDType, Int, Tensor};
 
 use crate::config::DrConvConfig;
+use crate::params::ParamId;
 
 /// The layer's six parameters as burn tensors (state_dict order).
 pub(crate) struct Weights {
@@ -17,6 +18,38 @@ pub(crate) struct Weights {
     pub b3: Tensor<1>,
     pub gw: Tensor<4>,
     pub gb: Tensor<1>,
+}
+
+/// What the module checks of a parameter before a call.
+pub(crate) struct ParamInfo {
+    pub id: ParamId,
+    pub dtype: DType,
+    pub dims: Vec<usize>,
+    /// Whether autodiff tracks it (a training forward).
+    pub tracked: bool,
+}
+
+impl Weights {
+    /// Each parameter's [`ParamInfo`], in state_dict order.
+    pub fn infos(&self) -> [ParamInfo; 6] {
+        fn info<const D: usize>(id: ParamId, t: &Tensor<D>) -> ParamInfo {
+            ParamInfo {
+                id,
+                dtype: t.dtype(),
+                dims: t.dims().to_vec(),
+                tracked: t.is_tracked(),
+            }
+        }
+        let [w1, b1, w3, b3, gw, gb] = ParamId::ALL;
+        [
+            info(w1, &self.w1),
+            info(b1, &self.b1),
+            info(w3, &self.w3),
+            info(b3, &self.b3),
+            info(gw, &self.gw),
+            info(gb, &self.gb),
+        ]
+    }
 }
 
 /// Every region's generated kernel, as grouped-conv weights: (B*r*O) x I x k x k.
@@ -51,39 +84,33 @@ pub(crate) fn guide(c: &DrConvConfig, x: &Tensor<4>, p: &Weights) -> Tensor<4> {
     conv2d(x.clone(), p.gw.clone(), Some(p.gb.clone()), options)
 }
 
-/// The region of every output pixel, B x H' x W': the first maximal guide logit (burn's
-/// `argmax` does not promise which of equal values it returns).
-pub(crate) fn region_map(guide: Tensor<4>) -> Tensor<3, Int> {
-    let [b, r, h, w] = guide.dims();
-    let max = guide.clone().max_dim(1);
-    let is_max = guide.equal(max);
-    let index = Tensor::<1, Int>::arange(0..r as i64, &is_max.device())
-        .reshape([1, r, 1, 1])
-        .expand([b, r, h, w]);
-    let past_end = Tensor::<4, Int>::full([b, r, h, w], r as i64, &is_max.device());
-    index
-        .mask_where(is_max.bool_not(), past_end)
-        .min_dim(1)
-        .reshape([b, h, w])
+/// The region of every output pixel, B x 1 x H' x W': the first maximal guide logit (burn's
+/// `argmax` returns the lowest index of equal maxima, as the reference's does).
+pub(crate) fn region_map(guide: Tensor<4>) -> Tensor<4, Int> {
+    guide.argmax(1)
 }
 
-/// The forward: B x O x H' x W'.
+/// The forward: B x O x H' x W', in x's dtype.
 pub(crate) fn forward(c: &DrConvConfig, x: Tensor<4>, p: &Weights) -> Tensor<4> {
     let corr = all_regions(c, &x, generated_kernels(c, &x, p));
     let guide = guide(c, &x, p);
     let [b, r, o, h, w] = corr.dims();
-    let region = region_map(guide.clone().detach());
     let choices = Tensor::<1, Int>::arange(0..r as i64, &x.device()).reshape([1, r, 1, 1]);
-    let mask = region
-        .reshape([b, 1, h, w])
+    let mask = region_map(guide.clone())
         .equal(choices)
-        .float()
-        .reshape([b, r, 1, h, w]);
-    let selected = (corr.clone() * mask).sum_dim(1);
-    // The reference's guide gradient: softmax(guide) weighting the detached correlation, minus
-    // itself detached (exactly zero in value, so the output is `selected` bit for bit), so only
-    // its gradient enters.
-    let soft = activation::softmax(guide, 1).reshape([b, r, 1, h, w]);
-    let weighted = (corr.detach() * soft).sum_dim(1);
-    (selected + (weighted.clone() - weighted.detach())).reshape([b, o, h, w])
+        .cast(FloatDType::from(corr.dtype()));
+    // The one-hot mask picks each pixel's region (a product and a sum over r: on flex an order
+    // of magnitude faster than `gather`, whose N-d path indexes element by element). With
+    // gradients tracked, the mask carries softmax(guide) minus itself detached: exactly zero in
+    // value (the output is the selected correlation bit for bit), it gives the guide the
+    // reference's straight-through gradient, a softmax Jacobian of sum_o dy * corr.
+    let select = if corr.is_tracked() || guide.is_tracked() {
+        let soft = activation::softmax(guide, 1);
+        mask + (soft.clone() - soft.detach())
+    } else {
+        mask
+    };
+    (corr * select.reshape([b, r, 1, h, w]))
+        .sum_dim(1)
+        .reshape([b, o, h, w])
 }
