@@ -70,6 +70,29 @@ impl Sizes {
     fn out(&self) -> u64 {
         self.b * self.o * self.p
     }
+
+    /// Floats of the guide, B x r x H' x W'.
+    fn guide(&self) -> u64 {
+        self.b * self.r * self.p
+    }
+
+    /// The guide weight gradient's partial sums, one per `GUIDE_CHUNK` output positions.
+    fn chunks(&self) -> u64 {
+        (self.b * self.p).div_ceil(GUIDE_CHUNK as u64)
+    }
+
+    /// One region's correlation: 2 B O I k^2 H'W'.
+    fn corr_flops(&self) -> u64 {
+        2 * self.out() * self.i * self.kk
+    }
+}
+
+/// `region_select.wgsl` `lists`: one workgroup per sample (forward and backward alike).
+fn region_lists(z: Sizes) -> Dispatch {
+    let (b, p, r) = (z.b, z.p, z.r);
+    let mut lists = groups("region_lists", "lists", b, 0, 2 * b * p + b * (r + 1));
+    lists.workgroup_bytes = 1024;
+    lists
 }
 
 /// A dispatch of `items` invocations in workgroups of `WG` (`GpuContext::steps`).
@@ -186,13 +209,11 @@ pub fn forward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatc
         v.push(lanes("gather", "gather", z.out(), 0, b * p + 2 * z.out()));
         return v;
     }
-    let mut lists = groups("region_lists", "lists", b, 0, 2 * b * p + b * (r + 1));
-    lists.workgroup_bytes = 1024;
     let tile_floats = b * (r + 1) + 1 + 3 * b * corr.slots as u64 + 4 * (1 + b * r);
     let mut tiles = groups("corr_tiles", "tiles", 1, 0, tile_floats);
     tiles.workgroup_bytes = 256;
-    v.extend([lists, tiles]);
-    let (flops, floats) = (2 * z.out() * i * kk, z.x() + z.kernel() + b * p + z.out());
+    v.extend([region_lists(z), tiles]);
+    let (flops, floats) = (z.corr_flops(), z.x() + z.kernel() + b * p + z.out());
     match d.per_region_uniform {
         Some(_) => {
             let bound = o.div_ceil(corr.tiling.rows()) * p.div_ceil(corr.tiling.pixels());
@@ -217,9 +238,7 @@ pub fn forward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatc
 pub fn backward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {
     let z = Sizes::new(c, s);
     let (b, i, o, r, kk, p) = (z.b, z.i, z.o, z.r, z.kk, z.p);
-    let guide = b * r * p;
-    let chunks = (b * p).div_ceil(GUIDE_CHUNK as u64);
-    let corr_flops = 2 * z.out() * i * kk;
+    let (guide, chunks, corr_flops) = (z.guide(), z.chunks(), z.corr_flops());
     let mut v = match d.backward_lists {
         Some(entry) => lists_family(d, z, entry),
         None => {
@@ -318,14 +337,10 @@ pub fn backward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispat
 /// The region-list family's correlation and guide backward (`Backward::RegionLists`).
 fn lists_family(d: &Decisions, z: Sizes, entry: &'static str) -> Vec<Dispatch> {
     let (b, i, o, r, kk, p) = (z.b, z.i, z.o, z.r, z.kk, z.p);
-    let guide = b * r * p;
-    let chunks = (b * p).div_ceil(GUIDE_CHUNK as u64);
-    let corr_flops = 2 * z.out() * i * kk;
+    let (guide, chunks, corr_flops) = (z.guide(), z.chunks(), z.corr_flops());
     // The training forward's channel-last x and guide weights are reused where it made them.
     let shared = d.variants.channel_last();
-    let mut lists = groups("region_lists", "lists", b, 0, 2 * b * p + b * (r + 1));
-    lists.workgroup_bytes = 1024;
-    let mut v = vec![lists, transpose("corr_gy_t", z.out(), p)];
+    let mut v = vec![region_lists(z), transpose("corr_gy_t", z.out(), p)];
     if !shared {
         v.push(transpose("corr_x_t", z.x(), z.hw));
     }
