@@ -19,9 +19,11 @@
 // grid_limit() (the device's per-dimension limit).
 @group(0) @binding(8) var<storage, read_write> tile_args: array<u32>;
 
-// The shader-specific words of `Dims`, by name.
-// row_groups: row groups of the fused correlation's tiles (`Dims::row_groups`).
-fn row_groups() -> u32 { return d.aux0; }
+// The shader-specific words of `Dims`, by name: the fused correlation's tile, pixels by rows,
+// and its K slices (`Dims::corr_tile`).
+fn tile_px() -> u32 { return d.aux0 & 0xfffu; }
+fn tile_rows() -> u32 { return (d.aux0 >> 12u) & 0xfffu; }
+fn slices() -> u32 { return d.aux0 >> 24u; }
 // grid_limit: the indirect grid's per-dimension limit (`Dims::grid_limit`).
 fn grid_limit() -> u32 { return d.aux1; }
 
@@ -107,16 +109,17 @@ fn write_grid(at: u32, groups: u32) {
     tile_args[at + 2u] = 1u;
 }
 
-// One workgroup. Tiles are row_groups() row groups of 8 rows by 256 / row_groups() pixels, as the
-// correlation's (src/gpu/correlation.rs `CorrTiling`). Samples go 64 at a time, one per invocation:
+// One workgroup. Tiles are tile_rows() by tile_px(), as the correlation's
+// (src/gpu/correlation.rs `CorrTiling`), each run as slices() workgroups. Samples go 64 at a
+// time, one per invocation:
 // count its tiles, offset by the samples before (a scan in workgroup memory), write its entries.
 // With the grid sized to n the correlation runs no empty workgroups; a CPU adapter's threads
 // each take a fixed contiguous share of a dispatch, so empty ones at the end idled one thread.
 // tile_args[0..3] is that grid; tile_args[4 (1 + j)..] the grid of (sample, region) j alone.
 @compute @workgroup_size(64)
 fn tiles(@builtin(local_invocation_index) li: u32) {
-    let tile_px = 256u / row_groups();
-    let tile_rows = 8u * row_groups();
+    let px = tile_px();
+    let rows = tile_rows();
     var base = 0u;
     for (var b0 = 0u; b0 < d.batch; b0 += 64u) {
         let b = b0 + li;
@@ -124,7 +127,7 @@ fn tiles(@builtin(local_invocation_index) li: u32) {
         let s = min(b, d.batch - 1u) * (d.r + 1u);
         var n = 0u;
         for (var g = 0u; g < d.r; g++) {
-            n += (starts[s + g + 1u] - starts[s + g] + tile_px - 1u) / tile_px;
+            n += (starts[s + g + 1u] - starts[s + g] + px - 1u) / px;
         }
         scan[li] = select(0u, n, live);
         workgroupBarrier();
@@ -137,16 +140,16 @@ fn tiles(@builtin(local_invocation_index) li: u32) {
         }
         workgroupBarrier();
         if (live) {
-            let mt = (d.cout + tile_rows - 1u) / tile_rows;
+            let mt = (d.cout + rows - 1u) / rows;
             for (var g = 0u; g < d.r; g++) {
                 let end = starts[s + g + 1u];
                 // The grid of this (sample, region)'s own dispatch (`selected_channel_last_per_region`).
-                let own = (end - starts[s + g] + tile_px - 1u) / tile_px * mt;
+                let own = (end - starts[s + g] + px - 1u) / px * mt * slices();
                 write_grid(4u * (1u + b * d.r + g), own);
-                for (var f = starts[s + g]; f < end; f += tile_px) {
+                for (var f = starts[s + g]; f < end; f += px) {
                     tile_list[1u + 3u * k] = b * d.r + g;
                     tile_list[2u + 3u * k] = f;
-                    tile_list[3u + 3u * k] = min(tile_px, end - f);
+                    tile_list[3u + 3u * k] = min(px, end - f);
                     k += 1u;
                 }
             }
@@ -155,6 +158,6 @@ fn tiles(@builtin(local_invocation_index) li: u32) {
     }
     if (li == 0u) {
         tile_list[0] = base;
-        write_grid(0u, base * ((d.cout + tile_rows - 1u) / tile_rows));
+        write_grid(0u, base * ((d.cout + rows - 1u) / rows) * slices());
     }
 }

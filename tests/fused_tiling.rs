@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use drconv::internal::gpu::correlation::CorrTiling;
+use drconv::internal::gpu::variants::Correlation;
 mod cases;
 use cases::{context_with, forced, Case};
 
@@ -73,8 +74,8 @@ fn tilings(c: &Case) -> (u64, u64) {
     let s = cfg.forward_shape(&c.input_shape()).unwrap();
     let (hw, r, o) = ((s.out_height * s.out_width) as u64, c.r as u64, c.o as u64);
     (
-        CorrTiling::dense(r * o, hw, true).groups,
-        CorrTiling::per_region(o, hw, r, true).groups,
+        CorrTiling::dense(r * o, hw, Correlation::Staged).groups(),
+        CorrTiling::per_region(o, hw, r, Correlation::Staged).groups(),
     )
 }
 
@@ -88,9 +89,19 @@ fn cases_cover_every_tiling_and_guide_kernel() {
     assert!(CASES.iter().any(|c| {
         let s = c.config().forward_shape(&c.input_shape()).unwrap();
         let hw = (s.out_height * s.out_width) as u64;
-        CorrTiling::per_region(c.o as u64, hw, c.r as u64, false).groups == 16
+        CorrTiling::per_region(c.o as u64, hw, c.r as u64, Correlation::Direct).groups() == 16
     }));
     assert!(CASES.iter().any(|c| c.r <= 4) && CASES.iter().any(|c| c.r > 4 && c.r % 8 != 0));
+    // Both of the GEMM correlation's tiles, in both modes.
+    let gemm = |c: &Case| {
+        let s = c.config().forward_shape(&c.input_shape()).unwrap();
+        let (hw, r, o) = ((s.out_height * s.out_width) as u64, c.r as u64, c.o as u64);
+        let dense = CorrTiling::dense(r * o, hw, Correlation::Gemm);
+        let fused = CorrTiling::per_region(o, hw, r, Correlation::Gemm);
+        [(dense.rows, true), (fused.rows, false)]
+    };
+    let seen: BTreeSet<(u64, bool)> = CASES.iter().flat_map(gemm).collect();
+    assert_eq!(seen.len(), 4, "GEMM tiles covered: {seen:?}");
 }
 
 /// Smallest gap between a pixel's two largest guide values (near-ties may legitimately flip
@@ -133,18 +144,24 @@ fn fused_matches_all_regions_bitwise_and_the_cpu() {
         // `channel_last` also with its kernel rows in a storage buffer (these small kernels otherwise go
         // through the uniform window) and with the fused correlation's grid sized on the host
         // (the fallback without indirect dispatch); the others as each adapter picks.
-        for (corr, kernel_gen, indirect, ubo) in [
-            ("staged", "blocked", true, true),
-            ("direct", "registers", true, true),
-            ("direct4", "unrolled_k3", true, true),
-            ("channel_last", "unrolled_k3", true, true),
-            ("channel_last", "unrolled_k3", false, false),
+        // `gemm` unsliced (bitwise the all-regions path) and with the K slices that fill a
+        // GPU (each mode's own: within tolerance of each other where they differ).
+        for (corr, kernel_gen, indirect, ubo, slices) in [
+            ("gemm", "registers", true, true, Some(1)),
+            ("gemm", "blocked", false, true, None),
+            ("staged", "blocked", true, true, None),
+            ("direct", "registers", true, true, None),
+            ("direct4", "unrolled_k3", true, true, None),
+            ("channel_last", "unrolled_k3", true, true, None),
+            ("channel_last", "unrolled_k3", false, false, None),
         ] {
             let mut variants = forced(Some(corr), Some(kernel_gen), None);
             variants.device_grid = Some(indirect);
             variants.uniform_kernel = Some(ubo);
+            variants.k_slices = slices;
             let ctx = context_with(variants).await;
-            let variant = format!("{corr}/{kernel_gen}/ubo={ubo}/indirect={indirect}");
+            let variant =
+                format!("{corr}/{kernel_gen}/ubo={ubo}/indirect={indirect}/slices={slices:?}");
             check_cases(&ctx, &variant).await;
         }
     });
@@ -177,11 +194,25 @@ async fn check_cases(ctx: &Arc<GpuContext>, variant: &str) {
             && v.uniform_kernel
             && v.device_grid;
         assert_eq!(windowed, want_windows, "{what}: windows per region");
-        bitwise(
-            &fused.output.data,
-            &full.output.data,
-            &format!("{what}: outputs"),
-        );
+        // The same K slices in both modes sum every output in the same order.
+        let trained = layer.plan(&xg, Mode::Training).await.unwrap();
+        let train_slices = trained.decisions.corr.slices;
+        let inferred = layer.plan(&xg, Mode::Inference).await.unwrap();
+        let slices = (train_slices, inferred.decisions.corr.slices);
+        if slices.0 == slices.1 {
+            bitwise(
+                &fused.output.data,
+                &full.output.data,
+                &format!("{what}: outputs"),
+            );
+        } else {
+            let (a, b) = (&fused.output.data, &full.output.data);
+            let (err, ok) = compare(a, b, FORWARD_TOL.0, FORWARD_TOL.1);
+            assert!(
+                ok,
+                "{what}: outputs, K slices {slices:?}: max abs err {err:e}"
+            );
+        }
         bitwise(
             &fused.guide.data,
             &full.guide.data,
@@ -260,13 +291,11 @@ async fn check_lists(
 
     // The correlation's tiles: every (sample, region) tile with pixels, in order, nothing
     // else; and the grid sized to them where the device sizes it.
-    let t = CorrTiling::per_region(
-        cfg.out_channels as u64,
-        hw as u64,
-        r as u64,
-        ctx.variants(&cfg).staged(),
+    let (t, slices) = (
+        plan.decisions.corr.tiling,
+        plan.decisions.corr.slices as u32,
     );
-    let tile_px = t.pixels() as usize;
+    let tile_px = t.pixels as usize;
     let mut want = vec![0i32];
     for b in 0..s.batch {
         for g in 0..r {
@@ -282,7 +311,8 @@ async fn check_lists(
     if ctx.variants(&cfg).device_grid {
         let args = ctx.read_bytes(&lists.tile_args, 0, 12).await.unwrap();
         let args: &[u32] = bytemuck::cast_slice(&args);
-        let groups = want[0] as u32 * cfg.out_channels.div_ceil(t.rows() as usize) as u32;
+        let row_tiles = cfg.out_channels.div_ceil(t.rows as usize) as u32;
+        let groups = want[0] as u32 * row_tiles * slices;
         assert!(
             args[0] * args[1] >= groups && args[0] * (args[1] - 1) < groups && args[2] == 1,
             "{what}: grid {args:?} for {groups} workgroups"
@@ -300,7 +330,7 @@ async fn check_lists(
                 .step_by(3)
                 .filter(|&i| want[i] == j as i32)
                 .count();
-            let groups = (n * cfg.out_channels.div_ceil(t.rows() as usize)) as u32;
+            let groups = n as u32 * row_tiles * slices;
             let a = &own[4 * j..4 * j + 3];
             assert!(
                 a[0] * a[1] >= groups.max(1) && a[0] * (a[1] - 1) < groups.max(1) && a[2] == 1,

@@ -24,8 +24,9 @@ const CASES: [Case; 6] = [
 ];
 
 /// (correlation, kernel generator, backward): the adapter's defaults, then the other entries.
-const VARIANTS: [[Option<&str>; 3]; 4] = [
+const VARIANTS: [[Option<&str>; 3]; 5] = [
     [None, None, None],
+    [Some("gemm"), Some("registers"), None],
     [Some("staged"), Some("blocked"), Some("gather")],
     [Some("direct"), Some("registers"), Some("gather")],
     [Some("direct4"), Some("unrolled_k3"), None],

@@ -42,6 +42,7 @@ fn the_report_lists_every_dispatch_the_plans_record() {
         // correlations and generators.
         for variants in [
             forced(None, None, None),
+            forced(Some("gemm"), None, None),
             forced(Some("staged"), None, None),
             forced(Some("direct4"), Some("blocked"), Some("gather")),
             forced(Some("direct"), Some("registers"), None),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use drconv::internal::bench::{ShapeVariants, SHAPES};
 use drconv::internal::gpu::context::{instance, AdapterSummary};
-use drconv::internal::gpu::decide::{decide, Target};
+use drconv::internal::gpu::decide::{decide, Target, ASSUMED_COMPUTE_UNITS};
 use drconv::internal::gpu::variants::AdapterTraits;
 use drconv::{Mode, VariantOverrides, Variants};
 use serde::Serialize;
@@ -59,6 +59,7 @@ fn describe(adapter: &wgpu::Adapter, forced: &VariantOverrides) -> Result<Adapte
         traits,
         limits: l.clone(),
         forced: *forced,
+        compute_units: ASSUMED_COMPUTE_UNITS,
     };
     let (mut variants, mut decisions) = (Vec::new(), Vec::new());
     for shape in SHAPES {

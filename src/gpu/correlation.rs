@@ -58,6 +58,7 @@ pub fn fits_per_region_uniform(
 /// The correlation's entry points for `v.correlation`: (all regions, selected region).
 pub fn corr_entries(v: &Variants) -> (&'static str, &'static str) {
     match v.correlation {
+        Correlation::Gemm => ("gemm_all_regions", "gemm_selected"),
         Correlation::Staged => ("all_regions", "selected"),
         Correlation::ChannelLast => ("all_regions_channel_last", "selected_channel_last"),
         Correlation::Direct4 => ("all_regions_direct4", "selected_direct4"),
@@ -65,51 +66,73 @@ pub fn corr_entries(v: &Variants) -> (&'static str, &'static str) {
     }
 }
 
-/// A correlation tiling: `groups` row groups of 8 rows per workgroup, so tiles of
-/// `8 * groups` rows by `256 / groups` pixels (`d.aux0` of `shaders/correlation.wgsl`).
+/// A correlation tile: `rows` kernel rows by `pixels` output pixels per workgroup. The
+/// 64-invocation entries of `shaders/correlation.wgsl` take `groups()` row groups of 8 rows by
+/// `256 / groups` pixels (`Dims::row_groups`); the GEMM of `shaders/correlation_gemm.wgsl`
+/// 64 x 64 or 32 x 128 (`Dims::corr_tile`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CorrTiling {
-    pub groups: u64,
+    pub rows: u64,
+    pub pixels: u64,
 }
 
 impl CorrTiling {
-    pub fn rows(self) -> u64 {
-        8 * self.groups
+    /// `groups` row groups of 8 rows by `256 / groups` pixels.
+    pub const fn of_groups(groups: u64) -> Self {
+        CorrTiling {
+            rows: 8 * groups,
+            pixels: 256 / groups,
+        }
     }
 
-    pub fn pixels(self) -> u64 {
-        256 / self.groups
+    /// Row groups of 8 rows (the 64-invocation entries' `row_groups()`).
+    pub fn groups(self) -> u64 {
+        self.rows / 8
     }
 
     /// The tiling of the all-regions GEMM (`rows` = r*O rows by `pixels` = H'W' columns per
-    /// sample) with the least padded work; ties go to the squarer tile. `staged`: the weights go
-    /// through workgroup memory, which holds at most 8 row groups.
-    pub fn dense(rows: u64, pixels: u64, staged: bool) -> Self {
-        Self::least(staged, |t| {
-            t.padded_rows(rows) * pixels.div_ceil(t.pixels()) as u128 * t.pixels() as u128
+    /// sample) with the least padded work; ties go to the squarer tile.
+    pub fn dense(rows: u64, pixels: u64, c: Correlation) -> Self {
+        Self::least(c, |t| {
+            t.padded_rows(rows) * pixels.div_ceil(t.pixels) as u128 * t.pixels as u128
         })
     }
 
     /// The tiling of the per-region GEMMs (`rows` = O rows, a sample's `pixels` split over
     /// `regions` lists of sizes known only on the device): each list wastes half a tile on
     /// average, so small regions favour narrow tiles.
-    pub fn per_region(rows: u64, pixels: u64, regions: u64, staged: bool) -> Self {
-        Self::least(staged, |t| {
-            t.padded_rows(rows) * (2 * pixels as u128 + regions as u128 * t.pixels() as u128)
+    pub fn per_region(rows: u64, pixels: u64, regions: u64, c: Correlation) -> Self {
+        Self::least(c, |t| {
+            t.padded_rows(rows) * (2 * pixels as u128 + regions as u128 * t.pixels as u128)
         })
     }
 
     fn padded_rows(self, rows: u64) -> u128 {
-        rows.div_ceil(self.rows()) as u128 * self.rows() as u128
+        rows.div_ceil(self.rows) as u128 * self.rows as u128
     }
 
-    fn least(staged: bool, cost: impl Fn(CorrTiling) -> u128) -> Self {
-        let most = if staged { 8 } else { 16 };
-        [4, 8, 2, 1, 16]
-            .into_iter()
-            .filter(|&g| g <= most)
-            .map(|groups| CorrTiling { groups })
-            .min_by_key(|&t| cost(t))
-            .unwrap_or(CorrTiling { groups: 4 })
+    /// The tiles variant `c` can run, squarest first: the GEMM's two; 1 to 8 row groups where
+    /// the weights are staged (the workgroup memory holds 8); up to 16 otherwise.
+    fn candidates(c: Correlation) -> Vec<CorrTiling> {
+        match c {
+            Correlation::Gemm => vec![
+                CorrTiling {
+                    rows: 64,
+                    pixels: 64,
+                },
+                CorrTiling {
+                    rows: 32,
+                    pixels: 128,
+                },
+            ],
+            Correlation::Staged => [4, 8, 2, 1].map(Self::of_groups).to_vec(),
+            _ => [4, 8, 2, 1, 16].map(Self::of_groups).to_vec(),
+        }
+    }
+
+    fn least(c: Correlation, cost: impl Fn(CorrTiling) -> u128) -> Self {
+        let all = Self::candidates(c);
+        let first = all[0];
+        all.into_iter().min_by_key(|&t| cost(t)).unwrap_or(first)
     }
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::gpu::decide::Decisions;
 use crate::gpu::limits::GUIDE_CHUNK;
-use crate::gpu::shaders::{CORR_WORKGROUP_BYTES, WG};
+use crate::gpu::shaders::{CORR_WORKGROUP_BYTES, GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES, WG};
 
 /// One dispatch of a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -191,21 +191,11 @@ pub fn forward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatc
         guide_floats,
     ));
     let corr = d.corr;
-    let staged = match d.variants.staged() {
-        true => CORR_WORKGROUP_BYTES,
-        false => 0,
-    };
     if d.mode == Mode::Training {
         let floats = z.x() + z.kernel() + b * r * o * p;
-        let mut all = groups(
-            "corr_all_regions",
-            corr.entry,
-            corr.workgroups,
-            2 * r * z.out() * i * kk,
-            floats,
-        );
-        all.workgroup_bytes = staged;
-        v.push(all);
+        let flops = 2 * r * z.out() * i * kk;
+        let out = b * r * o * p;
+        v.extend(correlation(d, "corr_all_regions", (flops, floats), out));
         v.push(lanes("gather", "gather", z.out(), 0, b * p + 2 * z.out()));
         return v;
     }
@@ -216,7 +206,7 @@ pub fn forward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatc
     let (flops, floats) = (z.corr_flops(), z.x() + z.kernel() + b * p + z.out());
     match d.per_region_uniform {
         Some(_) => {
-            let bound = o.div_ceil(corr.tiling.rows()) * p.div_ceil(corr.tiling.pixels());
+            let bound = o.div_ceil(corr.tiling.rows) * p.div_ceil(corr.tiling.pixels);
             let n = b * r;
             for _ in 0..n {
                 let mut one = groups("corr_selected", corr.entry, bound, flops / n, floats / n);
@@ -225,13 +215,36 @@ pub fn forward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatc
             }
         }
         None => {
-            let mut sel = groups("corr_selected", corr.entry, corr.workgroups, flops, floats);
-            sel.workgroup_bytes = staged;
-            sel.indirect = d.variants.device_grid;
-            v.push(sel);
+            let mut sel = correlation(d, "corr_selected", (flops, floats), z.out());
+            sel[0].indirect = d.variants.device_grid;
+            v.extend(sel);
         }
     }
     v
+}
+
+/// The correlation's dispatch of `(flops, floats)` into an output of `out` floats; where it
+/// runs in K slices, their partial outputs' extra traffic and the second pass that adds them.
+fn correlation(d: &Decisions, label: &'static str, work: (u64, u64), out: u64) -> Vec<Dispatch> {
+    let (corr, slices) = (d.corr, d.corr.slices);
+    let mut one = groups(label, corr.entry, corr.workgroups, work.0, work.1);
+    (one.invocations, one.workgroup_bytes) = match (d.variants.gemm(), d.variants.staged()) {
+        (true, _) => (GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES),
+        (false, true) => (WG, CORR_WORKGROUP_BYTES),
+        (false, false) => (WG, 0),
+    };
+    if slices == 1 {
+        return vec![one];
+    }
+    one.bytes += 4 * (slices - 1) * out;
+    let sum = lanes(
+        "corr_slice_sum",
+        "slice_sum",
+        out,
+        out * (slices - 1),
+        (slices + 1) * out,
+    );
+    vec![one, sum]
 }
 
 /// The training backward's dispatches, in the order `BackwardPlan::build` records them.

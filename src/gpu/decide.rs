@@ -13,7 +13,9 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::correlation::CorrTiling;
 use crate::gpu::correlation::{corr_entries, fits_per_region_uniform, fits_uniform_binding};
 use crate::gpu::shaders::{self, Shader, WG};
-use crate::gpu::variants::{AdapterTraits, Backward, KernelGen, VariantOverrides, Variants};
+use crate::gpu::shaders::{GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES};
+use crate::gpu::variants::Variants;
+use crate::gpu::variants::{AdapterTraits, Backward, Correlation, KernelGen, VariantOverrides};
 use crate::tensor::numel;
 
 /// What the decisions read of a device.
@@ -25,7 +27,26 @@ pub struct Target {
     pub limits: wgpu::Limits,
     /// Variants forced by the application (`ContextOptions::variants`).
     pub forced: VariantOverrides,
+    /// Compute units the GPU family's correlation tries to fill (a named GPU's, or
+    /// [`ASSUMED_COMPUTE_UNITS`]: no API reports them).
+    pub compute_units: u64,
 }
+
+/// The compute units a device is assumed to have where nothing says: a large discrete GPU's
+/// (an H100 has 132 SMs, an RTX 4090 128, an RX 7900 XTX 96 CUs). On a smaller GPU the K slices
+/// this leads to cost only their second pass, a few percent of a small layer's bytes.
+pub const ASSUMED_COMPUTE_UNITS: u64 = 128;
+
+/// Workgroups per compute unit the GEMM correlation aims for: two, so that one waits on memory
+/// while the other computes.
+pub const FILL_PER_UNIT: u64 = 2;
+
+/// Chunks of 16 inner indices a K slice keeps at least: its partial outputs then cost at most a
+/// sixteenth of its loads.
+pub const MIN_SLICE_CHUNKS: u64 = 4;
+
+/// Most K slices (the count's 8 bits in `Dims::corr_tile`).
+pub const MAX_SLICES: u64 = 32;
 
 impl Target {
     /// What `ctx`'s adapter, limits and forced variants say.
@@ -34,6 +55,7 @@ impl Target {
             traits: ctx.traits(),
             limits: ctx.limits.clone(),
             forced: *ctx.overrides(),
+            compute_units: ASSUMED_COMPUTE_UNITS,
         }
     }
 }
@@ -63,6 +85,9 @@ pub struct CorrPlan {
     /// Workgroups, one per output tile (the most the regions could need in inference).
     pub workgroups: u64,
     pub tiling: CorrTiling,
+    /// K slices of the GEMM correlation (1: none): the inner dimension cut so that the
+    /// workgroups fill the compute units, summed by `slice_sum` (`correlation_gemm.wgsl`).
+    pub slices: u64,
     /// Inference: the most pixel tiles the regions of one sample can need (region g needs
     /// ceil(n_g / tile), over all regions at most ceil(H'W' / tile) + r - 1); 0 in training.
     pub slots: usize,
@@ -102,7 +127,10 @@ pub fn decide(
     per_region_allowed: bool,
 ) -> Decisions {
     let (c, s, limits) = (config, shape, &target.limits);
-    let v = Variants::choose(target.traits, c, &target.forced);
+    let mut v = Variants::choose(target.traits, c, &target.forced);
+    if v.gemm() && !gemm_fits(limits) {
+        v.correlation = Correlation::Staged;
+    }
     let kernel_bytes = 4 * numel(&s.kernel(c)) as u64;
     let uniform_kernel = fits_uniform_binding(&v, limits, kernel_bytes);
     let regions = (s.batch * c.region_num) as u64;
@@ -126,7 +154,14 @@ pub fn decide(
         guide_uniform,
         kernel_gen: kernel_gen_entry(&v, c, s.batch as u64),
         guide: guide_entry(&v, c, s, guide_uniform),
-        corr: corr_plan(&v, c, s, mode, (uniform_corr, per_region_uniform.is_some())),
+        corr: corr_plan(
+            target,
+            &v,
+            c,
+            s,
+            mode,
+            (uniform_corr, per_region_uniform.is_some()),
+        ),
         backward_lists: (mode == Mode::Training)
             .then(|| list_entry(&v, c, s))
             .flatten(),
@@ -197,10 +232,20 @@ fn guide_entry(v: &Variants, c: &DrConvConfig, s: &ForwardShape, uniform: bool) 
     }
 }
 
+/// Whether the device runs the GEMM correlation's workgroups: 256 invocations and its
+/// workgroup memory (WebGPU's defaults allow both; some downlevel devices do not).
+fn gemm_fits(limits: &wgpu::Limits) -> bool {
+    limits.max_compute_invocations_per_workgroup >= GEMM_INVOCATIONS
+        && limits.max_compute_workgroup_size_x >= GEMM_INVOCATIONS
+        && limits.max_compute_workgroup_storage_size >= GEMM_WORKGROUP_BYTES
+}
+
 /// The correlation's entry, tiling and workgroups: in training one GEMM of r*O kernel rows by
 /// H'W' pixels per sample, tiled with the least padded work; in inference the per-region GEMMs
-/// over the largest grid the regions could need (the device may size it smaller).
+/// over the largest grid the regions could need (the device may size it smaller). The GEMM
+/// correlation's tiles are cut into K slices where they would leave compute units idle.
 fn corr_plan(
+    target: &Target,
     v: &Variants,
     c: &DrConvConfig,
     s: &ForwardShape,
@@ -209,33 +254,64 @@ fn corr_plan(
 ) -> CorrPlan {
     let (batch, hw) = (s.batch as u64, (s.out_height * s.out_width) as u64);
     let (o, r) = (c.out_channels as u64, c.region_num as u64);
-    let shader = match uniform {
-        true => &shaders::CORRELATION_UBO,
-        false => &shaders::CORRELATION,
+    let shader = match (uniform, v.gemm()) {
+        (_, true) => &shaders::CORRELATION_GEMM,
+        (true, false) => &shaders::CORRELATION_UBO,
+        (false, false) => &shaders::CORRELATION,
     };
     let (all, selected) = corr_entries(v);
+    let kd = (c.in_channels * c.kernel_size * c.kernel_size) as u64;
     if mode == Mode::Training {
-        let t = CorrTiling::dense(r * o, hw, v.staged());
+        let t = CorrTiling::dense(r * o, hw, v.correlation);
+        let tiles = batch * (r * o).div_ceil(t.rows) * hw.div_ceil(t.pixels);
+        let slices = k_slices(target, v, tiles, kd, batch * r * o * hw);
         return CorrPlan {
             shader,
             entry: all,
-            workgroups: batch * (r * o).div_ceil(t.rows()) * hw.div_ceil(t.pixels()),
+            workgroups: tiles * slices,
             tiling: t,
+            slices,
             slots: 0,
         };
     }
-    let t = CorrTiling::per_region(o, hw, r, v.staged());
-    let slots = hw.div_ceil(t.pixels()) as usize + c.region_num - 1;
+    let t = CorrTiling::per_region(o, hw, r, v.correlation);
+    let slots = hw.div_ceil(t.pixels) as usize + c.region_num - 1;
+    let tiles = batch * o.div_ceil(t.rows) * slots as u64;
+    // The tiles a sample's regions typically need: its pixels' tiles and half a tile per region.
+    let typical = batch * o.div_ceil(t.rows) * (hw.div_ceil(t.pixels) + r / 2);
+    let slices = k_slices(target, v, typical, kd, batch * o * hw);
     CorrPlan {
         shader,
         entry: match per_region {
             true => "selected_channel_last_per_region",
             false => selected,
         },
-        workgroups: batch * o.div_ceil(t.rows()) * slots as u64,
+        workgroups: tiles * slices,
         tiling: t,
+        slices,
         slots,
     }
+}
+
+/// The K slices of the GEMM correlation over `tiles` output tiles, an inner dimension of `kd`
+/// and an output of `elements` floats: enough for [`FILL_PER_UNIT`] workgroups per compute
+/// unit, each slice at least [`MIN_SLICE_CHUNKS`] chunks of 16, none empty, and the slices'
+/// partial outputs within one storage binding; `forced.k_slices` within the same bounds.
+fn k_slices(target: &Target, v: &Variants, tiles: u64, kd: u64, elements: u64) -> u64 {
+    if !v.gemm() {
+        return 1;
+    }
+    let chunks = kd.div_ceil(16);
+    let fill = (FILL_PER_UNIT * target.compute_units).div_ceil(tiles.max(1));
+    let want = match target.forced.k_slices {
+        Some(n) => (n as u64).min(chunks),
+        None => fill.min(chunks / MIN_SLICE_CHUNKS),
+    };
+    let binding = target.limits.max_storage_buffer_binding_size;
+    let fits = (binding / (4 * elements).max(1)).min(u32::MAX as u64 / elements.max(1));
+    let n = want.min(fits).clamp(1, MAX_SLICES);
+    // No empty slice: as many as the per-slice chunk count needs.
+    chunks.div_ceil(chunks.div_ceil(n)).max(1)
 }
 
 /// The kernel gradient's entry of the region-list backward (`Backward::RegionLists`, CPU
@@ -268,10 +344,13 @@ impl fmt::Display for Decisions {
             self.kernel_gen.entry.entry,
             self.guide.entry,
             self.corr.entry,
-            self.corr.tiling.rows(),
-            self.corr.tiling.pixels(),
+            self.corr.tiling.rows,
+            self.corr.tiling.pixels,
             self.corr.workgroups,
         )?;
+        if self.corr.slices > 1 {
+            write!(f, " in {} K slices", self.corr.slices)?;
+        }
         if let Some(entry) = self.backward_lists {
             write!(f, " kernel_grad={entry}")?;
         }
@@ -299,6 +378,7 @@ mod tests {
             },
             limits: wgpu::Limits::default(),
             forced: VariantOverrides::default(),
+            compute_units: ASSUMED_COMPUTE_UNITS,
         }
     }
 
@@ -330,20 +410,20 @@ mod tests {
     }
 
     #[test]
-    fn the_gpu_family_stages_and_takes_no_uniform_bindings() {
+    fn the_gpu_family_runs_the_gemm_and_takes_no_uniform_bindings() {
         for (c, s) in bench_shapes() {
             for mode in [Mode::Inference, Mode::Training] {
                 let d = decide(&target(false), &c, &s, mode, true);
-                assert!(d.variants.staged(), "{d}");
+                assert!(d.variants.gemm(), "{d}");
                 assert!(!d.uniform_kernel && d.per_region_uniform.is_none() && !d.guide_uniform);
                 assert!(!d.generator_writes_rows && !d.kernel_channel_last);
-                assert_eq!(d.corr.shader, &shaders::CORRELATION);
+                assert_eq!(d.corr.shader, &shaders::CORRELATION_GEMM);
                 assert_eq!(d.guide.shader, &shaders::GUIDE_CONV);
                 assert!(!d.guide.entry.contains("channel_last"), "{d}");
                 assert_eq!(d.backward_lists, None);
                 let want = match mode {
-                    Mode::Inference => "selected",
-                    Mode::Training => "all_regions",
+                    Mode::Inference => "gemm_selected",
+                    Mode::Training => "gemm_all_regions",
                 };
                 assert_eq!(d.corr.entry, want);
             }
@@ -433,25 +513,76 @@ mod tests {
                 let (t, hw) = (d.corr.tiling, (s.out_height * s.out_width) as u64);
                 assert_eq!(
                     d.corr.slots as u64,
-                    hw.div_ceil(t.pixels()) + c.region_num as u64 - 1
+                    hw.div_ceil(t.pixels) + c.region_num as u64 - 1
                 );
-                let row_tiles = (c.out_channels as u64).div_ceil(t.rows());
+                let row_tiles = (c.out_channels as u64).div_ceil(t.rows);
                 assert_eq!(
                     d.corr.workgroups,
-                    s.batch as u64 * row_tiles * d.corr.slots as u64
+                    s.batch as u64 * row_tiles * d.corr.slots as u64 * d.corr.slices
                 );
                 let dense = decide(&target(cpu), &c, &s, Mode::Training, false).corr;
                 let rows = (c.region_num * c.out_channels) as u64;
                 let tiles = s.batch as u64
-                    * rows.div_ceil(dense.tiling.rows())
-                    * hw.div_ceil(dense.tiling.pixels());
-                assert_eq!((dense.workgroups, dense.slots), (tiles, 0));
-                // Staged weights fit the workgroup memory's 8 row groups.
-                if !cpu {
-                    assert!(dense.tiling.groups <= 8);
+                    * rows.div_ceil(dense.tiling.rows)
+                    * hw.div_ceil(dense.tiling.pixels);
+                assert_eq!((dense.workgroups, dense.slots), (tiles * dense.slices, 0));
+                // The GEMM's tiles are 4096 outputs; the CPU family never slices.
+                match cpu {
+                    false => assert_eq!(dense.tiling.rows * dense.tiling.pixels, 4096),
+                    true => assert_eq!((d.corr.slices, dense.slices), (1, 1)),
                 }
             }
         }
+    }
+
+    #[test]
+    fn k_slices_fill_the_compute_units_within_their_bounds() {
+        // S1 inference: 64 rows, 25 + 4 typical tiles of 64 pixels; 36 chunks of 16.
+        let [(c, s), _, _, (c4, s4)] = bench_shapes();
+        let d = decide(&target(false), &c, &s, Mode::Inference, true);
+        assert_eq!((d.corr.tiling.rows, d.corr.tiling.pixels), (64, 64));
+        // 2 x 128 / 29 -> 9, at most 36 / 4 = 9; 9 slices of 4 chunks.
+        assert_eq!(d.corr.slices, 9);
+        // Training: 8 x 25 = 200 tiles, 2 slices of 18 chunks.
+        let t = decide(&target(false), &c, &s, Mode::Training, true);
+        assert_eq!(t.corr.slices, 2);
+        // S4 (I = 16): 9 chunks, at most 2 slices of 4, none empty: 9 -> 5 + 4.
+        let d = decide(&target(false), &c4, &s4, Mode::Inference, true);
+        assert_eq!(d.corr.slices, 2);
+        // Forced: within the chunks, none empty (36 chunks in 7 -> 6 per slice -> 6 slices).
+        let mut forced = target(false);
+        forced.forced.k_slices = Some(7);
+        assert_eq!(
+            decide(&forced, &c, &s, Mode::Inference, true).corr.slices,
+            6
+        );
+        forced.forced.k_slices = Some(1);
+        assert_eq!(
+            decide(&forced, &c, &s, Mode::Inference, true).corr.slices,
+            1
+        );
+        // The partial outputs stay within one binding: 4 slices of S1's output where only 3 fit.
+        forced.forced.k_slices = Some(4);
+        forced.limits.max_storage_buffer_binding_size = 3 * 4 * 64 * 1600;
+        assert_eq!(
+            decide(&forced, &c, &s, Mode::Inference, true).corr.slices,
+            3
+        );
+        // Large enough to fill the chip alone: Y16 runs unsliced.
+        let (cy, sy) = layer(16, 256, 256, 3, 8, 40);
+        for mode in [Mode::Inference, Mode::Training] {
+            assert_eq!(decide(&target(false), &cy, &sy, mode, true).corr.slices, 1);
+        }
+    }
+
+    #[test]
+    fn devices_without_256_invocations_run_the_staged_correlation() {
+        let [(c, s), ..] = bench_shapes();
+        let mut t = target(false);
+        t.limits.max_compute_invocations_per_workgroup = 128;
+        let d = decide(&t, &c, &s, Mode::Inference, true);
+        assert_eq!((d.corr.entry, d.corr.slices), ("selected", 1));
+        assert_eq!(d.corr.shader, &shaders::CORRELATION);
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct ForwardPlan {
     /// Inference mode only.
     pub lists: Option<RegionLists>,
     pub channel_last: Option<ChannelLast>,
+    /// The GEMM correlation's partial outputs, one per K slice, where it has more than one.
+    pub slice_parts: Option<GpuTensor>,
     pub output: GpuTensor,
     pub program: Program,
     /// Every per-shape decision the plan was built with (`crate::gpu::decide`).
@@ -162,7 +164,7 @@ impl ForwardPlan {
             x_t4: cl.map_or(&self.input, |cl| &cl.x_t),
         };
         if let Some(corr) = &self.corr {
-            steps.extend(st.corr_all_regions(&src, corr)?);
+            steps.extend(st.corr_all_regions(&src, corr, self.slice_parts.as_ref())?);
             steps.extend(st.gather(&self.region, corr, &self.output)?);
         } else if let Some(l) = &self.lists {
             let lists = ListBuffers {
@@ -174,7 +176,7 @@ impl ForwardPlan {
             steps.extend(st.region_lists(&self.region, &lists)?);
             steps.extend(match self.decisions.per_region_uniform {
                 Some(block) => st.corr_per_region(&src, &lists, &self.output, block)?,
-                None => st.corr_selected(&src, &lists, &self.output)?,
+                None => st.corr_selected(&src, &lists, &self.output, self.slice_parts.as_ref())?,
             });
         }
         Ok(steps)
@@ -209,6 +211,15 @@ impl ForwardPlan {
             false => None,
         };
         let mode = d.mode;
+        let corr_out = match mode {
+            Mode::Training => crate::tensor::numel(&s.corr(c)),
+            Mode::Inference => crate::tensor::numel(&s.output(c)),
+        };
+        let slices = d.corr.slices as usize;
+        let slice_parts = match slices > 1 {
+            true => Some(ctx.empty("corr_slices", &[slices, corr_out])?),
+            false => None,
+        };
         let (corr, lists) = match mode {
             Mode::Training => (Some(ctx.empty("corr", &s.corr(c))?), None),
             Mode::Inference => (None, Some(RegionLists::allocate(st)?)),
@@ -226,6 +237,7 @@ impl ForwardPlan {
             region: ctx.empty("region_index", &s.region())?,
             lists,
             channel_last,
+            slice_parts,
             output: ctx.empty("output", &s.output(c))?,
             program: Program::default(),
             decisions: *d,
@@ -244,6 +256,7 @@ impl ForwardPlan {
             &self.output,
         ];
         v.extend(self.corr.as_ref());
+        v.extend(self.slice_parts.as_ref());
         if let Some(l) = &self.lists {
             v.extend([&l.order, &l.starts, &l.tiles]);
         }

@@ -29,10 +29,26 @@ pub struct Dims {
 
 /// The shader-specific words of `Dims`, one setter per meaning.
 impl Dims {
-    /// `correlation.wgsl`, `region_select.wgsl` `tiles`: row groups per correlation tile
+    /// `correlation.wgsl`: row groups per correlation tile
     /// ([`crate::gpu::correlation::CorrTiling`]).
     pub fn row_groups(mut self, groups: u64) -> Self {
         self.aux0 = groups as u32;
+        self
+    }
+
+    /// `correlation_gemm.wgsl`, `region_select.wgsl` `tiles`: the correlation's tile (`pixels`
+    /// and `rows`, 12 bits each) and its K slices (8 bits) in one word.
+    pub fn corr_tile(mut self, t: crate::gpu::correlation::CorrTiling, slices: u64) -> Self {
+        debug_assert!(t.pixels < 4096 && t.rows < 4096 && slices < 256);
+        self.aux0 = (t.pixels | t.rows << 12 | slices << 24) as u32;
+        self
+    }
+
+    /// `correlation_gemm.wgsl` `slice_sum`: the K slices (as [`Dims::corr_tile`] packs them)
+    /// and the output's elements.
+    pub fn slice_sum(mut self, slices: u64, elements: u64) -> Self {
+        self.aux0 = (slices << 24) as u32;
+        self.aux1 = elements as u32;
         self
     }
 

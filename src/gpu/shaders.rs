@@ -23,6 +23,14 @@ pub const WG: u32 = 64;
 /// `shaders/correlation.wgsl`), checked against the device.
 pub const CORR_WORKGROUP_BYTES: u32 = 8704;
 
+/// Invocations per workgroup of the GPU family's correlation (`GW` in
+/// `shaders/correlation_gemm.wgsl`).
+pub const GEMM_INVOCATIONS: u32 = 256;
+
+/// Workgroup memory of the GPU family's correlation (`sh` in `shaders/correlation_gemm.wgsl`:
+/// one chunk of both operands of the larger tile).
+pub const GEMM_WORKGROUP_BYTES: u32 = 10496;
+
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 macro_rules! shader {
@@ -77,6 +85,11 @@ shader!(
         "selected_channel_last",
         "selected_channel_last_per_region"
     ]
+);
+shader!(
+    CORRELATION_GEMM,
+    "correlation_gemm",
+    ["gemm_all_regions", "gemm_selected", "slice_sum"]
 );
 shader!(REGION_SELECT, "region_select", ["gather", "lists", "tiles"]);
 // The benchmark's plain GEMM, beside the benchmark (validated with the others).
@@ -170,6 +183,7 @@ pub const ALL: &[Shader] = &[
     GUIDE_CONV_UBO,
     CORRELATION,
     CORRELATION_UBO,
+    CORRELATION_GEMM,
     REGION_SELECT,
     MATMUL,
     REGION_SELECT_BWD,
@@ -261,8 +275,13 @@ mod tests {
 
     /// A `u32` constant of `shaders/correlation.wgsl`.
     fn corr_const(name: &str) -> u32 {
+        const_of(&CORRELATION, name)
+    }
+
+    /// A `u32` constant of a module.
+    fn const_of(shader: &Shader, name: &str) -> u32 {
         let decl = format!("const {name}: u32 = ");
-        let src = CORRELATION.source();
+        let src = shader.source();
         let at = src.find(&decl).unwrap() + decl.len();
         src[at..].split('u').next().unwrap().parse().unwrap()
     }
@@ -319,6 +338,58 @@ mod tests {
             let old = |li: u32| 4 * ((li % kc_n) * rows4) + (li / kc_n) % 4;
             let want = (4 * rows4 as usize).min(32);
             assert_eq!(conflict(0..32, 1, old), want, "CG {groups} before");
+        }
+    }
+
+    #[test]
+    fn the_gemm_staging_has_no_bank_conflict() {
+        let (gw, kc) = (
+            const_of(&CORRELATION_GEMM, "GW"),
+            const_of(&CORRELATION_GEMM, "KC"),
+        );
+        let sh4 = const_of(&CORRELATION_GEMM, "SH4");
+        assert_eq!(gw, GEMM_INVOCATIONS);
+        assert_eq!(16 * sh4, GEMM_WORKGROUP_BYTES);
+        let src = CORRELATION_GEMM.source();
+        // The indices modelled below, as the shader writes and reads them.
+        for line in [
+            "fn w_kc(e: u32) -> u32 { return e % 8u + 8u * (e / (8u * tile_rows())); }",
+            "fn w_row(e: u32) -> u32 { return (e / 8u) % tile_rows(); }",
+            "let at = w_kc(e) * (tm + 4u) + w_row(e);",
+            "let at = xoff + ((li + GW * q) / tn) * tn + li % tn;",
+            "let w = sh[kc * wstride + ty];",
+            "let xv = sh[xoff + kc * (tn / 4u) + tx];",
+        ] {
+            assert!(src.contains(line), "{line}");
+        }
+        for (tm, tn) in [(64u32, 64u32), (32, 128)] {
+            assert!(kc * (tm + 4 + tn) <= 4 * sh4, "{tm} x {tn} fits");
+            let xoff = kc * (tm + 4);
+            for warp in (0..gw).step_by(32).map(|l| l..l + 32) {
+                // Stores, one f32 per lane: the weights' and x's staging loops.
+                for q in 0..tm * kc / gw {
+                    let w = |li: u32| {
+                        let e = li + gw * q;
+                        (e % 8 + 8 * (e / (8 * tm))) * (tm + 4) + (e / 8) % tm
+                    };
+                    assert_eq!(
+                        conflict(warp.clone(), 1, w),
+                        1,
+                        "{tm}x{tn} weight store {q}"
+                    );
+                }
+                for q in 0..tn * kc / gw {
+                    let x = |li: u32| xoff + ((li + gw * q) / tn) * tn + li % tn;
+                    assert_eq!(conflict(warp.clone(), 1, x), 1, "{tm}x{tn} x store {q}");
+                }
+                // Reads, one vec4 per lane: rows 4 ty .. and pixels 4 tx .. of inner index kc.
+                for k in 0..kc {
+                    let w = |li: u32| 4 * (k * (tm + 4) / 4 + li / (tn / 4));
+                    let x = |li: u32| xoff + 4 * (k * (tn / 4) + li % (tn / 4));
+                    assert_eq!(conflict(warp.clone(), 4, w), 1, "{tm}x{tn} weight read");
+                    assert_eq!(conflict(warp.clone(), 4, x), 1, "{tm}x{tn} x read");
+                }
+            }
         }
     }
 }

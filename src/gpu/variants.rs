@@ -2,7 +2,8 @@
 //! layer's configuration, with an explicit override ([`VariantOverrides`], set through
 //! `ContextOptions::variants`) for tests and A/B runs. The plan builders only read the result.
 //!
-//! GPUs stage the correlation's weight tiles in workgroup memory; CPU adapters (lavapipe,
+//! GPUs run the correlation as a tiled implicit GEMM with both operands staged in workgroup
+//! memory; CPU adapters (lavapipe,
 //! SwiftShader, llvmpipe), where every storage load in a loop is a per-lane loop, read
 //! channel-last vec4 copies instead, generate 3x3 kernels with fully unrolled vec4 code and run
 //! the correlation backward as per-region GEMMs over pixel lists (PERF.md has the measurements).
@@ -17,7 +18,12 @@ use crate::config::DrConvConfig;
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Correlation {
-    /// Weight tiles staged in workgroup memory (GPUs).
+    /// Tiles of 64 x 64 or 32 x 128 outputs on 256 invocations, weights and x both staged in
+    /// workgroup memory, the inner dimension cut into K slices where the tiles are too few to
+    /// fill a GPU (`shaders/correlation_gemm.wgsl`; GPUs).
+    Gemm,
+    /// Weight tiles staged in workgroup memory, 64 invocations (the GPU family's earlier
+    /// correlation, and where a device offers fewer than 256 invocations per workgroup).
     Staged,
     /// Weights read directly as scalars.
     Direct,
@@ -79,7 +85,8 @@ pub struct Variants {
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct VariantOverrides {
-    /// `Staged` also selects the GPU family for the other choices; any other value the CPU one.
+    /// `Gemm` or `Staged` also selects the GPU family for the other choices; any other value the
+    /// CPU one.
     pub correlation: Option<Correlation>,
     /// The kernel generator, where the configuration allows it.
     pub kernel_gen: Option<KernelGen>,
@@ -92,6 +99,9 @@ pub struct VariantOverrides {
     pub device_grid: Option<bool>,
     /// The correlation backward, where the configuration allows it.
     pub backward: Option<Backward>,
+    /// K slices of the GEMM correlation instead of as many as fill the compute units (within
+    /// what the shape allows: at most one per chunk of 16 inner indices, none empty).
+    pub k_slices: Option<u32>,
 }
 
 /// What the choice reads of the adapter.
@@ -106,8 +116,10 @@ pub struct AdapterTraits {
 impl Variants {
     /// The variants for `config` on an adapter with `traits`, `forced` where it applies.
     ///
-    /// - The GPU family (staged correlation, gather backward, register kernel generator) on GPUs
-    ///   or when `forced.correlation` is `Staged`; the CPU family otherwise.
+    /// - The GPU family (GEMM correlation, gather backward, register kernel generator) on GPUs
+    ///   or when `forced.correlation` is `Gemm` or `Staged`; the CPU family otherwise. `Staged`
+    ///   only where forced (`crate::gpu::decide` also takes it where a device cannot run the
+    ///   GEMM's 256-invocation workgroups).
     /// - CPU family correlation: channel-last where I % 4 == 0 (unless `Direct` or `Direct4` is
     ///   forced), else vec4 rows where I*k*k % 4 == 0 (unless `Direct` is forced), else scalars.
     /// - Kernel generator: the unrolled k = 3 code where it applies and either it is forced or
@@ -117,7 +129,7 @@ impl Variants {
     ///   `Gather` is forced.
     pub fn choose(traits: AdapterTraits, config: &DrConvConfig, forced: &VariantOverrides) -> Self {
         let gpu_family = match forced.correlation {
-            Some(Correlation::Staged) => true,
+            Some(Correlation::Staged | Correlation::Gemm) => true,
             Some(_) => false,
             None => !traits.cpu,
         };
@@ -128,7 +140,10 @@ impl Variants {
             config.region_num,
         );
         let correlation = if gpu_family {
-            Correlation::Staged
+            match forced.correlation {
+                Some(Correlation::Staged) => Correlation::Staged,
+                _ => Correlation::Gemm,
+            }
         } else if i.is_multiple_of(4)
             && !matches!(
                 forced.correlation,
@@ -164,9 +179,15 @@ impl Variants {
         }
     }
 
-    /// Whether the correlation stages its weights in workgroup memory.
+    /// Whether the correlation stages its weights in workgroup memory (the 64-invocation
+    /// entries of `shaders/correlation.wgsl`).
     pub fn staged(&self) -> bool {
         self.correlation == Correlation::Staged
+    }
+
+    /// Whether the correlation is the GPU family's tiled GEMM (`shaders/correlation_gemm.wgsl`).
+    pub fn gemm(&self) -> bool {
+        self.correlation == Correlation::Gemm
     }
 
     /// Whether the correlation reads channel-last copies of x and the kernel.
@@ -226,6 +247,7 @@ macro_rules! named {
 }
 
 named!(Correlation {
+    Gemm => "gemm",
     Staged => "staged",
     Direct => "direct",
     Direct4 => "direct4",
@@ -262,6 +284,15 @@ mod tests {
     fn adapters_pick_their_family() {
         let none = VariantOverrides::default();
         let v = Variants::choose(GPU, &cfg(16, 32, 3, 8), &none);
+        assert_eq!(
+            (v.correlation, v.kernel_gen, v.backward),
+            (Correlation::Gemm, KernelGen::Registers, Backward::Gather)
+        );
+        let staged = VariantOverrides {
+            correlation: Some(Correlation::Staged),
+            ..Default::default()
+        };
+        let v = Variants::choose(CPU, &cfg(16, 32, 3, 8), &staged);
         assert_eq!(
             (v.correlation, v.kernel_gen, v.backward),
             (Correlation::Staged, KernelGen::Registers, Backward::Gather)

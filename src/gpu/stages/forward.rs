@@ -210,18 +210,79 @@ impl Stages<'_> {
     }
 
     /// Every region's correlation (training): one GEMM of r*O kernel rows by H'W' pixels per
-    /// sample, tiled as the decisions say.
-    pub fn corr_all_regions(&self, src: &CorrSources<'_>, corr: &GpuTensor) -> Result<Vec<Step>> {
+    /// sample, tiled as the decisions say; the GEMM correlation's K slices into `parts`.
+    pub fn corr_all_regions(
+        &self,
+        src: &CorrSources<'_>,
+        corr: &GpuTensor,
+        parts: Option<&GpuTensor>,
+    ) -> Result<Vec<Step>> {
         let p = self.d.corr;
+        if self.v.gemm() {
+            // `order` is declared (the selected entry reads it) but never read here.
+            let lists = [("order", &src.kernel.buffer)];
+            return self.gemm_steps("corr_all_regions", (src, &lists), corr, parts, None);
+        }
         let buffers = [&[("out", &corr.buffer)], &src.bindings()[..]].concat();
         self.ctx.group_steps(
             "corr_all_regions",
             p.shader,
             p.entry,
-            self.dims.row_groups(p.tiling.groups),
+            self.dims.row_groups(p.tiling.groups()),
             &buffers,
             p.workgroups,
         )
+    }
+
+    /// The GEMM correlation (`shaders/correlation_gemm.wgsl`) of `src` into `output`, its K
+    /// slices through `parts` and `slice_sum` where the decisions cut the inner dimension;
+    /// `lists`: the region lists it binds; `indirect`: its grid's buffer where the device
+    /// writes it.
+    fn gemm_steps(
+        &self,
+        label: &'static str,
+        (src, lists): (&CorrSources<'_>, &[(&'static str, &wgpu::Buffer)]),
+        output: &GpuTensor,
+        parts: Option<&GpuTensor>,
+        indirect: Option<&wgpu::Buffer>,
+    ) -> Result<Vec<Step>> {
+        let p = self.d.corr;
+        // One slice writes `out` itself; `part` is still declared, so it gets a buffer of its own.
+        let unused = match parts {
+            Some(_) => None,
+            None => Some(self.ctx.empty("corr_slices unused", &[4])?),
+        };
+        let part = parts.or(unused.as_ref()).map(|t| &t.buffer);
+        let part = part.ok_or_else(|| DrConvError::Gpu {
+            op: label.into(),
+            message: "no buffer for the K slices".into(),
+        })?;
+        let mut buffers = vec![
+            ("x", &src.x.buffer),
+            ("kern", &src.kernel.buffer),
+            ("out", &output.buffer),
+            ("part", part),
+        ];
+        buffers.extend_from_slice(lists);
+        let dims = self.dims.corr_tile(p.tiling, p.slices);
+        let steps =
+            (self.ctx).group_steps(label, p.shader, p.entry, dims, &buffers, p.workgroups)?;
+        let mut steps = match indirect {
+            Some(args) if steps.len() == 1 => steps.into_iter().map(|s| s.indirect(args)).collect(),
+            _ => steps,
+        };
+        if p.slices > 1 {
+            let elements = output.numel() as u64;
+            steps.extend(self.ctx.steps(
+                "corr_slice_sum",
+                p.shader,
+                "slice_sum",
+                self.dims.slice_sum(p.slices, elements),
+                &[("part", part), ("out", &output.buffer)],
+                elements,
+            )?);
+        }
+        Ok(steps)
     }
 
     /// Each pixel's output from its own region's correlation.
@@ -260,8 +321,8 @@ impl Stages<'_> {
             ],
             self.s.batch as u64,
         )?;
-        let dims =
-            (self.dims.row_groups(self.d.corr.tiling.groups)).grid_limit(self.ctx.max_grid_dim());
+        let p = self.d.corr;
+        let dims = (self.dims.corr_tile(p.tiling, p.slices)).grid_limit(self.ctx.max_grid_dim());
         steps.extend(self.ctx.steps(
             "corr_tiles",
             &shaders::REGION_SELECT,
@@ -279,29 +340,37 @@ impl Stages<'_> {
 
     /// The selected region's correlation over the listed tiles, its grid read from the device
     /// where the variants say so (one dispatch), else the largest the regions could need (the
-    /// extra tiles exit at once; the shader checks the bound either way).
+    /// extra tiles exit at once; the shader checks the bound either way); the GEMM
+    /// correlation's K slices into `parts`.
     pub fn corr_selected(
         &self,
         src: &CorrSources<'_>,
         lists: &ListBuffers<'_>,
         output: &GpuTensor,
+        parts: Option<&GpuTensor>,
     ) -> Result<Vec<Step>> {
         let p = self.d.corr;
+        let indirect = self.v.device_grid.then_some(lists.tile_args);
+        if self.v.gemm() {
+            let bound = [
+                ("order", &lists.order.buffer),
+                ("tile_list", &lists.tiles.buffer),
+            ];
+            let label = "corr_selected";
+            return self.gemm_steps(label, (src, &bound), output, parts, indirect);
+        }
         let buffers = [&lists.selected_bindings(output)[..], &src.bindings()[..]].concat();
         let steps = self.ctx.group_steps(
             "corr_selected",
             p.shader,
             p.entry,
-            self.dims.row_groups(p.tiling.groups),
+            self.dims.row_groups(p.tiling.groups()),
             &buffers,
             p.workgroups,
         )?;
-        Ok(match self.v.device_grid && steps.len() == 1 {
-            true => steps
-                .into_iter()
-                .map(|s| s.indirect(lists.tile_args))
-                .collect(),
-            false => steps,
+        Ok(match indirect {
+            Some(args) if steps.len() == 1 => steps.into_iter().map(|s| s.indirect(args)).collect(),
+            _ => steps,
         })
     }
 
@@ -317,7 +386,7 @@ impl Stages<'_> {
         let (p, o) = (self.d.corr, self.c.out_channels as u64);
         let t = p.tiling;
         // The most workgroups one region can need: all its sample's pixels.
-        let bound = o.div_ceil(t.rows()) * self.out_pixels().div_ceil(t.pixels());
+        let bound = o.div_ceil(t.rows) * self.out_pixels().div_ceil(t.pixels);
         let mut steps = Vec::new();
         for j in 0..self.s.batch * self.c.region_num {
             let region_rows = wgpu::BufferBinding {
@@ -339,7 +408,7 @@ impl Stages<'_> {
                 "corr_selected",
                 p.shader,
                 p.entry,
-                self.dims.row_groups(t.groups).bound_region(j),
+                self.dims.row_groups(t.groups()).bound_region(j),
                 &buffers,
                 bound * WG as u64,
             )?;

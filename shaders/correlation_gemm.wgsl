@@ -1,0 +1,307 @@
+// The GPU family's correlation (`Correlation::Gemm`): the per-sample GEMM of `correlation.wgsl`
+// (kernel rows b*r*O + g*O + o by output pixels, inner index (i, u, v) read from x on the fly) as
+// a tiled implicit GEMM shaped for GPUs:
+// - 256 invocations per workgroup, each a 4 x 4 block of outputs (4 rows by 4 consecutive
+//   pixels), over tiles of TM x TN = 64 x 64 or 32 x 128 (`tile_rows()`, `tile_px()`);
+// - both operands staged through workgroup memory, KC = 16 inner indices at a time: the weights
+//   from the kernel's own layout (8 consecutive inner indices of 4 rows per 32 lanes: one 32-byte
+//   sector per row), x from NCHW (32 consecutive pixels per 32 lanes); every store and every
+//   vec4 read is free of bank conflicts (`tests` in src/gpu/shaders.rs evaluate every index);
+// - the next chunk's global loads are issued into registers before the current chunk's
+//   multiply-adds, so their latency hides behind the arithmetic (double buffering through
+//   registers: the workgroup memory holds one chunk, 10.25 KiB, inside WebGPU's 16 KiB);
+// - the inner index cut into `slices()` K slices where the tiles alone would leave a GPU's
+//   compute units idle: slice s writes its partial sums to `part` and `slice_sum` adds the slices
+//   in a fixed order (deterministic, no atomics). Every output is the sum over the inner index in
+//   ascending order within a slice, so one slice gives bitwise the sums of `correlation.wgsl`.
+// `gemm_all_regions`: every row times every pixel (training), into B x r x O x H' x W'.
+// `gemm_selected`: region g's O rows times the pixels of one tile of `tile_list` (inference).
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> kern: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// B x H'W' pixel indices grouped by region (region_select.wgsl `lists`).
+@group(0) @binding(4) var<storage, read> order: array<u32>;
+// The fused path's pixel tiles (region_select.wgsl `tiles`): [0] their number n, then per tile
+// (b * r + g, first index into sample b's `order`, pixel count).
+@group(0) @binding(5) var<storage, read> tile_list: array<u32>;
+// slices() partial outputs, slice s at s * (the output's elements); unused with one slice.
+@group(0) @binding(6) var<storage, read_write> part: array<f32>;
+
+// The shader-specific words of `Dims`, by name (`Dims::corr_tile`, `Dims::slice_sum`).
+fn tile_px() -> u32 { return d.aux0 & 0xfffu; }
+fn tile_rows() -> u32 { return (d.aux0 >> 12u) & 0xfffu; }
+fn slices() -> u32 { return d.aux0 >> 24u; }
+
+const GW: u32 = 256u; // invocations per workgroup
+const KC: u32 = 16u; // inner indices per staged chunk
+const NONE: u32 = 0xffffffffu;
+// Workgroup memory, as vec4s: the weights at [kc * (TM + 4) + m] (a row pad of one vec4 keeps
+// 8 inner indices of 4 rows in 32 different banks), then x at XOFF + [kc * TN + j]. Sized for
+// the larger of the tiles: 32 x 128 needs (16 * 36 + 16 * 128) / 4 vec4s.
+const SH4: u32 = 656u;
+var<workgroup> sh: array<vec4<f32>, SH4>;
+
+// One workgroup's output tile.
+struct Tile {
+    // The sample, its first kernel row of the tile and how many of the TM rows exist.
+    b: u32,
+    krow: u32,
+    nrows: u32,
+    // The output row of the tile's first row: out[(orow + m) * H'W' + pixel].
+    orow: u32,
+    // Pixels: the tile's first pixel (all regions) or its first index into `order` (selected),
+    // and how many of the TN exist.
+    first: u32,
+    npx: u32,
+    selected: bool,
+    // The K slice: chunks c0 .. c1 of the inner index.
+    c0: u32,
+    c1: u32,
+    slice: u32,
+}
+
+// Output pixel j of the tile (j < npx).
+fn tile_pixel(t: Tile, j: u32) -> u32 {
+    if (t.selected) {
+        return order[t.b * d.ho * d.wo + t.first + j];
+    }
+    return t.first + j;
+}
+
+// Chunks c0 .. c1 of slice s of the inner index's ceil(I*k*k / KC) chunks.
+fn slice_chunks(t: Tile, s: u32) -> Tile {
+    var r = t;
+    let chunks = (d.cin * d.k * d.k + KC - 1u) / KC;
+    let per = (chunks + slices() - 1u) / slices();
+    r.slice = s;
+    r.c0 = min(s * per, chunks);
+    r.c1 = min(r.c0 + per, chunks);
+    return r;
+}
+
+// Where the staging lane li reads x: its pixel (li % TN, the same for every chunk) as the
+// window's corner and its sample's first x index; `live` false past the tile's pixels.
+struct XLane {
+    iy0: i32,
+    ix0: i32,
+    xb: u32,
+    live: bool,
+}
+
+fn x_lane(t: Tile, li: u32) -> XLane {
+    let j = li % tile_px();
+    let live = j < t.npx;
+    let p = select(0u, tile_pixel(t, min(j, max(t.npx, 1u) - 1u)), live);
+    let iy0 = i32((p / d.wo) * d.stride) - i32(d.pad);
+    let ix0 = i32((p % d.wo) * d.stride) - i32(d.pad);
+    return XLane(iy0, ix0, t.b * d.cin * d.h * d.w, live);
+}
+
+// x at inner index kk (channel i, tap u, v) for the staging lane, 0 in the padding or past the
+// inner dimension or the tile's pixels.
+fn x_at(l: XLane, kk: u32) -> f32 {
+    let taps = d.k * d.k;
+    let i = kk / taps;
+    let u = (kk % taps) / d.k;
+    let v = kk % d.k;
+    let iy = l.iy0 + i32(u * d.dil);
+    let ix = l.ix0 + i32(v * d.dil);
+    let ok = l.live && i < d.cin && u32(iy) < d.h && u32(ix) < d.w;
+    let at = l.xb + (i * d.h + u32(iy)) * d.w + u32(ix);
+    return select(0.0, x[select(0u, at, ok)], ok);
+}
+
+// Kernel row m of the tile at inner index kk, 0 past its rows or the inner dimension.
+fn w_at(t: Tile, m: u32, kk: u32) -> f32 {
+    let kd = d.cin * d.k * d.k;
+    let ok = m < t.nrows && kk < kd;
+    return select(0.0, kern[select(0u, (t.krow + m) * kd + kk, ok)], ok);
+}
+
+// The staging loads of one chunk: weights (TM * KC / GW of them per lane, at most 4) and x
+// (TN * KC / GW, at most 8). Loops of constant length so that the values stay in registers.
+struct Loads {
+    w: array<f32, 4>,
+    x: array<f32, 8>,
+}
+
+// Weight element e of a chunk: inner index e % 8 + 8 (e / (8 TM)), row (e / 8) % TM.
+fn w_kc(e: u32) -> u32 { return e % 8u + 8u * (e / (8u * tile_rows())); }
+fn w_row(e: u32) -> u32 { return (e / 8u) % tile_rows(); }
+
+fn load_chunk(t: Tile, l: XLane, li: u32, k0: u32) -> Loads {
+    var r: Loads;
+    let wn = tile_rows() * KC / GW;
+    for (var q = 0u; q < 4u; q++) {
+        let e = li + GW * q;
+        if (q < wn) {
+            r.w[q] = w_at(t, w_row(e), k0 + w_kc(e));
+        }
+    }
+    let xn = tile_px() * KC / GW;
+    for (var q = 0u; q < 8u; q++) {
+        // Pixel li % TN, inner index (li + GW q) / TN.
+        if (q < xn) {
+            r.x[q] = x_at(l, k0 + (li + GW * q) / tile_px());
+        }
+    }
+    return r;
+}
+
+fn store_chunk(r: Loads, li: u32) {
+    let tm = tile_rows();
+    let tn = tile_px();
+    let wn = tm * KC / GW;
+    for (var q = 0u; q < 4u; q++) {
+        let e = li + GW * q;
+        if (q < wn) {
+            let at = w_kc(e) * (tm + 4u) + w_row(e);
+            sh[at / 4u][at % 4u] = r.w[q];
+        }
+    }
+    let xoff = KC * (tm + 4u);
+    let xn = tn * KC / GW;
+    for (var q = 0u; q < 8u; q++) {
+        if (q < xn) {
+            let at = xoff + ((li + GW * q) / tn) * tn + li % tn;
+            sh[at / 4u][at % 4u] = r.x[q];
+        }
+    }
+}
+
+// The tile's K slice into this invocation's 4 x 4 block: acc[q] holds rows 4 ty .. 4 ty + 3 of
+// pixel 4 tx + q. Every invocation reaches every barrier (no return before them).
+fn gemm(t: Tile, li: u32) -> array<vec4<f32>, 4> {
+    let tm = tile_rows();
+    let tn = tile_px();
+    let ty = li / (tn / 4u);
+    let tx = li % (tn / 4u);
+    let wstride = (tm + 4u) / 4u;
+    let xoff = KC * wstride;
+    let kd = d.cin * d.k * d.k;
+    let l = x_lane(t, li);
+    var a0 = vec4(0.0);
+    var a1 = vec4(0.0);
+    var a2 = vec4(0.0);
+    var a3 = vec4(0.0);
+    var next = load_chunk(t, l, li, t.c0 * KC);
+    for (var c = t.c0; c < t.c1; c++) {
+        workgroupBarrier();
+        store_chunk(next, li);
+        workgroupBarrier();
+        if (c + 1u < t.c1) {
+            next = load_chunk(t, l, li, (c + 1u) * KC);
+        }
+        // Only the inner indices that exist: a zero step would turn a -0.0 sum into +0.0.
+        let n = min(KC, kd - c * KC);
+        for (var kc = 0u; kc < n; kc++) {
+            let w = sh[kc * wstride + ty];
+            let xv = sh[xoff + kc * (tn / 4u) + tx];
+            a0 += w * xv.x;
+            a1 += w * xv.y;
+            a2 += w * xv.z;
+            a3 += w * xv.w;
+        }
+    }
+    return array<vec4<f32>, 4>(a0, a1, a2, a3);
+}
+
+// Stores the block: to `out` with one slice, else to slice t.slice of `part` (`elements`: the
+// output's size).
+fn store(t: Tile, li: u32, acc: array<vec4<f32>, 4>, elements: u32) {
+    let tn = tile_px();
+    let ty = li / (tn / 4u);
+    let tx = li % (tn / 4u);
+    let hw = d.ho * d.wo;
+    let split = slices() > 1u;
+    for (var q = 0u; q < 4u; q++) {
+        let j = 4u * tx + q;
+        if (j < t.npx) {
+            let p = tile_pixel(t, j);
+            for (var e = 0u; e < 4u; e++) {
+                let m = 4u * ty + e;
+                if (m < t.nrows) {
+                    let at = (t.orow + m) * hw + p;
+                    if (split) {
+                        part[t.slice * elements + at] = acc[q][e];
+                    } else {
+                        out[at] = acc[q][e];
+                    }
+                }
+            }
+        }
+    }
+}
+
+// Workgroup w = ((b * row tiles + row tile) * pixel tiles + pixel tile) * slices + slice: the
+// slices of a tile and then its neighbours along the pixels run together and share weights in
+// cache.
+@compute @workgroup_size(256)
+fn gemm_all_regions(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) li: u32) {
+    let w = group_index(wid, nwg);
+    if (w == NONE) { return; }
+    let tm = tile_rows();
+    let tn = tile_px();
+    let hw = d.ho * d.wo;
+    let rows = d.r * d.cout;
+    let ntiles = (hw + tn - 1u) / tn;
+    let mtiles = (rows + tm - 1u) / tm;
+    let tile = w / slices();
+    let nt = tile % ntiles;
+    let row0 = ((tile / ntiles) % mtiles) * tm;
+    let b = tile / (ntiles * mtiles);
+    var t: Tile;
+    t.b = b;
+    t.krow = b * rows + row0;
+    t.nrows = min(tm, rows - row0);
+    t.orow = b * rows + row0;
+    t.first = nt * tn;
+    t.npx = min(tn, hw - nt * tn);
+    t.selected = false;
+    t = slice_chunks(t, w % slices());
+    store(t, li, gemm(t, li), d.batch * rows * hw);
+}
+
+// Workgroup w = (row tile * n + k) * slices + slice for the n tiles k of `tile_list`. The grid
+// has exactly that many workgroups when dispatched indirectly, else the most the regions could
+// need, the rest returning at once.
+@compute @workgroup_size(256)
+fn gemm_selected(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) li: u32) {
+    let w = group_index(wid, nwg);
+    if (w == NONE) { return; }
+    let tm = tile_rows();
+    let n = tile_list[0];
+    let mtiles = (d.cout + tm - 1u) / tm;
+    let tile = w / slices();
+    if (tile >= n * mtiles) { return; }
+    let k = tile % n;
+    let o0 = (tile / n) * tm;
+    let bg = tile_list[1u + 3u * k];
+    let b = bg / d.r;
+    let g = bg % d.r;
+    var t: Tile;
+    t.b = b;
+    t.krow = (b * d.r + g) * d.cout + o0;
+    t.nrows = min(tm, d.cout - o0);
+    t.orow = b * d.cout + o0;
+    t.first = tile_list[2u + 3u * k];
+    t.npx = tile_list[3u + 3u * k];
+    t.selected = true;
+    t = slice_chunks(t, w % slices());
+    store(t, li, gemm(t, li), d.batch * d.cout * d.ho * d.wo);
+}
+
+// The second pass of a sliced correlation: output element idx is the sum of its slices() partial
+// sums in slice order. d.aux1: the output's elements (`Dims::slice_sum`).
+@compute @workgroup_size(WG)
+fn slice_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == NONE) { return; }
+    var s = part[idx];
+    for (var k = 1u; k < slices(); k++) {
+        s += part[k * d.aux1 + idx];
+    }
+    out[idx] = s;
+}
