@@ -429,3 +429,103 @@ fn guide_argmax4_channel_last_k3(@builtin(global_invocation_id) gid: vec3<u32>, 
     regions4(pa, qa);
     regions4(pb, qb);
 }
+
+// The GPU family's guide conv + argmax: a workgroup of 256 invocations takes guide_px() pixels
+// (64 down to 1) and cuts the inner index (i, u, v) into 256 / guide_px() contiguous K
+// groups, one invocation per (K group, pixel), so that small layers still fill a GPU's compute
+// units (`Decisions::guide`). A warp's 32 lanes read consecutive pixels at one inner index
+// (coalesced) and the same weights (a broadcast). Per 8 regions each invocation sums its K
+// group; the partial sums meet in workgroup memory, where each (region, pixel) is bias + group 0
+// + group 1 + ... in that order (the same operations for every region: equal weights tie
+// exactly), then each pixel's invocation stores its guide values and folds them, region by
+// region, into its argmax.
+fn guide_px() -> u32 { return d.aux0; }
+
+// Partial sums: [K group][8 regions][pixel], 256 x 8 floats.
+var<workgroup> gpart: array<f32, 2048>;
+// The 8 regions' guide values of the workgroup's pixels: [region][pixel].
+var<workgroup> gvals: array<f32, 512>;
+
+@compute @workgroup_size(256)
+fn guide_argmax_split_k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) li: u32) {
+    let t = group_index(wid, nwg);
+    if (t == 0xffffffffu) { return; }
+    let npx = guide_px();
+    let groups = 256u / npx;
+    let px = li % npx;
+    let kg = li / npx;
+    let hw = d.ho * d.wo;
+    let pixel = t * npx + px;
+    let kk = d.k * d.k;
+    let ikk = d.cin * kk;
+    // This invocation's K group: inner indices k0 .. k1.
+    let per = (ikk + groups - 1u) / groups;
+    let k0 = min(kg * per, ikk);
+    let k1 = min(k0 + per, ikk);
+    let c = corners(vec4(pixel));
+    let iy0 = c.iy0.x;
+    let ix0 = c.ix0.x;
+    let xo = c.xo.x;
+    var best = Best(0.0, 0u);
+    for (var g0 = 0u; g0 < d.r; g0 += 8u) {
+        let rows_a = rows4(g0, ikk);
+        let rows_b = rows4(g0 + 4u, ikk);
+        let live_a = live4(g0);
+        let live_b = live4(g0 + 4u);
+        var a = vec4(0.0);
+        var b = vec4(0.0);
+        // (i, u, v) of k0, then stepped along: no division in the loop.
+        var i = k0 / kk;
+        var u = (k0 % kk) / d.k;
+        var v = k0 % d.k;
+        for (var kx = k0; kx < k1; kx++) {
+            let iy = iy0 + i32(u * d.dil);
+            let ix = ix0 + i32(v * d.dil);
+            let ok = u32(iy) < d.h && u32(ix) < d.w;
+            let at = select(0u, xo + i * d.h * d.w + u * d.dil * d.w + v * d.dil, ok);
+            let xv = select(0.0, x[at], ok);
+            a += w4(rows_a, live_a, kx) * xv;
+            b += w4(rows_b, live_b, kx) * xv;
+            v++;
+            if (v == d.k) {
+                v = 0u;
+                u++;
+                if (u == d.k) {
+                    u = 0u;
+                    i++;
+                }
+            }
+        }
+        for (var j = 0u; j < 4u; j++) {
+            gpart[(kg * 8u + j) * npx + px] = a[j];
+            gpart[(kg * 8u + 4u + j) * npx + px] = b[j];
+        }
+        workgroupBarrier();
+        // (region j, pixel q) pairs, 8 * npx of them over the 256 invocations.
+        for (var e = li; e < 8u * npx; e += 256u) {
+            let j = e / npx;
+            let q = e % npx;
+            var s = select(0.0, bg[min(g0 + j, d.r - 1u)], g0 + j < d.r);
+            for (var k = 0u; k < groups; k++) {
+                s += gpart[(k * 8u + j) * npx + q];
+            }
+            gvals[j * npx + q] = s;
+        }
+        workgroupBarrier();
+        if (kg == 0u && pixel < d.batch * hw) {
+            let base = ((pixel / hw) * d.r + g0) * hw + pixel % hw;
+            for (var j = 0u; j < min(8u, d.r - g0); j++) {
+                let val = gvals[j * npx + px];
+                guide[base + j * hw] = val;
+                if (g0 + j == 0u || (!is_nan(best.val) && (val > best.val || is_nan(val)))) {
+                    best = Best(val, g0 + j);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    if (kg == 0u && pixel < d.batch * hw) {
+        region[pixel] = i32(best.g);
+    }
+}

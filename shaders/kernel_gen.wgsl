@@ -132,3 +132,25 @@ fn registers(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         store8(ob, nq, nt, a0, a1, a2, a3, b0, b1, b2, b3v);
     }
 }
+
+// One invocation per kernel element (b, channel, tap), for GPUs where the blocks of `blocked`
+// would leave compute units idle (small layers): consecutive invocations write consecutive
+// elements, the r weights of a channel are shared by its k*k taps' invocations (a broadcast).
+// The same operations in the same order as `blocked`.
+@compute @workgroup_size(WG)
+fn elements(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let kk = d.k * d.k;
+    let io = d.cin * d.cout;
+    let uv = idx % kk;
+    let c = (idx / kk) % (d.r * io);
+    let b = idx / (kk * d.r * io);
+    let g = c / io;
+    let sig_base = (b * d.r + g) * d.r * kk + uv;
+    var v = b3[c];
+    for (var j = 0u; j < d.r; j++) {
+        v += w3[c * d.r + j] * sig[sig_base + j * kk];
+    }
+    kern[idx] = v;
+}

@@ -101,7 +101,10 @@ impl DrConv2d {
     }
 
     /// The shader variants this layer's plans run (`GpuContext::variants` for its
-    /// configuration: the adapter's choice with `ContextOptions::variants` applied).
+    /// configuration: the adapter's choice with `ContextOptions::variants` applied). A plan's
+    /// decisions may refine them for its shape (the GPU family's kernel generator by how many
+    /// invocations fill the device, the staged correlation where a device cannot run the
+    /// GEMM's workgroups): `ForwardPlan::decisions` has what a plan runs.
     pub fn variants(&self) -> crate::gpu::variants::Variants {
         self.ctx.variants(&self.config)
     }

@@ -132,9 +132,13 @@ pub async fn run(
     for shape in opts.selected() {
         let config = shape.config()?;
         let (pair, agree, reuse) = bench_shape(ctx, &timer, opts, &shape, &gemm, progress).await?;
+        // The inference plan's variants: the decisions refine the layer's choice per shape.
+        let fs = config.forward_shape(&shape.input_shape())?;
+        let target = crate::gpu::decide::Target::of(ctx);
+        let d = crate::gpu::decide::decide(&target, &config, &fs, crate::Mode::Inference, true);
         let v = format!(
             "{} per_region_uniform={}",
-            ctx.variants(&config),
+            d.variants,
             match ctx.per_region_uniform_choice(&config, &shape.input_shape()) {
                 Some(true) => "on",
                 Some(false) => "off",

@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::gpu::decide::Decisions;
 use crate::gpu::limits::GUIDE_CHUNK;
-use crate::gpu::shaders::{CORR_WORKGROUP_BYTES, GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES, WG};
+use crate::gpu::shaders::{CORR_WORKGROUP_BYTES, GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES};
+use crate::gpu::shaders::{GUIDE_WORKGROUP_BYTES, WG};
 
 /// One dispatch of a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -183,13 +184,17 @@ pub fn forward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatc
         v.push(transpose("guide_weight_t", r * i * kk, kk));
     }
     let guide_floats = z.x() + r * i * kk + r + b * r * p + b * p;
-    v.push(lanes(
+    let mut guide = lanes(
         "guide_argmax",
         d.guide.entry,
         d.guide.items,
         2 * b * r * i * kk * p,
         guide_floats,
-    ));
+    );
+    if d.guide_split.is_some() {
+        (guide.invocations, guide.workgroup_bytes) = (GEMM_INVOCATIONS, GUIDE_WORKGROUP_BYTES);
+    }
+    v.push(guide);
     let corr = d.corr;
     if d.mode == Mode::Training {
         let floats = z.x() + z.kernel() + b * r * o * p;

@@ -55,7 +55,7 @@ impl Target {
             traits: ctx.traits(),
             limits: ctx.limits.clone(),
             forced: *ctx.overrides(),
-            compute_units: ASSUMED_COMPUTE_UNITS,
+            compute_units: (ctx.overrides().compute_units).map_or(ASSUMED_COMPUTE_UNITS, u64::from),
         }
     }
 }
@@ -112,6 +112,9 @@ pub struct Decisions {
     pub kernel_gen: KernelGenEntry,
     /// The guide conv and its argmax over regions.
     pub guide: Entry,
+    /// The GPU family's guide (`guide_argmax_split_k`): pixels per workgroup of 256, the rest
+    /// of the invocations cutting the inner dimension into K groups.
+    pub guide_split: Option<u64>,
     pub corr: CorrPlan,
     /// Training on the region-list backward: its kernel-gradient entry.
     pub backward_lists: Option<&'static str>,
@@ -131,6 +134,9 @@ pub fn decide(
     if v.gemm() && !gemm_fits(limits) {
         v.correlation = Correlation::Staged;
     }
+    if v.gemm() && target.forced.kernel_gen.is_none() {
+        v.kernel_gen = filling_generator(target, &v, c, s.batch as u64);
+    }
     let kernel_bytes = 4 * numel(&s.kernel(c)) as u64;
     let uniform_kernel = fits_uniform_binding(&v, limits, kernel_bytes);
     let regions = (s.batch * c.region_num) as u64;
@@ -144,6 +150,13 @@ pub fn decide(
     let guide_w = [c.kernel_size * c.kernel_size, c.region_num, c.in_channels];
     let guide_uniform = fits_uniform_binding(&v, limits, 4 * numel(&guide_w) as u64);
     let uniform_corr = uniform_kernel || per_region_uniform.is_some();
+    let guide_split = v.gemm().then(|| guide_split_px(target, s));
+    let mut guide = guide_entry(&v, c, s, guide_uniform);
+    if let Some(px) = guide_split {
+        let pixels = (s.batch * s.out_height * s.out_width) as u64;
+        guide.entry = "guide_argmax_split_k";
+        guide.items = pixels.div_ceil(px) * WG as u64;
+    }
     Decisions {
         mode,
         variants: v,
@@ -153,7 +166,8 @@ pub fn decide(
         kernel_channel_last: generator_writes_rows && mode == Mode::Inference,
         guide_uniform,
         kernel_gen: kernel_gen_entry(&v, c, s.batch as u64),
-        guide: guide_entry(&v, c, s, guide_uniform),
+        guide,
+        guide_split,
         corr: corr_plan(
             target,
             &v,
@@ -166,6 +180,23 @@ pub fn decide(
             .then(|| list_entry(&v, c, s))
             .flatten(),
     }
+}
+
+/// The GPU family's kernel generator: the first of `v.kernel_gen` (registers where r <= 8),
+/// `Blocked` and `Elements` whose invocations fill [`FILL_PER_UNIT`] workgroups per compute
+/// unit (the more invocations, the less each reuses its weights), else `Elements`.
+fn filling_generator(target: &Target, v: &Variants, c: &DrConvConfig, batch: u64) -> KernelGen {
+    let want = FILL_PER_UNIT * target.compute_units * WG as u64;
+    [v.kernel_gen, KernelGen::Blocked]
+        .into_iter()
+        .find(|&g| {
+            let e = Variants {
+                kernel_gen: g,
+                ..*v
+            };
+            kernel_gen_entry(&e, c, batch).entry.items >= want
+        })
+        .unwrap_or(KernelGen::Elements)
 }
 
 /// The kernel generator's entry for `v.kernel_gen`, and for the k = 3 kernels the blocks of 4
@@ -200,6 +231,7 @@ fn kernel_gen_entry(v: &Variants, c: &DrConvConfig, batch: u64) -> KernelGenEntr
         }
         KernelGen::Registers => plain("registers", batch * r * io.div_ceil(8)),
         KernelGen::Blocked => plain("blocked", batch * r * io.div_ceil(8) * kk.div_ceil(4)),
+        KernelGen::Elements => plain("elements", batch * r * io * kk),
     }
 }
 
@@ -238,6 +270,18 @@ fn gemm_fits(limits: &wgpu::Limits) -> bool {
     limits.max_compute_invocations_per_workgroup >= GEMM_INVOCATIONS
         && limits.max_compute_workgroup_size_x >= GEMM_INVOCATIONS
         && limits.max_compute_workgroup_storage_size >= GEMM_WORKGROUP_BYTES
+}
+
+/// Pixels per workgroup of the GPU family's guide: the most of 64, 32, ..., 2 that still gives
+/// [`FILL_PER_UNIT`] workgroups per compute unit (1 where none does); the other
+/// 256 / pixels invocations of a pixel's column each take one K group.
+fn guide_split_px(target: &Target, s: &ForwardShape) -> u64 {
+    let pixels = (s.batch * s.out_height * s.out_width) as u64;
+    let want = FILL_PER_UNIT * target.compute_units;
+    [64, 32, 16, 8, 4, 2]
+        .into_iter()
+        .find(|&px| pixels.div_ceil(px) >= want)
+        .unwrap_or(1)
 }
 
 /// The correlation's entry, tiling and workgroups: in training one GEMM of r*O kernel rows by
@@ -601,11 +645,32 @@ mod tests {
             (g.entry.entry, g.blocks, g.entry.items),
             ("unrolled_r8", 1, 256)
         );
-        let g = decide(&target(false), &c, &s, Mode::Inference, true).kernel_gen;
-        assert_eq!((g.entry.entry, g.blocks), ("registers", 0));
-        let (c, s) = layer(1, 8, 8, 5, 12, 8);
-        let g = decide(&target(false), &c, &s, Mode::Inference, true).kernel_gen;
-        assert_eq!(g.entry.entry, "blocked");
+        // The GPU family: the first generator whose invocations fill 2 workgroups per compute
+        // unit (256 of 64 on 128 units): registers, blocked, else one per element.
+        let gpu = |c: &DrConvConfig, s: &ForwardShape| {
+            let g = decide(&target(false), c, s, Mode::Inference, true).kernel_gen;
+            (g.entry.entry, g.entry.items)
+        };
+        // 2 x 8 x 64 / 8 blocks of 8 channels, x3 blocks of taps, too few: 2 x 8 x 64 x 9.
+        assert_eq!(gpu(&c, &s), ("elements", 9216));
+        // S2: 8 x 2048 = 16384 register blocks, 256 workgroups: enough for 128 units, not for
+        // an H100's 132 (then blocked: 768 workgroups).
+        let [_, (c2, s2), ..] = bench_shapes();
+        assert_eq!(gpu(&c2, &s2), ("registers", 8 * 2048));
+        let mut h100 = target(false);
+        h100.compute_units = 132;
+        let g = decide(&h100, &c2, &s2, Mode::Inference, true).kernel_gen;
+        assert_eq!((g.entry.entry, g.entry.items), ("blocked", 3 * 8 * 2048));
+        let (cy, sy) = layer(1, 256, 256, 3, 8, 40);
+        assert_eq!(gpu(&cy, &sy), ("registers", 8 * 8192));
+        // r > 8: no register code.
+        let (c, s) = layer(16, 32, 32, 5, 12, 8);
+        assert_eq!(gpu(&c, &s).0, "blocked");
+        // A forced generator is kept.
+        let mut forced = target(false);
+        forced.forced.kernel_gen = Some(KernelGen::Registers);
+        let g = decide(&forced, &c2, &s2, Mode::Inference, true).kernel_gen;
+        assert_eq!(g.entry.entry, "registers");
     }
 
     #[test]

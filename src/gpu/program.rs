@@ -73,6 +73,12 @@ impl Dims {
         self
     }
 
+    /// `guide_conv.wgsl` `guide_argmax_split_k`: pixels per workgroup.
+    pub fn guide_px(mut self, pixels: u64) -> Self {
+        self.aux0 = pixels as u32;
+        self
+    }
+
     /// `transpose.wgsl`: `n x channels x positions` into `n x positions x channels`.
     pub fn transpose(mut self, channels: usize, positions: usize) -> Self {
         self.aux0 = channels as u32;

@@ -31,6 +31,10 @@ pub const GEMM_INVOCATIONS: u32 = 256;
 /// one chunk of both operands of the larger tile).
 pub const GEMM_WORKGROUP_BYTES: u32 = 10496;
 
+/// Workgroup memory of the GPU family's guide (`gpart` and `gvals` of `guide_argmax_split_k`
+/// in `shaders/guide_conv.wgsl`).
+pub const GUIDE_WORKGROUP_BYTES: u32 = 4 * (2048 + 512);
+
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 macro_rules! shader {
@@ -54,7 +58,11 @@ shader!(
     ["main", "pool_rows", "pool_finish"]
 );
 shader!(KERNEL_LOGITS, "kernel_logits", ["main"]);
-shader!(KERNEL_GEN, "kernel_gen", ["blocked", "registers"]);
+shader!(
+    KERNEL_GEN,
+    "kernel_gen",
+    ["blocked", "registers", "elements"]
+);
 shader!(
     KERNEL_GEN_K3,
     "kernel_gen_k3",
@@ -68,7 +76,8 @@ shader!(
         "guide_argmax8",
         "guide_argmax4_channel_last",
         "guide_argmax8_channel_last",
-        "guide_argmax4_channel_last_k3"
+        "guide_argmax4_channel_last_k3",
+        "guide_argmax_split_k"
     ]
 );
 shader!(

@@ -46,6 +46,9 @@ pub enum KernelGen {
     /// Fully unrolled vec4 code for k = 3, r in {4, 8}, I*O % 4 == 0 (`kernel_gen_k3.wgsl`),
     /// which also writes the correlation's channel-last kernel rows.
     UnrolledK3,
+    /// One invocation per kernel element (`elements`; any r): on GPUs where the blocks of
+    /// `Registers` and `Blocked` are too few to fill the compute units (`crate::gpu::decide`).
+    Elements,
 }
 
 /// The correlation backward (kernel and input gradients) and with it the guide conv's and the
@@ -102,6 +105,10 @@ pub struct VariantOverrides {
     /// K slices of the GEMM correlation instead of as many as fill the compute units (within
     /// what the shape allows: at most one per chunk of 16 inner indices, none empty).
     pub k_slices: Option<u32>,
+    /// The compute units the GPU family's plans try to fill (K slices, the guide's pixels per
+    /// workgroup, the kernel generator's entry) instead of
+    /// [`crate::gpu::decide::ASSUMED_COMPUTE_UNITS`]: no API reports them.
+    pub compute_units: Option<u32>,
 }
 
 /// What the choice reads of the adapter.
@@ -161,6 +168,7 @@ impl Variants {
             Some(KernelGen::UnrolledK3) if k3_fits => KernelGen::UnrolledK3,
             None if k3_fits && !gpu_family => KernelGen::UnrolledK3,
             Some(KernelGen::Blocked) => KernelGen::Blocked,
+            Some(KernelGen::Elements) => KernelGen::Elements,
             _ if r <= 8 => KernelGen::Registers,
             _ => KernelGen::Blocked,
         };
@@ -257,6 +265,7 @@ named!(KernelGen {
     Blocked => "blocked" | "main",
     Registers => "registers" | "r8",
     UnrolledK3 => "unrolled_k3" | "k3",
+    Elements => "elements",
 });
 named!(Backward {
     Gather => "gather",

@@ -205,7 +205,10 @@ impl Stages<'_> {
             Some((x_t, w_t)) => [("xt4", &x_t.buffer), ("wt4", &w_t.buffer)],
             None => [("x", &input.buffer), ("wg", self.param(ParamId::GuideW))],
         });
-        let dims = self.dims;
+        let dims = match self.d.guide_split {
+            Some(px) => self.dims.guide_px(px),
+            None => self.dims,
+        };
         (self.ctx).steps("guide_argmax", e.shader, e.entry, dims, &buffers, e.items)
     }
 

@@ -1,0 +1,282 @@
+//! The GPU family (the GEMM correlation with its K slices, the register kernel generator, the
+//! gather backward) forced on the adapters here, which would otherwise run the CPU family:
+//! lavapipe (Vulkan) and llvmpipe (GL). Every golden case (training forward, every gradient,
+//! fused inference); seeded random layers (k = 1 to 7, r = 1 to 16, stride, dilation, padding,
+//! odd sizes, more than 64 samples, more than one row tile and many inner chunks) against the
+//! CPU reference in both modes and backward, unsliced, with the slices that fill a GPU and with
+//! the most the shape allows; and bitwise-equal results across runs.
+
+use std::sync::Arc;
+
+use drconv::golden::{list_cases, GoldenCase};
+use drconv::internal::rng::Rng;
+use drconv::verify::{compare, compare_case, BACKWARD_TOL, FORWARD_TOL};
+use drconv::{cpu, ContextOptions, DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode};
+use drconv::{ForwardTrace, Tensor, VariantOverrides};
+
+/// The GPU family with `slices` forced (`None`: as many as fill a GPU) and the compute units
+/// it fills (`None`: the default, 128).
+fn gpu_family(slices: Option<u32>, units: Option<u32>) -> VariantOverrides {
+    let mut v = VariantOverrides::default();
+    v.correlation = Some("gemm".parse().unwrap());
+    v.k_slices = slices;
+    v.compute_units = units;
+    v
+}
+
+async fn context(backends: wgpu::Backends, v: VariantOverrides) -> Option<Arc<GpuContext>> {
+    let opts = ContextOptions::default().backends(backends).variants(v);
+    match GpuContext::with_options(opts).await {
+        Ok(ctx) => Some(ctx),
+        // GL is checked (and required) by `golden_gl.rs`; here it is skipped the same way.
+        Err(e) if backends == wgpu::Backends::GL => {
+            assert_eq!(
+                std::env::var("DRCONV_SKIP_GL").as_deref(),
+                Ok("1"),
+                "no GL: {e}"
+            );
+            None
+        }
+        Err(e) => panic!("a GPU adapter (lavapipe on CI): {e}"),
+    }
+}
+
+#[test]
+fn golden_cases_on_vulkan_and_gl() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+    let cases: Vec<GoldenCase> = list_cases(root)
+        .unwrap()
+        .into_iter()
+        .map(|d| GoldenCase::load(d).unwrap())
+        .collect();
+    assert!(cases.len() >= 8);
+    pollster::block_on(async {
+        for backends in [wgpu::Backends::VULKAN, wgpu::Backends::GL] {
+            let Some(ctx) = context(backends, gpu_family(None, None)).await else {
+                continue;
+            };
+            let mut failures = Vec::new();
+            for case in &cases {
+                let mut layer = DrConv2d::new(ctx.clone(), &case.params).unwrap();
+                assert!(layer.variants().gemm(), "{}", layer.variants());
+                let x = layer.upload(&case.x).unwrap();
+                let gy = ctx
+                    .upload("gy", case.grad_output.as_ref().unwrap())
+                    .unwrap();
+                layer.plan(&x, Mode::Training).await.unwrap().poison(&ctx);
+                let trace = layer.forward_trace(&x, Mode::Training).await.unwrap();
+                layer.backward_plan(&x).await.unwrap().poison(&ctx);
+                let grads = layer.backward_trace(&x, &gy).await.unwrap();
+                let report = compare_case(case, &trace, Some(&grads));
+                failures.extend(
+                    (report.tensors.iter())
+                        .filter(|(_, t)| t.ok != Some(true))
+                        .map(|(name, t)| format!("{} {name}: {:?}", case.name, t.max_abs_err)),
+                );
+                layer.plan(&x, Mode::Inference).await.unwrap().poison(&ctx);
+                let fused = layer.forward_trace(&x, Mode::Inference).await.unwrap();
+                let gold = case.tensor("output").unwrap();
+                let (err, ok) =
+                    compare(&fused.output.data, &gold.data, FORWARD_TOL.0, FORWARD_TOL.1);
+                if !ok || Some(&fused.region_index) != case.region_index.as_ref() {
+                    failures.push(format!("{} fused output: {err:e}", case.name));
+                }
+            }
+            let adapter = ctx.summary();
+            assert!(failures.is_empty(), "{adapter:?}: {failures:#?}");
+        }
+    });
+}
+
+/// A layer and its input.
+#[derive(Debug, Clone, Copy)]
+struct Layer {
+    config: DrConvConfig,
+    input: [usize; 4],
+}
+
+fn layer(i: usize, o: usize, k: usize, r: usize, spd: [usize; 3], input: [usize; 3]) -> Layer {
+    let config = DrConvConfig {
+        in_channels: i,
+        out_channels: o,
+        kernel_size: k,
+        region_num: r,
+        stride: spd[0],
+        padding: spd[1],
+        dilation: spd[2],
+    };
+    config.validate().unwrap();
+    Layer {
+        config,
+        input: [input[0], i, input[1], input[2]],
+    }
+}
+
+/// Work of the all-regions correlation, in multiply-adds.
+fn work(l: &Layer) -> usize {
+    let c = l.config;
+    let s = c.forward_shape(&l.input).unwrap();
+    s.batch
+        * c.region_num
+        * c.out_channels
+        * c.in_channels
+        * c.kernel_size.pow(2)
+        * s.out_height
+        * s.out_width
+}
+
+/// Seeded random layers, then the shapes the draw rarely reaches: more than 64 samples, two
+/// row tiles of 64, many inner chunks, r = 16, k = 7.
+fn layers() -> Vec<Layer> {
+    let mut rng = Rng::new(0x6E33);
+    let mut v = Vec::new();
+    while v.len() < 24 {
+        let (k, s, p, d) = (rng.int(1, 7), rng.int(1, 3), rng.int(0, 3), rng.int(1, 2));
+        let span = d * (k - 1) + 1;
+        let min = span.saturating_sub(2 * p).max(1);
+        let hw = [rng.int(1, 3), min + rng.int(0, 9), min + rng.int(0, 9)];
+        let l = layer(
+            rng.int(1, 24),
+            rng.int(1, 40),
+            k,
+            rng.int(1, 16),
+            [s, p, d],
+            hw,
+        );
+        if work(&l) <= 1_500_000 {
+            v.push(l);
+        }
+    }
+    v.extend([
+        layer(3, 8, 3, 4, [1, 1, 1], [70, 6, 5]),
+        layer(6, 100, 3, 3, [1, 1, 1], [2, 9, 11]),
+        layer(40, 12, 3, 2, [1, 1, 1], [1, 10, 9]),
+        layer(5, 7, 7, 16, [1, 3, 1], [2, 8, 8]),
+        layer(8, 16, 5, 8, [2, 2, 2], [1, 15, 13]),
+        layer(4, 33, 1, 5, [1, 0, 1], [3, 12, 12]),
+    ]);
+    v
+}
+
+/// Smallest gap between a pixel's two largest guide values (infinite for r = 1): below 1e-4 the
+/// f32 and f64 sums may legitimately pick different regions.
+fn guide_gap(t: &ForwardTrace) -> f32 {
+    let (b, r) = (t.guide.shape[0], t.guide.shape[1]);
+    let hw = t.guide.shape[2] * t.guide.shape[3];
+    let mut gap = f32::INFINITY;
+    for p in 0..b * hw {
+        let mut v: Vec<f32> = (0..r)
+            .map(|g| t.guide.data[((p / hw) * r + g) * hw + p % hw])
+            .collect();
+        v.sort_by(|a, b| b.total_cmp(a));
+        if r > 1 {
+            gap = gap.min(v[0] - v[1]);
+        }
+    }
+    gap
+}
+
+/// Every tensor of `got` within `tol` of `want`'s namesake.
+fn check(what: &str, got: Vec<(String, Tensor)>, want: Vec<(String, Tensor)>, tol: (f64, f64)) {
+    for (name, t) in got {
+        let Some((_, w)) = want.iter().find(|(n, _)| *n == name) else {
+            continue;
+        };
+        let (err, ok) = compare(&t.data, &w.data, tol.0, tol.1);
+        assert!(
+            ok && t.shape == w.shape,
+            "{what} {name}: max abs err {err:e}"
+        );
+    }
+}
+
+fn owned(named: Vec<(&'static str, &Tensor)>) -> Vec<(String, Tensor)> {
+    named
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect()
+}
+
+#[test]
+fn random_layers_match_the_cpu_in_every_slicing() {
+    pollster::block_on(async {
+        let (mut sliced, mut guide_px) = (0, std::collections::BTreeSet::new());
+        // Unsliced; as many slices as fill 128 compute units; the most the shape allows; and
+        // for a GPU of 2 units: wide guide tiles, the register generator.
+        for (slices, units) in [
+            (Some(1), None),
+            (None, None),
+            (Some(32), None),
+            (None, Some(2)),
+        ] {
+            let ctx = context(wgpu::Backends::VULKAN, gpu_family(slices, units)).await;
+            let ctx = ctx.unwrap();
+            for (n, l) in layers().iter().enumerate() {
+                let params = DrConvParams::init(l.config, 500 + n as u64).unwrap();
+                let mut rng = Rng::new(900 + n as u64);
+                let x = Tensor::new(&l.input, rng.normal_vec(l.input.iter().product())).unwrap();
+                let want = cpu::forward(&params, &x).unwrap();
+                if guide_gap(&want) < 1e-4 {
+                    continue;
+                }
+                let gy = Tensor::new(&want.output.shape, rng.normal_vec(want.output.numel()));
+                let gy = gy.unwrap();
+                let want_grads = cpu::backward(&params, &x, &want, &gy).unwrap();
+                let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
+                let xg = layer.upload(&x).unwrap();
+                for mode in [Mode::Training, Mode::Inference] {
+                    let plan = layer.plan(&xg, mode).await.unwrap();
+                    sliced += (plan.decisions.corr.slices > 1) as usize;
+                    guide_px.insert(plan.decisions.guide_split);
+                    plan.poison(&ctx);
+                    let got = layer.forward_trace(&xg, mode).await.unwrap();
+                    let what = format!("slices {slices:?} units {units:?} {l:?} {mode:?}");
+                    assert_eq!(got.region_index, want.region_index, "{what}: region maps");
+                    check(&what, owned(got.named()), owned(want.named()), FORWARD_TOL);
+                }
+                layer.backward_plan(&xg).await.unwrap().poison(&ctx);
+                let gyg = ctx.upload("gy", &gy).unwrap();
+                let grads = layer.backward_trace(&xg, &gyg).await.unwrap();
+                let what = format!("slices {slices:?} units {units:?} {l:?} backward");
+                check(&what, grads.named(), want_grads.named(), BACKWARD_TOL);
+            }
+        }
+        assert!(sliced >= 40, "only {sliced} plans ran in K slices");
+        assert!(
+            guide_px.len() >= 5,
+            "guide pixels per workgroup: {guide_px:?}"
+        );
+    });
+}
+
+#[test]
+fn sliced_results_are_bitwise_the_same_every_run() {
+    pollster::block_on(async {
+        let ctx = context(wgpu::Backends::VULKAN, gpu_family(None, None)).await;
+        let ctx = ctx.unwrap();
+        let l = layer(24, 40, 3, 8, [1, 1, 1], [2, 13, 11]);
+        let params = DrConvParams::init(l.config, 3).unwrap();
+        let x = Tensor::new(&l.input, Rng::new(4).normal_vec(l.input.iter().product())).unwrap();
+        let run = || async {
+            let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
+            let xg = layer.upload(&x).unwrap();
+            let mut bits = Vec::new();
+            for mode in [Mode::Inference, Mode::Training] {
+                assert!(layer.plan(&xg, mode).await.unwrap().decisions.corr.slices > 1);
+                let t = layer.forward_trace(&xg, mode).await.unwrap();
+                bits.extend(t.output.data.iter().map(|v| v.to_bits()));
+            }
+            let gy = Tensor::new(&[2, 40, 13, 11], vec![0.5; 2 * 40 * 13 * 11]).unwrap();
+            let gy = ctx.upload("gy", &gy).unwrap();
+            let grads = layer.backward_trace(&xg, &gy).await.unwrap();
+            for (_, t) in grads.named() {
+                bits.extend(t.data.iter().map(|v| v.to_bits()));
+            }
+            bits
+        };
+        let first = run().await;
+        for _ in 0..3 {
+            assert!(run().await == first, "a run differs from the first");
+        }
+    });
+}
