@@ -126,7 +126,7 @@ fn work(l: &Layer) -> usize {
 }
 
 /// Seeded random layers, then the shapes the draw rarely reaches: more than 64 samples, two
-/// row tiles of 64, many inner chunks, r = 16, k = 7.
+/// row tiles of 64, many inner chunks, r = 16, k = 7, I*O over 1024.
 fn layers() -> Vec<Layer> {
     let mut rng = Rng::new(0x6E33);
     let mut v = Vec::new();
@@ -154,6 +154,8 @@ fn layers() -> Vec<Layer> {
         layer(5, 7, 7, 16, [1, 3, 1], [2, 8, 8]),
         layer(8, 16, 5, 8, [2, 2, 2], [1, 15, 13]),
         layer(4, 33, 1, 5, [1, 0, 1], [3, 12, 12]),
+        // I*O = 2048: the sigmoid gradient in 2 chunks of channels.
+        layer(32, 64, 1, 2, [1, 0, 1], [1, 6, 7]),
     ]);
     v
 }
@@ -201,6 +203,7 @@ fn owned(named: Vec<(&'static str, &Tensor)>) -> Vec<(String, Tensor)> {
 fn random_layers_match_the_cpu_in_every_slicing() {
     pollster::block_on(async {
         let (mut sliced, mut guide_px) = (0, std::collections::BTreeSet::new());
+        let mut chunked = 0;
         // Unsliced; as many slices as fill 128 compute units; the most the shape allows; and
         // for a GPU of 2 units: wide guide tiles, the register generator.
         for (slices, units) in [
@@ -228,6 +231,7 @@ fn random_layers_match_the_cpu_in_every_slicing() {
                     let plan = layer.plan(&xg, mode).await.unwrap();
                     sliced += (plan.decisions.corr.slices > 1) as usize;
                     guide_px.insert(plan.decisions.guide_split);
+                    chunked += (plan.decisions.sigmoid_chunks > Some(1)) as usize;
                     plan.poison(&ctx);
                     let got = layer.forward_trace(&xg, mode).await.unwrap();
                     let what = format!("slices {slices:?} units {units:?} {l:?} {mode:?}");
@@ -246,6 +250,7 @@ fn random_layers_match_the_cpu_in_every_slicing() {
             guide_px.len() >= 5,
             "guide pixels per workgroup: {guide_px:?}"
         );
+        assert!(chunked >= 2, "sigmoid gradients in chunks: {chunked}");
     });
 }
 

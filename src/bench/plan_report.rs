@@ -47,7 +47,8 @@ pub struct Report {
     pub plans: Vec<PlanReport>,
 }
 
-/// Dispatches over this many FLOPs must fill the chip (at least 2 workgroups per compute unit).
+/// Dispatches over this many FLOPs must fill the chip (at least 2 workgroups per compute unit,
+/// or for the correlation as many K slices as its inner dimension allows).
 pub const FILL_FLOPS: u64 = 4_000_000;
 
 /// The report of `config` on input `shape` (named `name`) in `mode`, decided for `target`.
@@ -75,7 +76,11 @@ pub fn plan_report(
         Some(p) => list
             .iter()
             .filter(|r| {
-                r.dispatch.flops > FILL_FLOPS && r.dispatch.workgroups < 2 * p.compute_units as u64
+                // A correlation in K slices is split as far as its inner dimension allows.
+                let sliced = d.corr.slices > 1 && r.dispatch.entry == d.corr.entry;
+                r.dispatch.flops > FILL_FLOPS
+                    && r.dispatch.workgroups < 2 * p.compute_units as u64
+                    && !sliced
             })
             .map(|r| r.dispatch.label)
             .collect(),

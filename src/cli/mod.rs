@@ -34,13 +34,14 @@ pub fn say(text: impl std::fmt::Display) -> Result<(), CliError> {
 }
 
 /// The shader variants forced by the `DRCONV_*` switches (A/B runs of `bench` and `verify`):
-/// `DRCONV_CORR=staged|direct|direct4|channel_last`,
-/// `DRCONV_KERNEL_GEN=blocked|registers|unrolled_k3`, `DRCONV_BWD=gather|region_lists` (the
+/// `DRCONV_CORR=gemm|staged|direct|direct4|channel_last`,
+/// `DRCONV_KERNEL_GEN=blocked|registers|unrolled_k3|elements`, `DRCONV_BWD=gather|region_lists` (the
 /// older spellings `cl4`, `main`, `r8`, `k3`, `lists` too), `DRCONV_CORR_UBO=0` (kernel rows
 /// never a uniform kernel) or `=1` (one wherever the shape rule allows, the fused correlation's
 /// per-region uniform bindings taken without timing them against the plan without), `DRCONV_INDIRECT=0`
-/// (the fused grid sized on the host). The library itself reads no environment variable: this
-/// turns them into `ContextOptions::variants`.
+/// (the fused grid sized on the host), `DRCONV_SLICES=N` (the GEMM correlation's K slices) and
+/// `DRCONV_COMPUTE_UNITS=N` (the compute units the GPU family fills; 128 assumed). The library
+/// itself reads no environment variable: this turns them into `ContextOptions::variants`.
 pub fn variant_overrides() -> Result<drconv::VariantOverrides, CliError> {
     fn var<T: std::str::FromStr<Err = String>>(name: &str) -> Result<Option<T>, CliError> {
         match std::env::var(name) {
@@ -64,6 +65,15 @@ pub fn variant_overrides() -> Result<drconv::VariantOverrides, CliError> {
         _ => None,
     };
     o.device_grid = off("DRCONV_INDIRECT");
+    let count = |name: &str| match std::env::var(name) {
+        Ok(v) => match v.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(CliError(format!("{name}: {v:?} is not a positive count"))),
+        },
+        Err(_) => Ok(None),
+    };
+    o.k_slices = count("DRCONV_SLICES")?;
+    o.compute_units = count("DRCONV_COMPUTE_UNITS")?;
     Ok(o)
 }
 

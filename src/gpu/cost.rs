@@ -153,14 +153,18 @@ pub fn forward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatc
     let logits = b * r * r * kk;
     let mut v = vec![
         lanes("adaptive_pool", "main", pooled, z.x(), z.x() + pooled),
-        lanes(
-            "kernel_logits",
-            "main",
-            logits,
-            2 * logits * i,
-            pooled + r * r * (i + 1) + 2 * logits,
-        ),
+        match d.logits_split {
+            true => groups(
+                "kernel_logits",
+                "split",
+                logits.div_ceil(8),
+                2 * logits * i,
+                0,
+            ),
+            false => lanes("kernel_logits", "main", logits, 2 * logits * i, 0),
+        },
     ];
+    v[1].bytes = 4 * (pooled + r * r * (i + 1) + 2 * logits);
     let g = d.kernel_gen;
     // The unrolled generator writes the kernel and its channel-last rows in training.
     let layouts = match d.generator_writes_rows && !d.kernel_channel_last {
@@ -252,6 +256,39 @@ fn correlation(d: &Decisions, label: &'static str, work: (u64, u64), out: u64) -
     vec![one, sum]
 }
 
+/// The sigmoid map's gradient (`floats` read and written): one invocation per element, or the
+/// GPU family's workgroup per (sample, group, tap, chunk) and the chunks' sum.
+fn sigmoid_grad(d: &Decisions, z: Sizes, flops: u64, floats: u64) -> Vec<Dispatch> {
+    let sig = z.b * z.r * z.r * z.kk;
+    let Some(chunks) = d.sigmoid_chunks else {
+        return vec![lanes(
+            "kernel_gen_sigmoid_grad",
+            "sigmoid_grad",
+            sig,
+            flops,
+            floats,
+        )];
+    };
+    let label = "kernel_gen_sigmoid_grad";
+    let workgroups = z.b * z.r * z.kk * chunks;
+    let mut split = groups(label, "sigmoid_grad_split", workgroups, flops, floats);
+    split.invocations = GEMM_INVOCATIONS;
+    split.workgroup_bytes = 16 * 512;
+    if chunks == 1 {
+        return vec![split];
+    }
+    split.bytes += 4 * (chunks - 1) * sig;
+    let sum_floats = (chunks + 1) * sig;
+    let sum = lanes(
+        "kernel_gen_sigmoid_sum",
+        "sigmoid_grad_sum",
+        sig,
+        (chunks - 1) * sig,
+        sum_floats,
+    );
+    vec![split, sum]
+}
+
 /// The training backward's dispatches, in the order `BackwardPlan::build` records them.
 pub fn backward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {
     let z = Sizes::new(c, s);
@@ -304,21 +341,15 @@ pub fn backward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispat
     let sig = b * r * r * kk;
     let gen_flops = 2 * z.kernel() * r;
     let w3 = r * i * o * r;
+    v.extend([lanes(
+        "guide_weight_reduce",
+        "weight_reduce",
+        gw,
+        chunks * gw,
+        (chunks + 1) * gw,
+    )]);
+    v.extend(sigmoid_grad(d, z, gen_flops, z.kernel() + w3 + sig));
     v.extend([
-        lanes(
-            "guide_weight_reduce",
-            "weight_reduce",
-            gw,
-            chunks * gw,
-            (chunks + 1) * gw,
-        ),
-        lanes(
-            "kernel_gen_sigmoid_grad",
-            "sigmoid_grad",
-            sig,
-            gen_flops,
-            z.kernel() + w3 + sig,
-        ),
         lanes(
             "kernel_gen_weight_grad",
             "weight_grad",

@@ -118,6 +118,12 @@ pub struct Decisions {
     pub corr: CorrPlan,
     /// Training on the region-list backward: its kernel-gradient entry.
     pub backward_lists: Option<&'static str>,
+    /// The kernel logits as 8 invocations per logit (`kernel_logits.wgsl` `split`): the GPU
+    /// family where one per logit would not fill the compute units.
+    pub logits_split: bool,
+    /// The GPU family's sigmoid gradient (`sigmoid_grad_split`): the I*O channels of each
+    /// (sample, group, tap) cut into this many chunks, summed by `sigmoid_grad_sum` when > 1.
+    pub sigmoid_chunks: Option<u64>,
 }
 
 /// The decisions for a layer of `config` at `shape` in `mode` on `target`;
@@ -179,14 +185,36 @@ pub fn decide(
         backward_lists: (mode == Mode::Training)
             .then(|| list_entry(&v, c, s))
             .flatten(),
+        logits_split: v.gemm() && logits_items(c, s) < fill_items(target),
+        sigmoid_chunks: v.gemm().then(|| sigmoid_chunks(target, c, s)),
     }
+}
+
+/// Invocations that fill [`FILL_PER_UNIT`] workgroups of `WG` per compute unit.
+fn fill_items(target: &Target) -> u64 {
+    FILL_PER_UNIT * target.compute_units * WG as u64
+}
+
+/// The kernel logits, B x r*r x k*k: one invocation each in `kernel_logits.wgsl` `main`.
+fn logits_items(c: &DrConvConfig, s: &ForwardShape) -> u64 {
+    (s.batch * c.region_num * c.region_num * c.kernel_size * c.kernel_size) as u64
+}
+
+/// Chunks of the I*O channels per (sample, group, tap) workgroup of the GPU family's sigmoid
+/// gradient: enough for [`FILL_PER_UNIT`] workgroups per compute unit, each chunk at least
+/// 1024 channels (4 per invocation), at most 64.
+fn sigmoid_chunks(target: &Target, c: &DrConvConfig, s: &ForwardShape) -> u64 {
+    let groups = (s.batch * c.region_num * c.kernel_size * c.kernel_size) as u64;
+    let want = (FILL_PER_UNIT * target.compute_units).div_ceil(groups);
+    let most = ((c.in_channels * c.out_channels) as u64 / 1024).clamp(1, 64);
+    want.clamp(1, most)
 }
 
 /// The GPU family's kernel generator: the first of `v.kernel_gen` (registers where r <= 8),
 /// `Blocked` and `Elements` whose invocations fill [`FILL_PER_UNIT`] workgroups per compute
 /// unit (the more invocations, the less each reuses its weights), else `Elements`.
 fn filling_generator(target: &Target, v: &Variants, c: &DrConvConfig, batch: u64) -> KernelGen {
-    let want = FILL_PER_UNIT * target.compute_units * WG as u64;
+    let want = fill_items(target);
     [v.kernel_gen, KernelGen::Blocked]
         .into_iter()
         .find(|&g| {

@@ -73,6 +73,12 @@ impl Dims {
         self
     }
 
+    /// `kernel_gen_bwd.wgsl` `sigmoid_grad_split`, `sigmoid_grad_sum`: chunks of the channels.
+    pub fn sigmoid_chunks(mut self, chunks: u64) -> Self {
+        self.aux0 = chunks as u32;
+        self
+    }
+
     /// `guide_conv.wgsl` `guide_argmax_split_k`: pixels per workgroup.
     pub fn guide_px(mut self, pixels: u64) -> Self {
         self.aux0 = pixels as u32;

@@ -57,7 +57,7 @@ shader!(
     "adaptive_pool",
     ["main", "pool_rows", "pool_finish"]
 );
-shader!(KERNEL_LOGITS, "kernel_logits", ["main"]);
+shader!(KERNEL_LOGITS, "kernel_logits", ["main", "split"]);
 shader!(
     KERNEL_GEN,
     "kernel_gen",
@@ -139,7 +139,12 @@ shader!(
 shader!(
     KERNEL_GEN_BWD,
     "kernel_gen_bwd",
-    ["sigmoid_grad", "weight_grad"]
+    [
+        "sigmoid_grad",
+        "weight_grad",
+        "sigmoid_grad_split",
+        "sigmoid_grad_sum"
+    ]
 );
 shader!(
     KERNEL_LOGITS_BWD,

@@ -347,20 +347,54 @@ impl Stages<'_> {
         )
     }
 
-    /// conv_kernel.3 (grouped 1x1): the sigmoid map's gradient, then the weight's and bias's.
-    pub fn kernel_gen_grads(&self, f: &Saved<'_>, g: &GradBuffers<'_>) -> Result<Vec<Step>> {
-        let mut steps = self.ctx.steps(
-            "kernel_gen_sigmoid_grad",
-            &KERNEL_GEN_BWD,
-            "sigmoid_grad",
-            self.dims,
-            &[
-                ("w3", self.param(ParamId::KernelW3)),
+    /// The sigmoid map's gradient: one invocation per element, or on the GPU family one
+    /// workgroup per (sample, group, tap) and chunk of channels, the chunks then added in order.
+    fn sigmoid_grad(&self, g: &GradBuffers<'_>) -> Result<Vec<Step>> {
+        let (w3, n) = (self.param(ParamId::KernelW3), g.sigmoid.numel() as u64);
+        let Some(chunks) = self.d.sigmoid_chunks else {
+            let buffers = [
+                ("w3", w3),
                 ("dkern", &g.kernel.buffer),
                 ("dsig", &g.sigmoid.buffer),
-            ],
-            g.sigmoid.numel() as u64,
-        )?;
+            ];
+            let (label, d) = ("kernel_gen_sigmoid_grad", self.dims);
+            return (self.ctx).steps(label, &KERNEL_GEN_BWD, "sigmoid_grad", d, &buffers, n);
+        };
+        // One chunk writes dsig itself; `dsig_part` is still declared: a buffer of its own.
+        let part = self
+            .ctx
+            .empty("grad.sigmoid_chunks", &[chunks.max(2) as usize, n as usize])?;
+        let buffers = [
+            ("w3", w3),
+            ("dkern", &g.kernel.buffer),
+            ("dsig", &g.sigmoid.buffer),
+            ("dsig_part", &part.buffer),
+        ];
+        let d = self.dims.sigmoid_chunks(chunks);
+        let (c, s) = (self.c, self.s);
+        let groups = (s.batch * c.region_num * c.kernel_size * c.kernel_size) as u64 * chunks;
+        let label = "kernel_gen_sigmoid_grad";
+        let entry = "sigmoid_grad_split";
+        let mut steps =
+            (self.ctx).group_steps(label, &KERNEL_GEN_BWD, entry, d, &buffers, groups)?;
+        if chunks > 1 {
+            let sum = [("dsig", &g.sigmoid.buffer), ("dsig_part", &part.buffer)];
+            let label = "kernel_gen_sigmoid_sum";
+            steps.extend((self.ctx).steps(
+                label,
+                &KERNEL_GEN_BWD,
+                "sigmoid_grad_sum",
+                d,
+                &sum,
+                n,
+            )?);
+        }
+        Ok(steps)
+    }
+
+    /// conv_kernel.3 (grouped 1x1): the sigmoid map's gradient, then the weight's and bias's.
+    pub fn kernel_gen_grads(&self, f: &Saved<'_>, g: &GradBuffers<'_>) -> Result<Vec<Step>> {
+        let mut steps = self.sigmoid_grad(g)?;
         steps.extend(self.ctx.steps(
             "kernel_gen_weight_grad",
             &KERNEL_GEN_BWD,

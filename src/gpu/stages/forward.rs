@@ -89,20 +89,21 @@ impl Stages<'_> {
         logits: &GpuTensor,
         sigmoid: &GpuTensor,
     ) -> Result<Vec<Step>> {
-        self.ctx.steps(
-            "kernel_logits",
-            &shaders::KERNEL_LOGITS,
-            "main",
-            self.dims,
-            &[
-                ("pooled", &pooled.buffer),
-                ("w1", self.param(ParamId::KernelW1)),
-                ("b1", self.param(ParamId::KernelB1)),
-                ("logits", &logits.buffer),
-                ("sig", &sigmoid.buffer),
-            ],
-            logits.numel() as u64,
-        )
+        let buffers = [
+            ("pooled", &pooled.buffer),
+            ("w1", self.param(ParamId::KernelW1)),
+            ("b1", self.param(ParamId::KernelB1)),
+            ("logits", &logits.buffer),
+            ("sig", &sigmoid.buffer),
+        ];
+        let n = logits.numel() as u64;
+        // `split`: a workgroup per 8 logits, 8 invocations each.
+        let (entry, items) = match self.d.logits_split {
+            true => ("split", n.div_ceil(8) * WG as u64),
+            false => ("main", n),
+        };
+        let shader = &shaders::KERNEL_LOGITS;
+        (self.ctx).steps("kernel_logits", shader, entry, self.dims, &buffers, items)
     }
 
     /// conv_kernel.3 (grouped 1x1) of the sigmoid map: the generated kernels. The k = 3 generator
