@@ -285,3 +285,43 @@ fn sliced_results_are_bitwise_the_same_every_run() {
         }
     });
 }
+
+/// Unsliced, the kernel gradient's GEMM sums every element over its region's pixels in
+/// ascending order, as the gather entry does: bitwise the same gradient (the region maps agree).
+#[test]
+fn the_unsliced_kernel_gradient_is_bitwise_the_gather_one() {
+    pollster::block_on(async {
+        let gemm = context(wgpu::Backends::VULKAN, gpu_family(Some(1), None)).await;
+        let mut staged = VariantOverrides::default();
+        staged.correlation = Some("staged".parse().unwrap());
+        let gather = context(wgpu::Backends::VULKAN, staged).await;
+        for (n, l) in layers().iter().enumerate().step_by(3) {
+            let params = DrConvParams::init(l.config, 700 + n as u64).unwrap();
+            let mut rng = Rng::new(800 + n as u64);
+            let x = Tensor::new(&l.input, rng.normal_vec(l.input.iter().product())).unwrap();
+            let want = cpu::forward(&params, &x).unwrap();
+            if guide_gap(&want) < 1e-4 {
+                continue;
+            }
+            let gy = Tensor::new(&want.output.shape, rng.normal_vec(want.output.numel())).unwrap();
+            let mut got = Vec::new();
+            for ctx in [gemm.clone().unwrap(), gather.clone().unwrap()] {
+                let mut layer = DrConv2d::new(ctx.clone(), &params).unwrap();
+                let xg = layer.upload(&x).unwrap();
+                let t = layer.forward_trace(&xg, Mode::Training).await.unwrap();
+                assert_eq!(t.region_index, want.region_index, "{l:?}");
+                let gyg = ctx.upload("gy", &gy).unwrap();
+                let grads = layer.backward_trace(&xg, &gyg).await.unwrap();
+                got.push(
+                    grads
+                        .kernel
+                        .data
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>(),
+                );
+            }
+            assert!(got[0] == got[1], "{l:?}: the kernel gradients differ");
+        }
+    });
+}

@@ -48,7 +48,7 @@ pub struct Report {
 }
 
 /// Dispatches over this many FLOPs must fill the chip (at least 2 workgroups per compute unit,
-/// or for the correlation as many K slices as its inner dimension allows).
+/// or for a GEMM as many K slices as its inner dimension allows).
 pub const FILL_FLOPS: u64 = 4_000_000;
 
 /// The report of `config` on input `shape` (named `name`) in `mode`, decided for `target`.
@@ -76,8 +76,8 @@ pub fn plan_report(
         Some(p) => list
             .iter()
             .filter(|r| {
-                // A correlation in K slices is split as far as its inner dimension allows.
-                let sliced = d.corr.slices > 1 && r.dispatch.entry == d.corr.entry;
+                // A GEMM in K slices is split as far as its inner dimension allows.
+                let sliced = d.sliced_entries().contains(&r.dispatch.entry);
                 r.dispatch.flops > FILL_FLOPS
                     && r.dispatch.workgroups < 2 * p.compute_units as u64
                     && !sliced

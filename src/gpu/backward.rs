@@ -16,7 +16,7 @@ use crate::gpu::limits::GUIDE_CHUNK;
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Dims, Program};
 use crate::gpu::shaders;
-use crate::gpu::stages::backward::{GradBuffers, ListBackward, Saved};
+use crate::gpu::stages::backward::{GemmGrad, GradBuffers, ListBackward, Saved};
 use crate::gpu::stages::Stages;
 use crate::params::ParamId;
 use crate::trace::Gradients;
@@ -103,6 +103,8 @@ pub struct BackwardPlan {
     guide_partial: GpuTensor,
     /// CPU adapters: the correlation backward's pixel lists and channel-last copies.
     cpu_corr: Option<ListBackward>,
+    /// The GPU family: the kernel gradient's pixel lists and K slices.
+    gemm_grad: Option<GemmGrad>,
     /// dcorr = grad_output masked to the selected region, B x r x O x H' x W'; only made (and
     /// written, by `inspect`) once asked for, since nothing else needs it.
     pub corr: Option<GpuTensor>,
@@ -155,6 +157,20 @@ impl BackwardPlan {
         let kk = c.kernel_size * c.kernel_size;
         let guide_elems = c.region_num * c.in_channels * kk + c.region_num;
         let guide_partial = ctx.empty("grad.guide_partial", &[chunks, guide_elems])?;
+        let gemm_grad = match d.kernel_grad_slices {
+            Some(slices) => Some(GemmGrad {
+                order: ctx.empty("grad.region_order", &s.region())?,
+                starts: ctx.empty("grad.region_starts", &[s.batch, c.region_num + 1])?,
+                parts: match slices {
+                    1 => ctx.empty("grad.kernel_slices unused", &[4])?,
+                    n => ctx.empty(
+                        "grad.kernel_slices",
+                        &[n as usize, crate::tensor::numel(&s.kernel(c))],
+                    )?,
+                },
+            }),
+            None => None,
+        };
         let cpu_corr = match d.backward_lists {
             Some(entry) => Some(list_buffers(ctx, c, s, fwd, entry)?),
             None => None,
@@ -189,7 +205,7 @@ impl BackwardPlan {
                 steps
             }
             None => {
-                let mut steps = st.corr_grads_gather(&saved, &g)?;
+                let mut steps = st.corr_grads_gather(&saved, &g, gemm_grad.as_ref())?;
                 steps.extend(st.guide_conv_gather(&saved, &g)?);
                 steps
             }
@@ -204,6 +220,7 @@ impl BackwardPlan {
             grads,
             guide_partial,
             cpu_corr,
+            gemm_grad,
             corr: None,
             inspect: Program::default(),
             program: Program { steps },
@@ -283,6 +300,9 @@ impl BackwardPlan {
             &g.guide,
             &self.guide_partial,
         ];
+        if let Some(t) = &self.gemm_grad {
+            v.extend([&t.order, &t.starts, &t.parts]);
+        }
         if let Some(t) = &self.cpu_corr {
             v.extend([&t.order, &t.starts, &t.gy_t, &t.kernel_t, &t.big_g]);
             if !t.shared {

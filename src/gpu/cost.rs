@@ -13,7 +13,7 @@ use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::gpu::decide::Decisions;
 use crate::gpu::limits::GUIDE_CHUNK;
 use crate::gpu::shaders::{CORR_WORKGROUP_BYTES, GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES};
-use crate::gpu::shaders::{GUIDE_WORKGROUP_BYTES, WG};
+use crate::gpu::shaders::{GUIDE_WORKGROUP_BYTES, KERNEL_GRAD_WORKGROUP_BYTES, WG};
 
 /// One dispatch of a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -289,6 +289,45 @@ fn sigmoid_grad(d: &Decisions, z: Sizes, flops: u64, floats: u64) -> Vec<Dispatc
     vec![split, sum]
 }
 
+/// The correlation's kernel gradient on the gather family: one invocation per (sample, channel,
+/// 4 input channels, tap), or the GPU family's region lists, GEMM over them and slices' sum.
+fn kernel_grad(d: &Decisions, z: Sizes) -> Vec<Dispatch> {
+    let (b, i, o, r, kk, p) = (z.b, z.i, z.o, z.r, z.kk, z.p);
+    let floats = z.x() + z.out() + b * p + z.kernel();
+    let Some(slices) = d.kernel_grad_slices else {
+        let items = b * o * i.div_ceil(4) * kk;
+        return vec![lanes(
+            "corr_kernel_grad",
+            "kernel_grad",
+            items,
+            z.corr_flops(),
+            floats,
+        )];
+    };
+    let tiles = b * r * o.div_ceil(64) * (i * kk).div_ceil(64);
+    let mut gemm = groups(
+        "corr_kernel_grad",
+        "kernel_grad_gemm",
+        tiles * slices,
+        z.corr_flops(),
+        floats,
+    );
+    (gemm.invocations, gemm.workgroup_bytes) = (GEMM_INVOCATIONS, KERNEL_GRAD_WORKGROUP_BYTES);
+    let mut v = vec![region_lists(z), gemm];
+    if slices > 1 {
+        v[1].bytes += 4 * (slices - 1) * z.kernel();
+        let (n, sum_floats) = (z.kernel(), (slices + 1) * z.kernel());
+        v.push(lanes(
+            "corr_kernel_grad_sum",
+            "slice_sum",
+            n,
+            (slices - 1) * n,
+            sum_floats,
+        ));
+    }
+    v
+}
+
 /// The training backward's dispatches, in the order `BackwardPlan::build` records them.
 pub fn backward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {
     let z = Sizes::new(c, s);
@@ -298,21 +337,15 @@ pub fn backward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispat
         Some(entry) => lists_family(d, z, entry),
         None => {
             let blocks = i.div_ceil(4);
-            vec![
-                lanes(
-                    "guide_grad",
-                    "guide_grad",
-                    guide,
-                    2 * r * z.out(),
-                    2 * guide + r * z.out() + z.out(),
-                ),
-                lanes(
-                    "corr_kernel_grad",
-                    "kernel_grad",
-                    b * o * blocks * kk,
-                    corr_flops,
-                    z.x() + z.out() + b * p + z.kernel(),
-                ),
+            let mut v = vec![lanes(
+                "guide_grad",
+                "guide_grad",
+                guide,
+                2 * r * z.out(),
+                2 * guide + r * z.out() + z.out(),
+            )];
+            v.extend(kernel_grad(d, z));
+            v.extend([
                 lanes(
                     "corr_input_grad",
                     "input_grad",
@@ -334,7 +367,8 @@ pub fn backward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispat
                     2 * guide * i * kk,
                     z.x() + guide + chunks * (r * i * kk + r),
                 ),
-            ]
+            ]);
+            v
         }
     };
     let gw = r * i * kk + r;

@@ -124,6 +124,9 @@ pub struct Decisions {
     /// The GPU family's sigmoid gradient (`sigmoid_grad_split`): the I*O channels of each
     /// (sample, group, tap) cut into this many chunks, summed by `sigmoid_grad_sum` when > 1.
     pub sigmoid_chunks: Option<u64>,
+    /// The GPU family's kernel gradient (`kernel_grad_gemm`): per (sample, region) a GEMM over
+    /// its pixel list, each list cut into this many K slices (summed by `slice_sum` when > 1).
+    pub kernel_grad_slices: Option<u64>,
 }
 
 /// The decisions for a layer of `config` at `shape` in `mode` on `target`;
@@ -187,6 +190,8 @@ pub fn decide(
             .flatten(),
         logits_split: v.gemm() && logits_items(c, s) < fill_items(target),
         sigmoid_chunks: v.gemm().then(|| sigmoid_chunks(target, c, s)),
+        kernel_grad_slices: (v.gemm() && v.backward == Backward::Gather && mode == Mode::Training)
+            .then(|| kernel_grad_slices(target, c, s)),
     }
 }
 
@@ -208,6 +213,26 @@ fn sigmoid_chunks(target: &Target, c: &DrConvConfig, s: &ForwardShape) -> u64 {
     let want = (FILL_PER_UNIT * target.compute_units).div_ceil(groups);
     let most = ((c.in_channels * c.out_channels) as u64 / 1024).clamp(1, 64);
     want.clamp(1, most)
+}
+
+/// K slices of each (sample, region)'s pixel list in the GPU family's kernel gradient: enough
+/// for [`FILL_PER_UNIT`] workgroups per compute unit over its 64 x 64 tiles, each slice at least
+/// [`MIN_SLICE_CHUNKS`] chunks of 16 pixels of an average region, at most [`MAX_SLICES`], the
+/// partial gradients within one storage binding; `forced.k_slices` within the last two bounds.
+fn kernel_grad_slices(target: &Target, c: &DrConvConfig, s: &ForwardShape) -> u64 {
+    let (b, r, o) = (s.batch as u64, c.region_num as u64, c.out_channels as u64);
+    let kd = (c.in_channels * c.kernel_size * c.kernel_size) as u64;
+    let tiles = b * r * o.div_ceil(64) * kd.div_ceil(64);
+    let want = (FILL_PER_UNIT * target.compute_units).div_ceil(tiles);
+    let chunks = ((s.out_height * s.out_width) as u64).div_ceil(r * 16);
+    let elements = b * r * o * kd;
+    let binding = target.limits.max_storage_buffer_binding_size;
+    let fits = (binding / (4 * elements)).min(u32::MAX as u64 / elements);
+    let want = match target.forced.k_slices {
+        Some(n) => n as u64,
+        None => want.min(chunks / MIN_SLICE_CHUNKS),
+    };
+    want.min(fits).clamp(1, MAX_SLICES)
 }
 
 /// The GPU family's kernel generator: the first of `v.kernel_gen` (registers where r <= 8),
@@ -399,6 +424,21 @@ fn list_entry(v: &Variants, c: &DrConvConfig, s: &ForwardShape) -> Option<&'stat
         true => "kernel_grad_lists8",
         false => "kernel_grad_lists4",
     })
+}
+
+impl Decisions {
+    /// The entries that run in more than one K slice: split as far as their inner dimension
+    /// allows, whatever their workgroup count.
+    pub fn sliced_entries(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.corr.slices > 1 {
+            v.push(self.corr.entry);
+        }
+        if self.kernel_grad_slices > Some(1) {
+            v.push("kernel_grad_gemm");
+        }
+        v
+    }
 }
 
 impl fmt::Display for Decisions {

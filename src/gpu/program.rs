@@ -44,8 +44,8 @@ impl Dims {
         self
     }
 
-    /// `correlation_gemm.wgsl` `slice_sum`: the K slices (as [`Dims::corr_tile`] packs them)
-    /// and the output's elements.
+    /// `correlation_gemm.wgsl` `slice_sum`, `kernel_grad_gemm.wgsl`: the K slices (as
+    /// [`Dims::corr_tile`] packs them) and the output's elements.
     pub fn slice_sum(mut self, slices: u64, elements: u64) -> Self {
         self.aux0 = (slices << 24) as u32;
         self.aux1 = elements as u32;

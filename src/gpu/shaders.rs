@@ -31,6 +31,10 @@ pub const GEMM_INVOCATIONS: u32 = 256;
 /// one chunk of both operands of the larger tile).
 pub const GEMM_WORKGROUP_BYTES: u32 = 10496;
 
+/// Workgroup memory of the GPU family's kernel gradient (`ksh` in
+/// `shaders/kernel_grad_gemm.wgsl`).
+pub const KERNEL_GRAD_WORKGROUP_BYTES: u32 = 16 * 544;
+
 /// Workgroup memory of the GPU family's guide (`gpart` and `gvals` of `guide_argmax_split_k`
 /// in `shaders/guide_conv.wgsl`).
 pub const GUIDE_WORKGROUP_BYTES: u32 = 4 * (2048 + 512);
@@ -99,6 +103,11 @@ shader!(
     CORRELATION_GEMM,
     "correlation_gemm",
     ["gemm_all_regions", "gemm_selected", "slice_sum"]
+);
+shader!(
+    KERNEL_GRAD_GEMM,
+    "kernel_grad_gemm",
+    ["kernel_grad_gemm", "slice_sum"]
 );
 shader!(REGION_SELECT, "region_select", ["gather", "lists", "tiles"]);
 // The benchmark's plain GEMM, beside the benchmark (validated with the others).
@@ -198,6 +207,7 @@ pub const ALL: &[Shader] = &[
     CORRELATION,
     CORRELATION_UBO,
     CORRELATION_GEMM,
+    KERNEL_GRAD_GEMM,
     REGION_SELECT,
     MATMUL,
     REGION_SELECT_BWD,
@@ -403,6 +413,49 @@ mod tests {
                     assert_eq!(conflict(warp.clone(), 4, w), 1, "{tm}x{tn} weight read");
                     assert_eq!(conflict(warp.clone(), 4, x), 1, "{tm}x{tn} x read");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_kernel_gradient_staging_has_at_most_2_way_bank_conflicts() {
+        let g = &KERNEL_GRAD_GEMM;
+        let (gw, kc, tm, tn) = (
+            const_of(g, "GW"),
+            const_of(g, "KC"),
+            const_of(g, "TM"),
+            const_of(g, "TN"),
+        );
+        let koff = const_of(g, "KOFF");
+        assert_eq!(4 * koff, kc * (tm + 4));
+        assert_eq!(16 * 544, KERNEL_GRAD_WORKGROUP_BYTES);
+        assert!(4 * 544 >= kc * (tm + 4) + kc * (tn + 4));
+        let src = g.source();
+        for line in [
+            "fn gy_kc(e: u32) -> u32 { return e % 8u + 8u * (e / (8u * TM)); }",
+            "fn gy_row(e: u32) -> u32 { return (e / 8u) % TM; }",
+            "let at = gy_kc(e) * (TM + 4u) + gy_row(e);",
+            "let bt = 4u * KOFF + (li % KC) * (TN + 4u) + li / KC + 16u * q;",
+            "let a = ksh[kc * ((TM + 4u) / 4u) + ty];",
+            "let bv = ksh[KOFF + kc * ((TN + 4u) / 4u) + tx];",
+        ] {
+            assert!(src.contains(line), "{line}");
+        }
+        for warp in (0..gw).step_by(32).map(|l| l..l + 32) {
+            for q in 0..4 {
+                let a = |li: u32| {
+                    let e = li + gw * q;
+                    (e % 8 + 8 * (e / (8 * tm))) * (tm + 4) + (e / 8) % tm
+                };
+                let b = |li: u32| 4 * koff + (li % kc) * (tn + 4) + li / kc + 16 * q;
+                assert_eq!(conflict(warp.clone(), 1, a), 1, "gy store {q}");
+                assert!(conflict(warp.clone(), 1, b) <= 2, "im2col store {q}");
+            }
+            for k in 0..kc {
+                let a = |li: u32| 4 * (k * (tm + 4) / 4 + li / 16);
+                let b = |li: u32| 4 * (koff + k * (tn + 4) / 4 + li % 16);
+                assert_eq!(conflict(warp.clone(), 4, a), 1, "gy read");
+                assert_eq!(conflict(warp.clone(), 4, b), 1, "im2col read");
             }
         }
     }

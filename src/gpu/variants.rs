@@ -102,8 +102,9 @@ pub struct VariantOverrides {
     pub device_grid: Option<bool>,
     /// The correlation backward, where the configuration allows it.
     pub backward: Option<Backward>,
-    /// K slices of the GEMM correlation instead of as many as fill the compute units (within
-    /// what the shape allows: at most one per chunk of 16 inner indices, none empty).
+    /// K slices of the GEMM correlation and of the kernel gradient's GEMM instead of as many as
+    /// fill the compute units (within what the shape allows: for the correlation at most one
+    /// per chunk of 16 inner indices, none empty).
     pub k_slices: Option<u32>,
     /// The compute units the GPU family's plans try to fill (K slices, the guide's pixels per
     /// workgroup, the kernel generator's entry) instead of

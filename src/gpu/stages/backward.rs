@@ -11,8 +11,8 @@ use crate::error::Result;
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::program::Step;
 use crate::gpu::shaders::{
-    ADAPTIVE_POOL_BWD, CORRELATION_BWD, GUIDE_CONV_BWD, KERNEL_GEN_BWD, KERNEL_LOGITS_BWD,
-    REGION_SELECT, REGION_SELECT_BWD,
+    ADAPTIVE_POOL_BWD, CORRELATION_BWD, GUIDE_CONV_BWD, KERNEL_GEN_BWD, KERNEL_GRAD_GEMM,
+    KERNEL_LOGITS_BWD, REGION_SELECT, REGION_SELECT_BWD,
 };
 use crate::params::ParamId;
 
@@ -52,6 +52,17 @@ pub struct GradBuffers<'a> {
     pub params: &'a [GpuTensor; 6],
 }
 
+/// The GPU family's kernel-gradient GEMM buffers (`shaders/kernel_grad_gemm.wgsl`).
+#[derive(Debug)]
+pub struct GemmGrad {
+    /// Per-region pixel lists (`region_select.wgsl` `lists`), B x H'W' and B x (r+1), u32.
+    pub order: GpuTensor,
+    pub starts: GpuTensor,
+    /// The K slices' partial gradients, slices x dkern's elements (a small unused tensor with
+    /// one slice: the shader declares it).
+    pub parts: GpuTensor,
+}
+
 /// The region-list backward's own buffers (CPU adapters).
 #[derive(Debug)]
 pub struct ListBackward {
@@ -75,7 +86,12 @@ pub struct ListBackward {
 impl Stages<'_> {
     /// Gather family: the straight-through softmax gradient of the guide, then the correlation's
     /// kernel gradient and dx's first path (assigns dx).
-    pub fn corr_grads_gather(&self, f: &Saved<'_>, g: &GradBuffers<'_>) -> Result<Vec<Step>> {
+    pub fn corr_grads_gather(
+        &self,
+        f: &Saved<'_>,
+        g: &GradBuffers<'_>,
+        gemm: Option<&GemmGrad>,
+    ) -> Result<Vec<Step>> {
         let (c, s, d) = (self.c, self.s, self.dims);
         let kk = c.kernel_size * c.kernel_size;
         let gy = &g.output.buffer;
@@ -92,22 +108,25 @@ impl Stages<'_> {
             ],
             g.guide.numel() as u64,
         )?;
-        // One invocation per (b, o, block of CORR_CHANNELS input channels, u, v): it fills every
-        // region's copy of those taps.
         let blocks = c.in_channels.div_ceil(CORR_CHANNELS);
-        steps.extend(self.ctx.steps(
-            "corr_kernel_grad",
-            &CORRELATION_BWD,
-            "kernel_grad",
-            d,
-            &[
-                ("x", &f.input.buffer),
-                ("gy", gy),
-                ("region", &f.region.buffer),
-                ("dkern", &g.kernel.buffer),
-            ],
-            (s.batch * c.out_channels * blocks * kk) as u64,
-        )?);
+        match gemm {
+            Some(t) => steps.extend(self.kernel_grad_gemm(f, g, t)?),
+            // One invocation per (b, o, block of CORR_CHANNELS input channels, u, v): it fills
+            // every region's copy of those taps.
+            None => steps.extend(self.ctx.steps(
+                "corr_kernel_grad",
+                &CORRELATION_BWD,
+                "kernel_grad",
+                d,
+                &[
+                    ("x", &f.input.buffer),
+                    ("gy", gy),
+                    ("region", &f.region.buffer),
+                    ("dkern", &g.kernel.buffer),
+                ],
+                (s.batch * c.out_channels * blocks * kk) as u64,
+            )?),
+        }
         // One invocation per (b, block of CORR_CHANNELS channels, y, x).
         steps.extend(self.ctx.steps(
             "corr_input_grad",
@@ -122,6 +141,67 @@ impl Stages<'_> {
             ],
             (s.batch * blocks * s.height * s.width) as u64,
         )?);
+        Ok(steps)
+    }
+
+    /// The GPU family's kernel gradient: the pixel lists, then per (sample, region) the GEMM
+    /// over its list in the decisions' K slices, and their sum.
+    fn kernel_grad_gemm(
+        &self,
+        f: &Saved<'_>,
+        g: &GradBuffers<'_>,
+        t: &GemmGrad,
+    ) -> Result<Vec<Step>> {
+        let (c, s, d) = (self.c, self.s, self.dims);
+        let slices = self.d.kernel_grad_slices.unwrap_or(1);
+        let mut steps = self.ctx.group_steps(
+            "region_lists",
+            &REGION_SELECT,
+            "lists",
+            d,
+            &[
+                ("region", &f.region.buffer),
+                ("order", &t.order.buffer),
+                ("starts", &t.starts.buffer),
+            ],
+            s.batch as u64,
+        )?;
+        let kd = (c.in_channels * c.kernel_size * c.kernel_size) as u64;
+        let tiles = (s.batch * c.region_num) as u64
+            * (c.out_channels as u64).div_ceil(64)
+            * kd.div_ceil(64);
+        let elements = g.kernel.numel() as u64;
+        let dims = d.slice_sum(slices, elements);
+        let buffers = [
+            ("x", &f.input.buffer),
+            ("gy", &g.output.buffer),
+            ("order", &t.order.buffer),
+            ("starts", &t.starts.buffer),
+            ("dkern", &g.kernel.buffer),
+            ("dpart", &t.parts.buffer),
+        ];
+        let label = "corr_kernel_grad";
+        let entry = "kernel_grad_gemm";
+        steps.extend((self.ctx).group_steps(
+            label,
+            &KERNEL_GRAD_GEMM,
+            entry,
+            dims,
+            &buffers,
+            tiles * slices,
+        )?);
+        if slices > 1 {
+            let sum = [("dpart", &t.parts.buffer), ("dkern", &g.kernel.buffer)];
+            let label = "corr_kernel_grad_sum";
+            steps.extend((self.ctx).steps(
+                label,
+                &KERNEL_GRAD_GEMM,
+                "slice_sum",
+                dims,
+                &sum,
+                elements,
+            )?);
+        }
         Ok(steps)
     }
 
