@@ -81,22 +81,24 @@ fn kernel_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     }
 }
 
-// Input channels per `input_grad` invocation: each gy load feeds this many kernel taps.
-const IG_CH: u32 = 4u;
+// Input channels per `input_grad` invocation (4, or on GPUs 2 or 1 where 4 would leave compute
+// units idle; `Dims::input_channels`): each gy load feeds this many kernel taps. Each channel's
+// sum is the same whatever the count.
+fn ig_ch() -> u32 { return d.aux0; }
 
 // The correlation's share of dx (the first of the three paths: it assigns, the guide conv and
-// the pool backward then add theirs). One invocation per (b, block of IG_CH channels, y, x);
+// the pool backward then add theirs). One invocation per (b, block of ig_ch() channels, y, x);
 // every channel's sum runs over (u, v, o) in the same order as one invocation per element.
 @compute @workgroup_size(WG)
 fn input_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
-    let blocks = (d.cin + IG_CH - 1u) / IG_CH;
+    let blocks = (d.cin + ig_ch() - 1u) / ig_ch();
     let ix = idx % d.w;
     let iy = (idx / d.w) % d.h;
-    let i0 = ((idx / (d.w * d.h)) % blocks) * IG_CH;
+    let i0 = ((idx / (d.w * d.h)) % blocks) * ig_ch();
     let b = idx / (d.w * d.h * blocks);
-    let nc = min(IG_CH, d.cin - i0);
+    let nc = min(ig_ch(), d.cin - i0);
     let kk = d.k * d.k;
     let io = d.cin * d.cout;
     let hw = d.ho * d.wo;

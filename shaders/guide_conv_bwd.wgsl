@@ -27,17 +27,21 @@ fn chunk_count() -> u32 { return d.aux1; }
 const GC_CH: u32 = 4u;
 
 // dx[b, i, y, x] += sum over taps and g of wg[g, i, u, v] * dguide[b, g, oy, ox]. One invocation
-// per (b, block of GC_CH channels, y, x); each channel sums over (u, v, g) in that order.
+// per (b, block of gi_ch() channels, y, x); each channel sums over (u, v, g) in that order.
+// gi_ch(): 4 channels, or on GPUs 2 or 1 where 4 would leave compute units idle
+// (`Dims::input_channels`); each channel's sum is the same whatever the count.
+fn gi_ch() -> u32 { return d.aux0; }
+
 @compute @workgroup_size(WG)
 fn input_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
-    let blocks = (d.cin + GC_CH - 1u) / GC_CH;
+    let blocks = (d.cin + gi_ch() - 1u) / gi_ch();
     let ix = idx % d.w;
     let iy = (idx / d.w) % d.h;
-    let i0 = ((idx / (d.w * d.h)) % blocks) * GC_CH;
+    let i0 = ((idx / (d.w * d.h)) % blocks) * gi_ch();
     let b = idx / (d.w * d.h * blocks);
-    let nc = min(GC_CH, d.cin - i0);
+    let nc = min(gi_ch(), d.cin - i0);
     let kk = d.k * d.k;
     let hw = d.ho * d.wo;
     let k1 = select(0u, kk, nc > 1u);

@@ -63,3 +63,57 @@ fn weight_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         dw1[m * d.cin + ii] = s;
     }
 }
+
+// `weight_grad` for GPUs where one invocation per (m, ii) would leave compute units idle:
+// w_lanes() invocations per (m, ii) (2, 4 or 8), lane l summing a contiguous share of the
+// samples; the shares meet in workgroup memory and add in lane order. Item = (m * (I + 1) + ii)
+// * w_lanes() + lane.
+fn w_lanes() -> u32 { return d.aux0; }
+
+var<workgroup> wsum: array<f32, 64>;
+
+@compute @workgroup_size(WG)
+fn weight_grad_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) li: u32) {
+    let w = group_index(wid, nwg);
+    if (w == 0xffffffffu) { return; }
+    let kk = d.k * d.k;
+    let rr = d.r * d.r;
+    let lanes = w_lanes();
+    let item = w * WG + li;
+    let idx = item / lanes;
+    let lane = item % lanes;
+    let live = idx < rr * (d.cin + 1u);
+    let ii = idx % (d.cin + 1u);
+    let m = idx / (d.cin + 1u);
+    let per = (d.batch + lanes - 1u) / lanes;
+    let b0 = min(lane * per, d.batch);
+    let b1 = min(b0 + per, d.batch);
+    var s = 0.0;
+    if (live) {
+        for (var b = b0; b < b1; b++) {
+            let lbase = (b * rr + m) * kk;
+            let pbase = (b * d.cin + ii) * kk;
+            for (var t = 0u; t < kk; t++) {
+                if (ii == d.cin) {
+                    s += dlogits[lbase + t];
+                } else {
+                    s += dlogits[lbase + t] * pooled[pbase + t];
+                }
+            }
+        }
+    }
+    wsum[li] = s;
+    workgroupBarrier();
+    if (live && lane == 0u) {
+        var v = wsum[li];
+        for (var l = 1u; l < lanes; l++) {
+            v += wsum[li + l];
+        }
+        if (ii == d.cin) {
+            db1[m] = v;
+        } else {
+            dw1[m * d.cin + ii] = v;
+        }
+    }
+}

@@ -121,3 +121,46 @@ fn corr_mask(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         dcorr[idx] = 0.0;
     }
 }
+
+// The GPU family's G values, each once (`guide_grad` recomputes a pixel's r values in each of its
+// r invocations): g_lanes() invocations per (b, g, y, x) (1, 2, 4 or 8, enough to fill a GPU),
+// lane l summing the channels of its contiguous share in ascending order; the shares meet in
+// workgroup memory and add in lane order. Item = ((b * r + g) * H'W' + p) * g_lanes() + lane;
+// `guide_grad_g` then reads them.
+fn g_lanes() -> u32 { return d.aux0; }
+
+var<workgroup> gsum: array<f32, 64>;
+
+@compute @workgroup_size(WG)
+fn big_g_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) li: u32) {
+    let t = group_index(wid, nwg);
+    if (t == 0xffffffffu) { return; }
+    let lanes = g_lanes();
+    let item = t * WG + li;
+    let idx = item / lanes;
+    let lane = item % lanes;
+    let hw = d.ho * d.wo;
+    let live = idx < d.batch * d.r * hw;
+    let p = idx % hw;
+    let g = (idx / hw) % d.r;
+    let b = idx / (hw * d.r);
+    let per = (d.cout + lanes - 1u) / lanes;
+    let o0 = min(lane * per, d.cout);
+    let o1 = min(o0 + per, d.cout);
+    var s = 0.0;
+    if (live) {
+        for (var o = o0; o < o1; o++) {
+            s += gy[(b * d.cout + o) * hw + p] * corr[((b * d.r + g) * d.cout + o) * hw + p];
+        }
+    }
+    gsum[li] = s;
+    workgroupBarrier();
+    if (live && lane == 0u) {
+        var v = gsum[li];
+        for (var l = 1u; l < lanes; l++) {
+            v += gsum[li + l];
+        }
+        g_out[idx] = v;
+    }
+}

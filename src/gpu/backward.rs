@@ -12,7 +12,6 @@ use crate::gpu::buffers::GpuTensor;
 use crate::gpu::context::GpuContext;
 use crate::gpu::decide::Target;
 use crate::gpu::forward::ForwardPlan;
-use crate::gpu::limits::GUIDE_CHUNK;
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Dims, Program};
 use crate::gpu::shaders;
@@ -153,7 +152,7 @@ impl BackwardPlan {
         let d = crate::gpu::decide::decide(&Target::of(ctx), c, s, Mode::Training, false);
         let mut st = Stages::new(ctx, c, s, &d, params);
         let chunks = st.guide_chunks();
-        st.dims = st.dims.guide_chunks(GUIDE_CHUNK, chunks);
+        st.dims = st.dims.guide_chunks(d.guide_chunk, chunks);
         let kk = c.kernel_size * c.kernel_size;
         let guide_elems = c.region_num * c.in_channels * kk + c.region_num;
         let guide_partial = ctx.empty("grad.guide_partial", &[chunks, guide_elems])?;
@@ -168,6 +167,7 @@ impl BackwardPlan {
                         &[n as usize, crate::tensor::numel(&s.kernel(c))],
                     )?,
                 },
+                big_g: ctx.empty("grad.big_g", &s.guide(c))?,
             }),
             None => None,
         };
@@ -301,7 +301,7 @@ impl BackwardPlan {
             &self.guide_partial,
         ];
         if let Some(t) = &self.gemm_grad {
-            v.extend([&t.order, &t.starts, &t.parts]);
+            v.extend([&t.order, &t.starts, &t.parts, &t.big_g]);
         }
         if let Some(t) = &self.cpu_corr {
             v.extend([&t.order, &t.starts, &t.gy_t, &t.kernel_t, &t.big_g]);

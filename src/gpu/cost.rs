@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::gpu::decide::Decisions;
-use crate::gpu::limits::GUIDE_CHUNK;
 use crate::gpu::shaders::{CORR_WORKGROUP_BYTES, GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES};
 use crate::gpu::shaders::{GUIDE_WORKGROUP_BYTES, KERNEL_GRAD_WORKGROUP_BYTES, WG};
 
@@ -77,9 +76,9 @@ impl Sizes {
         self.b * self.r * self.p
     }
 
-    /// The guide weight gradient's partial sums, one per `GUIDE_CHUNK` output positions.
-    fn chunks(&self) -> u64 {
-        (self.b * self.p).div_ceil(GUIDE_CHUNK as u64)
+    /// The guide weight gradient's partial sums, one per `chunk` output positions.
+    fn chunks(&self, chunk: usize) -> u64 {
+        (self.b * self.p).div_ceil(chunk as u64)
     }
 
     /// One region's correlation: 2 B O I k^2 H'W'.
@@ -331,45 +330,11 @@ fn kernel_grad(d: &Decisions, z: Sizes) -> Vec<Dispatch> {
 /// The training backward's dispatches, in the order `BackwardPlan::build` records them.
 pub fn backward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {
     let z = Sizes::new(c, s);
-    let (b, i, o, r, kk, p) = (z.b, z.i, z.o, z.r, z.kk, z.p);
-    let (guide, chunks, corr_flops) = (z.guide(), z.chunks(), z.corr_flops());
+    let (b, i, o, r, kk) = (z.b, z.i, z.o, z.r, z.kk);
+    let chunks = z.chunks(d.guide_chunk);
     let mut v = match d.backward_lists {
         Some(entry) => lists_family(d, z, entry),
-        None => {
-            let blocks = i.div_ceil(4);
-            let mut v = vec![lanes(
-                "guide_grad",
-                "guide_grad",
-                guide,
-                2 * r * z.out(),
-                2 * guide + r * z.out() + z.out(),
-            )];
-            v.extend(kernel_grad(d, z));
-            v.extend([
-                lanes(
-                    "corr_input_grad",
-                    "input_grad",
-                    b * blocks * z.hw,
-                    corr_flops,
-                    z.kernel() + z.out() + b * p + z.x(),
-                ),
-                lanes(
-                    "guide_input_grad",
-                    "input_grad",
-                    b * blocks * z.hw,
-                    2 * guide * i * kk,
-                    r * i * kk + guide + 2 * z.x(),
-                ),
-                lanes(
-                    "guide_weight_partial",
-                    "weight_partial",
-                    chunks * r * (blocks * kk + 1),
-                    2 * guide * i * kk,
-                    z.x() + guide + chunks * (r * i * kk + r),
-                ),
-            ]);
-            v
-        }
+        None => gather_family(d, z),
     };
     let gw = r * i * kk + r;
     let sig = b * r * r * kk;
@@ -399,13 +364,22 @@ pub fn backward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispat
             2 * sig * i,
             r * r * i + sig + b * i * kk,
         ),
-        lanes(
-            "kernel_logits_weight_grad",
-            "weight_grad",
-            r * r * (i + 1),
-            2 * sig * i,
-            b * i * kk + sig + r * r * (i + 1),
-        ),
+        match d.logits_weight_lanes {
+            Some(l) => groups(
+                "kernel_logits_weight_grad",
+                "weight_grad_split",
+                (r * r * (i + 1) * l).div_ceil(WG as u64),
+                2 * sig * i,
+                b * i * kk + sig + r * r * (i + 1),
+            ),
+            None => lanes(
+                "kernel_logits_weight_grad",
+                "weight_grad",
+                r * r * (i + 1),
+                2 * sig * i,
+                b * i * kk + sig + r * r * (i + 1),
+            ),
+        },
         lanes(
             "pool_input_grad",
             "main",
@@ -417,10 +391,67 @@ pub fn backward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispat
     v
 }
 
+/// The gather family's correlation and guide backward (`Backward::Gather`), with the GPU
+/// family's G values once, kernel-gradient GEMM and filling input gradients.
+fn gather_family(d: &Decisions, z: Sizes) -> Vec<Dispatch> {
+    let (b, i, r, kk, p) = (z.b, z.i, z.r, z.kk, z.p);
+    let (guide, chunks, corr_flops) = (z.guide(), z.chunks(d.guide_chunk), z.corr_flops());
+    let blocks = i.div_ceil(4);
+    let mut v = match d.big_g_lanes {
+        // Each G once, then the gradient from the r G values of each pixel.
+        Some(lanes_per) => {
+            let g_floats = z.out() + r * z.out() + guide;
+            let big_g = (guide * lanes_per).div_ceil(WG as u64);
+            vec![
+                groups("big_g", "big_g_split", big_g, 2 * r * z.out(), g_floats),
+                lanes(
+                    "guide_grad",
+                    "guide_grad_g",
+                    guide,
+                    2 * r * guide,
+                    3 * guide,
+                ),
+            ]
+        }
+        None => vec![lanes(
+            "guide_grad",
+            "guide_grad",
+            guide,
+            2 * r * z.out(),
+            2 * guide + r * z.out() + z.out(),
+        )],
+    };
+    v.extend(kernel_grad(d, z));
+    v.extend([
+        lanes(
+            "corr_input_grad",
+            "input_grad",
+            b * i.div_ceil(d.input_grad_channels as u64) * z.hw,
+            corr_flops,
+            z.kernel() + z.out() + b * p + z.x(),
+        ),
+        lanes(
+            "guide_input_grad",
+            "input_grad",
+            b * i.div_ceil(d.input_grad_channels as u64) * z.hw,
+            2 * guide * i * kk,
+            r * i * kk + guide + 2 * z.x(),
+        ),
+        lanes(
+            "guide_weight_partial",
+            "weight_partial",
+            chunks * r * (blocks * kk + 1),
+            2 * guide * i * kk,
+            z.x() + guide + chunks * (r * i * kk + r),
+        ),
+    ]);
+    v
+}
+
 /// The region-list family's correlation and guide backward (`Backward::RegionLists`).
 fn lists_family(d: &Decisions, z: Sizes, entry: &'static str) -> Vec<Dispatch> {
     let (b, i, o, r, kk, p) = (z.b, z.i, z.o, z.r, z.kk, z.p);
-    let (guide, chunks, corr_flops) = (z.guide(), z.chunks(), z.corr_flops());
+    let (guide, chunks, corr_flops) = (z.guide(), z.chunks(d.guide_chunk), z.corr_flops());
     // The training forward's channel-last x and guide weights are reused where it made them.
     let shared = d.variants.channel_last();
     let mut v = vec![region_lists(z), transpose("corr_gy_t", z.out(), p)];

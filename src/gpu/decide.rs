@@ -12,6 +12,7 @@ use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::gpu::context::GpuContext;
 use crate::gpu::correlation::CorrTiling;
 use crate::gpu::correlation::{corr_entries, fits_per_region_uniform, fits_uniform_binding};
+use crate::gpu::limits::GUIDE_CHUNK;
 use crate::gpu::shaders::{self, Shader, WG};
 use crate::gpu::shaders::{GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES};
 use crate::gpu::variants::Variants;
@@ -127,6 +128,19 @@ pub struct Decisions {
     /// The GPU family's kernel gradient (`kernel_grad_gemm`): per (sample, region) a GEMM over
     /// its pixel list, each list cut into this many K slices (summed by `slice_sum` when > 1).
     pub kernel_grad_slices: Option<u64>,
+    /// Output positions per partial sum of the guide weight's gradient (`GUIDE_CHUNK`, or on
+    /// the GPU family down to an eighth of it where that many chunks fill the compute units).
+    pub guide_chunk: usize,
+    /// Input channels per invocation of the gather input gradients (correlation and guide):
+    /// 4, or on the GPU family 2 or 1 where 4 would not fill the compute units.
+    pub input_grad_channels: usize,
+    /// The GPU family's guide gradient: each G value once (`big_g_split`, this many
+    /// invocations per value, 1 to 8 by fill), then `guide_grad_g`.
+    pub big_g_lanes: Option<u64>,
+    /// The GPU family's conv_kernel.1 weight gradient where one invocation per weight would
+    /// not fill the compute units: this many per weight (`weight_grad_split`), 2 to 8, at most
+    /// one per sample.
+    pub logits_weight_lanes: Option<u64>,
 }
 
 /// The decisions for a layer of `config` at `shape` in `mode` on `target`;
@@ -192,6 +206,35 @@ pub fn decide(
         sigmoid_chunks: v.gemm().then(|| sigmoid_chunks(target, c, s)),
         kernel_grad_slices: (v.gemm() && v.backward == Backward::Gather && mode == Mode::Training)
             .then(|| kernel_grad_slices(target, c, s)),
+        big_g_lanes: v.gemm().then(|| {
+            let g = (s.batch * c.region_num * s.out_height * s.out_width) as u64;
+            [1, 2, 4]
+                .into_iter()
+                .find(|&l| g * l >= fill_items(target))
+                .unwrap_or(8)
+        }),
+        logits_weight_lanes: {
+            let n = (c.region_num * c.region_num * (c.in_channels + 1)) as u64;
+            // Lanes split the samples (no more lanes than samples) and divide a workgroup.
+            let lanes = [1, 2, 4].into_iter().find(|&l| n * l >= fill_items(target));
+            let most = 1 << (s.batch as u64).ilog2();
+            let lanes = lanes.unwrap_or(8).min(most);
+            (v.gemm() && lanes > 1).then_some(lanes)
+        },
+        input_grad_channels: match v.gemm() {
+            true => [4, 2]
+                .into_iter()
+                .find(|&ch| {
+                    (s.batch * c.in_channels.div_ceil(ch) * s.height * s.width) as u64
+                        >= fill_items(target)
+                })
+                .unwrap_or(1),
+            false => 4,
+        },
+        guide_chunk: match v.gemm() {
+            true => guide_chunk(target, c, s),
+            false => GUIDE_CHUNK,
+        },
     }
 }
 
@@ -213,6 +256,28 @@ fn sigmoid_chunks(target: &Target, c: &DrConvConfig, s: &ForwardShape) -> u64 {
     let want = (FILL_PER_UNIT * target.compute_units).div_ceil(groups);
     let most = ((c.in_channels * c.out_channels) as u64 / 1024).clamp(1, 64);
     want.clamp(1, most)
+}
+
+/// Output positions per partial sum of the GPU family's guide weight gradient: the largest of
+/// `GUIDE_CHUNK`, its half, quarter and eighth whose invocations (one per chunk, region, 4
+/// channels and tap) fill [`FILL_PER_UNIT`] workgroups per compute unit, with the partial sums
+/// within one storage binding.
+fn guide_chunk(target: &Target, c: &DrConvConfig, s: &ForwardShape) -> usize {
+    let positions = (s.batch * s.out_height * s.out_width) as u64;
+    let kk = (c.kernel_size * c.kernel_size) as u64;
+    let (r, i) = (c.region_num as u64, c.in_channels as u64);
+    let binding = target.limits.max_storage_buffer_binding_size;
+    [
+        GUIDE_CHUNK,
+        GUIDE_CHUNK / 2,
+        GUIDE_CHUNK / 4,
+        GUIDE_CHUNK / 8,
+    ]
+    .into_iter()
+    .take_while(|&n| positions.div_ceil(n as u64) * 4 * (r * i * kk + r) <= binding)
+    .find(|&n| positions.div_ceil(n as u64) * r * (i.div_ceil(4) * kk + 1) >= fill_items(target))
+    .unwrap_or(GUIDE_CHUNK / 8)
+    .max(1)
 }
 
 /// K slices of each (sample, region)'s pixel list in the GPU family's kernel gradient: enough

@@ -79,6 +79,20 @@ impl Dims {
         self
     }
 
+    /// `correlation_bwd.wgsl` and `guide_conv_bwd.wgsl` `input_grad`: input channels per
+    /// invocation.
+    pub fn input_channels(mut self, channels: usize) -> Self {
+        self.aux0 = channels as u32;
+        self
+    }
+
+    /// `region_select_bwd.wgsl` `big_g_split`: invocations per G value;
+    /// `kernel_logits_bwd.wgsl` `weight_grad_split`: invocations per weight.
+    pub fn g_lanes(mut self, lanes: u64) -> Self {
+        self.aux0 = lanes as u32;
+        self
+    }
+
     /// `guide_conv.wgsl` `guide_argmax_split_k`: pixels per workgroup.
     pub fn guide_px(mut self, pixels: u64) -> Self {
         self.aux0 = pixels as u32;

@@ -120,7 +120,13 @@ shader!(
 shader!(
     REGION_SELECT_BWD,
     "region_select_bwd",
-    ["guide_grad", "corr_mask", "big_g_t", "guide_grad_g"]
+    [
+        "guide_grad",
+        "corr_mask",
+        "big_g_t",
+        "guide_grad_g",
+        "big_g_split"
+    ]
 );
 shader!(
     CORRELATION_BWD,
@@ -158,7 +164,12 @@ shader!(
 shader!(
     KERNEL_LOGITS_BWD,
     "kernel_logits_bwd",
-    ["logits_grad", "pooled_grad", "weight_grad"]
+    [
+        "logits_grad",
+        "pooled_grad",
+        "weight_grad",
+        "weight_grad_split"
+    ]
 );
 shader!(ADAPTIVE_POOL_BWD, "adaptive_pool_bwd", ["main", "rows"]);
 shader!(MSE, "mse", ["grad", "loss_partial", "loss_reduce"]);

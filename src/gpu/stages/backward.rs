@@ -10,6 +10,7 @@ use super::Stages;
 use crate::error::Result;
 use crate::gpu::buffers::GpuTensor;
 use crate::gpu::program::Step;
+use crate::gpu::shaders::WG;
 use crate::gpu::shaders::{
     ADAPTIVE_POOL_BWD, CORRELATION_BWD, GUIDE_CONV_BWD, KERNEL_GEN_BWD, KERNEL_GRAD_GEMM,
     KERNEL_LOGITS_BWD, REGION_SELECT, REGION_SELECT_BWD,
@@ -19,12 +20,12 @@ use crate::params::ParamId;
 /// The label of the pool backward's steps (a row split leaves them out of its bands' sub-plans).
 pub const POOL_GRAD_STEP: &str = "pool_input_grad";
 
-/// Input channels per invocation of the correlation's gather kernel and input gradients
-/// (`KG_CH` and `IG_CH` in shaders/correlation_bwd.wgsl).
+/// Input channels per invocation of the correlation's gather kernel gradient (`KG_CH` in
+/// shaders/correlation_bwd.wgsl); the input gradients take `Decisions::input_grad_channels`.
 const CORR_CHANNELS: usize = 4;
 
-/// Input channels per invocation of the guide conv's gather input gradient and weight partial
-/// sums (`GC_CH` in shaders/guide_conv_bwd.wgsl).
+/// Input channels per invocation of the guide conv's weight partial sums (`GC_CH` in
+/// shaders/guide_conv_bwd.wgsl).
 const GUIDE_CHANNELS: usize = 4;
 
 /// The training forward's tensors the backward reads.
@@ -52,7 +53,8 @@ pub struct GradBuffers<'a> {
     pub params: &'a [GpuTensor; 6],
 }
 
-/// The GPU family's kernel-gradient GEMM buffers (`shaders/kernel_grad_gemm.wgsl`).
+/// The GPU family's backward buffers: the kernel-gradient GEMM's (`shaders/kernel_grad_gemm.wgsl`)
+/// and the guide gradient's G values.
 #[derive(Debug)]
 pub struct GemmGrad {
     /// Per-region pixel lists (`region_select.wgsl` `lists`), B x H'W' and B x (r+1), u32.
@@ -61,6 +63,8 @@ pub struct GemmGrad {
     /// The K slices' partial gradients, slices x dkern's elements (a small unused tensor with
     /// one slice: the shader declares it).
     pub parts: GpuTensor,
+    /// The region selection's G values, B x r x H' x W' (`big_g_split`).
+    pub big_g: GpuTensor,
 }
 
 /// The region-list backward's own buffers (CPU adapters).
@@ -95,19 +99,22 @@ impl Stages<'_> {
         let (c, s, d) = (self.c, self.s, self.dims);
         let kk = c.kernel_size * c.kernel_size;
         let gy = &g.output.buffer;
-        let mut steps = self.ctx.steps(
-            "guide_grad",
-            &REGION_SELECT_BWD,
-            "guide_grad",
-            d,
-            &[
-                ("guide", &f.guide.buffer),
-                ("corr", &f.corr.buffer),
-                ("gy", gy),
-                ("dguide", &g.guide.buffer),
-            ],
-            g.guide.numel() as u64,
-        )?;
+        let mut steps = match gemm {
+            Some(t) => self.guide_grad_once(f, g, t)?,
+            None => self.ctx.steps(
+                "guide_grad",
+                &REGION_SELECT_BWD,
+                "guide_grad",
+                d,
+                &[
+                    ("guide", &f.guide.buffer),
+                    ("corr", &f.corr.buffer),
+                    ("gy", gy),
+                    ("dguide", &g.guide.buffer),
+                ],
+                g.guide.numel() as u64,
+            )?,
+        };
         let blocks = c.in_channels.div_ceil(CORR_CHANNELS);
         match gemm {
             Some(t) => steps.extend(self.kernel_grad_gemm(f, g, t)?),
@@ -127,19 +134,57 @@ impl Stages<'_> {
                 (s.batch * c.out_channels * blocks * kk) as u64,
             )?),
         }
-        // One invocation per (b, block of CORR_CHANNELS channels, y, x).
+        // One invocation per (b, block of the decisions' input channels, y, x).
+        let ch = self.d.input_grad_channels;
         steps.extend(self.ctx.steps(
             "corr_input_grad",
             &CORRELATION_BWD,
             "input_grad",
-            d,
+            d.input_channels(ch),
             &[
                 ("kern", &f.kernel.buffer),
                 ("gy", gy),
                 ("region", &f.region.buffer),
                 ("dx", &g.x.buffer),
             ],
-            (s.batch * blocks * s.height * s.width) as u64,
+            (s.batch * c.in_channels.div_ceil(ch) * s.height * s.width) as u64,
+        )?);
+        Ok(steps)
+    }
+
+    /// The GPU family's guide gradient: each G value once, by the decisions' lanes, then the
+    /// softmax's straight-through gradient from them.
+    fn guide_grad_once(
+        &self,
+        f: &Saved<'_>,
+        g: &GradBuffers<'_>,
+        t: &GemmGrad,
+    ) -> Result<Vec<Step>> {
+        let lanes = self.d.big_g_lanes.unwrap_or(1);
+        let n = t.big_g.numel() as u64;
+        let mut steps = self.ctx.group_steps(
+            "big_g",
+            &REGION_SELECT_BWD,
+            "big_g_split",
+            self.dims.g_lanes(lanes),
+            &[
+                ("corr", &f.corr.buffer),
+                ("gy", &g.output.buffer),
+                ("g_out", &t.big_g.buffer),
+            ],
+            (n * lanes).div_ceil(WG as u64),
+        )?;
+        steps.extend(self.ctx.steps(
+            "guide_grad",
+            &REGION_SELECT_BWD,
+            "guide_grad_g",
+            self.dims,
+            &[
+                ("guide", &f.guide.buffer),
+                ("dguide", &g.guide.buffer),
+                ("g_in", &t.big_g.buffer),
+            ],
+            g.guide.numel() as u64,
         )?);
         Ok(steps)
     }
@@ -338,17 +383,18 @@ impl Stages<'_> {
         let (c, s) = (self.c, self.s);
         let kk = c.kernel_size * c.kernel_size;
         let blocks = c.in_channels.div_ceil(GUIDE_CHANNELS);
+        let ch = self.d.input_grad_channels;
         let mut steps = self.ctx.steps(
             "guide_input_grad",
             &GUIDE_CONV_BWD,
             "input_grad",
-            self.dims,
+            self.dims.input_channels(ch),
             &[
                 ("wg", self.param(ParamId::GuideW)),
                 ("dguide", &g.guide.buffer),
                 ("dx", &g.x.buffer),
             ],
-            (s.batch * blocks * s.height * s.width) as u64,
+            (s.batch * c.in_channels.div_ceil(ch) * s.height * s.width) as u64,
         )?;
         steps.extend(self.ctx.steps(
             "guide_weight_partial",
@@ -519,19 +565,28 @@ impl Stages<'_> {
             ],
             g.pooled.numel() as u64,
         )?);
-        steps.extend(self.ctx.steps(
-            "kernel_logits_weight_grad",
-            &KERNEL_LOGITS_BWD,
-            "weight_grad",
-            d,
-            &[
-                ("pooled", &f.pooled.buffer),
-                ("dlogits", &g.kernel_logits.buffer),
-                ("dw1", &g.params[ParamId::KernelW1.index()].buffer),
-                ("db1", &g.params[ParamId::KernelB1.index()].buffer),
-            ],
-            (c.region_num * c.region_num * (c.in_channels + 1)) as u64,
-        )?);
+        let buffers = [
+            ("pooled", &f.pooled.buffer),
+            ("dlogits", &g.kernel_logits.buffer),
+            ("dw1", &g.params[ParamId::KernelW1.index()].buffer),
+            ("db1", &g.params[ParamId::KernelB1.index()].buffer),
+        ];
+        let n = (c.region_num * c.region_num * (c.in_channels + 1)) as u64;
+        let label = "kernel_logits_weight_grad";
+        steps.extend(match self.d.logits_weight_lanes {
+            Some(l) => {
+                let (entry, groups) = ("weight_grad_split", (n * l).div_ceil(WG as u64));
+                (self.ctx).group_steps(
+                    label,
+                    &KERNEL_LOGITS_BWD,
+                    entry,
+                    d.g_lanes(l),
+                    &buffers,
+                    groups,
+                )?
+            }
+            None => (self.ctx).steps(label, &KERNEL_LOGITS_BWD, "weight_grad", d, &buffers, n)?,
+        });
         Ok(steps)
     }
 
@@ -547,9 +602,10 @@ impl Stages<'_> {
         )
     }
 
-    /// Partial sums of the guide weight's gradient: one per `GUIDE_CHUNK` output positions.
+    /// Partial sums of the guide weight's gradient: one per `Decisions::guide_chunk` output
+    /// positions.
     pub fn guide_chunks(&self) -> usize {
         let s = self.s;
-        (s.batch * s.out_height * s.out_width).div_ceil(crate::gpu::limits::GUIDE_CHUNK)
+        (s.batch * s.out_height * s.out_width).div_ceil(self.d.guide_chunk)
     }
 }
