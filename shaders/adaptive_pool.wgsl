@@ -62,3 +62,39 @@ fn pool_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let wb = pool_bin(idx % d.k, d.w);
     pooled[idx] = pooled[idx] / f32((hb.y - hb.x) * (wb.y - wb.x));
 }
+
+// The GPU family's pool: one workgroup per pooled value (b, i, u, v), its 64 invocations reading
+// the bin's pixels 64 at a time (consecutive lanes along a row: coalesced), then a fixed-order
+// tree over the 64 partial sums in workgroup memory (deterministic). `main` makes one invocation
+// read a whole bin (a few thousand loads in sequence at 128 x 128) and launches B*I*k*k / 64
+// workgroups: 3 at 16 channels.
+var<workgroup> psum: array<f32, 64>;
+
+@compute @workgroup_size(WG)
+fn pool_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) li: u32) {
+    let idx = group_index(wid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let v = idx % d.k;
+    let u = (idx / d.k) % d.k;
+    let bi = idx / (d.k * d.k);
+    let hb = pool_bin(u, d.h);
+    let wb = pool_bin(v, d.w);
+    let bw = wb.y - wb.x;
+    let n = (hb.y - hb.x) * bw;
+    var s = 0.0;
+    for (var j = li; j < n; j += WG) {
+        s += x[(bi * d.h + hb.x + j / bw) * d.w + wb.x + j % bw];
+    }
+    psum[li] = s;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (li < stride) {
+            psum[li] += psum[li + stride];
+        }
+        workgroupBarrier();
+    }
+    if (li == 0u) {
+        pooled[idx] = psum[0] / f32(n);
+    }
+}

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+mod limits_common;
+
 use drconv::golden::{list_cases, GoldenCase};
 use drconv::internal::rng::Rng;
 use drconv::verify::{compare, compare_case, BACKWARD_TOL, FORWARD_TOL};
@@ -322,6 +324,35 @@ fn the_unsliced_kernel_gradient_is_bitwise_the_gather_one() {
                 );
             }
             assert!(got[0] == got[1], "{l:?}: the kernel gradients differ");
+        }
+    });
+}
+
+/// The split plans (chunks of samples, output channels, rows) under tiny binding and grid
+/// limits, forward, backward and training steps against the CPU reference, on the GPU family.
+#[test]
+fn split_plans_under_tiny_limits() {
+    use drconv::OptimizerConfig;
+    pollster::block_on(async {
+        let sgd = [(OptimizerConfig::sgd(0.05), 1)];
+        let cases = [
+            // Samples: 28 KiB bindings split training over the batch.
+            (28 << 10, 16, layer(4, 4, 3, 4, [1, 1, 1], [5, 12, 12])),
+            // Output channels and rows: an 8 KiB binding, a 16-wide grid.
+            (8 << 10, 16, layer(3, 20, 3, 3, [1, 1, 1], [2, 10, 10])),
+            (64 << 10, 16, layer(8, 8, 3, 4, [1, 1, 1], [2, 48, 48])),
+        ];
+        for (binding, grid, l) in cases {
+            for slices in [None, Some(1)] {
+                let v = gpu_family(slices, None);
+                let ctx = limits_common::small_ctx_with(binding, grid, v).await;
+                let seen = limits_common::check_against_cpu(ctx, l.config, l.input, &sgd).await;
+                let split = seen.iter().filter(|s| s.ends_with("split: true")).count();
+                assert!(
+                    split >= 1,
+                    "{l:?} slices {slices:?}: nothing split: {seen:?}"
+                );
+            }
         }
     });
 }

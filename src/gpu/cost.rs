@@ -144,14 +144,34 @@ pub fn dispatches(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Disp
     v
 }
 
+/// The GPU family's small reductions, 64 partial sums each in workgroup memory (256 bytes).
+const SMALL_REDUCTIONS: [&str; 4] = ["pool_split", "split", "big_g_split", "weight_grad_split"];
+
+/// Sets the workgroup memory of the small reductions in `v`.
+fn with_reduction_memory(mut v: Vec<Dispatch>) -> Vec<Dispatch> {
+    for x in &mut v {
+        if SMALL_REDUCTIONS.contains(&x.entry) && x.invocations == WG {
+            x.workgroup_bytes = 4 * WG;
+        }
+    }
+    v
+}
+
 /// The forward's dispatches, in the order `ForwardPlan::stages` records them.
 pub fn forward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {
+    with_reduction_memory(forward_steps(d, c, s))
+}
+
+fn forward_steps(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {
     let z = Sizes::new(c, s);
     let (b, i, o, r, kk, p) = (z.b, z.i, z.o, z.r, z.kk, z.p);
     let pooled = b * i * kk;
     let logits = b * r * r * kk;
     let mut v = vec![
-        lanes("adaptive_pool", "main", pooled, z.x(), z.x() + pooled),
+        match d.pool_split {
+            true => groups("adaptive_pool", "pool_split", pooled, z.x(), z.x() + pooled),
+            false => lanes("adaptive_pool", "main", pooled, z.x(), z.x() + pooled),
+        },
         match d.logits_split {
             true => groups(
                 "kernel_logits",
@@ -329,6 +349,10 @@ fn kernel_grad(d: &Decisions, z: Sizes) -> Vec<Dispatch> {
 
 /// The training backward's dispatches, in the order `BackwardPlan::build` records them.
 pub fn backward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {
+    with_reduction_memory(backward_steps(d, c, s))
+}
+
+fn backward_steps(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {
     let z = Sizes::new(c, s);
     let (b, i, o, r, kk) = (z.b, z.i, z.o, z.r, z.kk);
     let chunks = z.chunks(d.guide_chunk);

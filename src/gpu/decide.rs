@@ -119,6 +119,8 @@ pub struct Decisions {
     pub corr: CorrPlan,
     /// Training on the region-list backward: its kernel-gradient entry.
     pub backward_lists: Option<&'static str>,
+    /// The pool as one workgroup per pooled value (`pool_split`): the GPU family.
+    pub pool_split: bool,
     /// The kernel logits as 8 invocations per logit (`kernel_logits.wgsl` `split`): the GPU
     /// family where one per logit would not fill the compute units.
     pub logits_split: bool,
@@ -202,6 +204,7 @@ pub fn decide(
         backward_lists: (mode == Mode::Training)
             .then(|| list_entry(&v, c, s))
             .flatten(),
+        pool_split: v.gemm(),
         logits_split: v.gemm() && logits_items(c, s) < fill_items(target),
         sigmoid_chunks: v.gemm().then(|| sigmoid_chunks(target, c, s)),
         kernel_grad_slices: (v.gemm() && v.backward == Backward::Gather && mode == Mode::Training)

@@ -59,7 +59,7 @@ macro_rules! shader {
 shader!(
     ADAPTIVE_POOL,
     "adaptive_pool",
-    ["main", "pool_rows", "pool_finish"]
+    ["main", "pool_rows", "pool_finish", "pool_split"]
 );
 shader!(KERNEL_LOGITS, "kernel_logits", ["main", "split"]);
 shader!(

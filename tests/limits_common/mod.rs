@@ -7,12 +7,21 @@ use std::sync::Arc;
 use drconv::verify::compare;
 use drconv::verify::{BACKWARD_TOL, FORWARD_TOL};
 use drconv::{
-    cpu, DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode, OptimizerConfig, OptimizerState,
-    ParamId, Tensor, Trainer,
+    cpu, ContextOptions, DrConv2d, DrConvConfig, DrConvParams, GpuContext, Mode, OptimizerConfig,
+    OptimizerState, ParamId, Tensor, Trainer, VariantOverrides,
 };
 
 /// A context on the default adapter with its limits, except the binding size and grid width.
 pub async fn small_ctx(binding: u64, max_dim: u32) -> Arc<GpuContext> {
+    small_ctx_with(binding, max_dim, VariantOverrides::default()).await
+}
+
+/// [`small_ctx`] running the `variants` forced.
+pub async fn small_ctx_with(
+    binding: u64,
+    max_dim: u32,
+    variants: VariantOverrides,
+) -> Arc<GpuContext> {
     let instance = drconv::internal::gpu::context::instance(None);
     let adapter = instance
         .request_adapter(&wgpu::RequestAdapterOptions::default())
@@ -23,9 +32,8 @@ pub async fn small_ctx(binding: u64, max_dim: u32) -> Arc<GpuContext> {
         max_compute_workgroups_per_dimension: max_dim,
         ..adapter.limits()
     };
-    GpuContext::from_adapter(adapter, Some(limits))
-        .await
-        .unwrap()
+    let opts = ContextOptions::default().limits(limits).variants(variants);
+    GpuContext::with_options(opts).await.unwrap()
 }
 
 pub fn random(shape: &[usize], seed: u64) -> Tensor {

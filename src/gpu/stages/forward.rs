@@ -70,16 +70,16 @@ impl ListBuffers<'_> {
 }
 
 impl Stages<'_> {
-    /// Adaptive average pooling of x to `k x k`.
+    /// Adaptive average pooling of x to `k x k`: one invocation per pooled value, or on the GPU
+    /// family a workgroup per value.
     pub fn pool(&self, input: &GpuTensor, pooled: &GpuTensor) -> Result<Vec<Step>> {
-        self.ctx.steps(
-            POOL_STEP,
-            &shaders::ADAPTIVE_POOL,
-            "main",
-            self.dims,
-            &[("x", &input.buffer), ("pooled", &pooled.buffer)],
-            pooled.numel() as u64,
-        )
+        let buffers = [("x", &input.buffer), ("pooled", &pooled.buffer)];
+        let (shader, n) = (&shaders::ADAPTIVE_POOL, pooled.numel() as u64);
+        match self.d.pool_split {
+            // A workgroup per pooled value.
+            true => (self.ctx).group_steps(POOL_STEP, shader, "pool_split", self.dims, &buffers, n),
+            false => (self.ctx).steps(POOL_STEP, shader, "main", self.dims, &buffers, n),
+        }
     }
 
     /// conv_kernel.1 (1x1 conv of the pooled map) and its sigmoid.
