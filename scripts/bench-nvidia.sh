@@ -57,6 +57,9 @@
 #                            a100, rtx4090, rx7900xtx); PLAN_JSON=FILE a plan report made elsewhere
 #   ALLOW_CPU=1              go on past the adapter check on a CPU adapter (lavapipe): a smoke
 #                            test of the whole script on a machine without a GPU
+#   DRCONV_CORR, DRCONV_SLICES, DRCONV_COMPUTE_UNITS, ...   drconv's variant switches (PERF.md,
+#                            Reproducing) pass through: DRCONV_CORR=staged times the GPU family's
+#                            earlier correlation, DRCONV_COMPUTE_UNITS=132 fills an H100 exactly
 #
 # Preparing the run, on a machine with internet and Rust (the GPU machine needs neither):
 #   cargo build --release          # target/release/drconv; built on Debian 12 it needs glibc

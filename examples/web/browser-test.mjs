@@ -2,7 +2,8 @@
 // a loopback port, opens the demo page in headless Debian Chromium with WebGPU enabled (software
 // SwiftShader adapter where there is no GPU) and checks, on that adapter:
 //   * the golden cases: forward, fused forward and gradients within the usual tolerances, region
-//     map exact (compared in Rust by drconv::verify; this file only reads the verdicts);
+//     map exact (compared in Rust by drconv::verify; this file only reads the verdicts), with the
+//     adapter's shaders and again with the GPU family forced;
 //   * the pretrained layer reproduces the demo target and fills the canvases;
 //   * Train lowers the loss;
 // then saves target/web-test/screenshot.png and results.json. Exit code 0 only when all pass.
@@ -113,6 +114,15 @@ async function run(page, base) {
   for (const name of REQUIRED_CASES) {
     check(`golden case ${name} ran`, runs.some((r) => r.case === name && r.ok));
   }
+  // The GPU family forced (the GEMM correlation, K slices, split reductions): every case again.
+  const family = await page.evaluate(() => window.drconvPage.runGoldenGpuFamily());
+  results.goldenGpuFamily = family;
+  for (const r of family) {
+    check(`golden ${r.case} (GPU family)`, !r.error && r.ok && r.has_backward,
+      r.error ?? `${r.ms.toFixed(0)} ms; fused output ${fmt(r.fused_output_max_abs_err)}, fused regions wrong ${r.fused_region_mismatches}`);
+  }
+  check('every golden case ran on the GPU family', family.length === runs.length && family.length > 0,
+    `${family.length} of ${runs.length}`);
 
   await page.fill('#steps', String(TRAIN_STEPS));
   await page.fill('#regions-n', '4');

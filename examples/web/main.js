@@ -188,6 +188,22 @@ async function runGolden(names) {
 }
 page.runGolden = runGolden;
 
+// Every golden case on a second device forced to the GPU family of shaders (what a discrete
+// GPU runs; Chromium's software adapter otherwise takes the CPU family). For the browser test.
+page.runGoldenGpuFamily = async () => {
+  const family = await WebGpu.connect_gpu_family();
+  const runs = [];
+  for (const name of await caseNames(GOLDEN_ROOT)) {
+    try {
+      const run = await runGoldenCase(family, GOLDEN_ROOT, name);
+      runs.push({ ...run, summary: summarise(run) });
+    } catch (e) {
+      runs.push({ case: name, ok: false, error: String(e?.message ?? e) });
+    }
+  }
+  return runs;
+};
+
 async function main() {
   if (!navigator.gpu) {
     $('unavailable-reason').textContent = 'navigator.gpu is missing: this browser (or this insecure http:// origin other than localhost) offers no WebGPU.';

@@ -210,6 +210,16 @@ impl GpuContext {
         Self::build(adapter, limits, VariantOverrides::default()).await
     }
 
+    /// [`GpuContext::from_adapter`] running the `variants` forced (as `ContextOptions::variants`).
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+    pub async fn from_adapter_with(
+        adapter: wgpu::Adapter,
+        limits: Option<wgpu::Limits>,
+        variants: VariantOverrides,
+    ) -> Result<Arc<Self>> {
+        Self::build(adapter, limits, variants).await
+    }
+
     #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     async fn build(
         adapter: wgpu::Adapter,

@@ -7,6 +7,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::DrConvError;
 use crate::gpu::context::{instance, AdapterSummary};
+use crate::gpu::variants::{Correlation, VariantOverrides};
 use crate::gpu::GpuContext;
 use crate::web::js::{js_err, to_json};
 
@@ -31,6 +32,19 @@ impl WebGpu {
     /// Requests the browser's WebGPU adapter (high performance preferred) and a device with the
     /// adapter's own limits. Fails with a message saying so when the browser has no WebGPU.
     pub async fn connect() -> Result<WebGpu, JsError> {
+        Self::connect_with(VariantOverrides::default()).await
+    }
+
+    /// [`WebGpu::connect`] running the GPU family of shaders whatever the adapter (the GEMM
+    /// correlation, its K slices, the split reductions): the browser test checks it on
+    /// Chromium's software adapter, which would otherwise run the CPU family.
+    pub async fn connect_gpu_family() -> Result<WebGpu, JsError> {
+        let mut v = VariantOverrides::default();
+        v.correlation = Some(Correlation::Gemm);
+        Self::connect_with(v).await
+    }
+
+    async fn connect_with(variants: VariantOverrides) -> Result<WebGpu, JsError> {
         let adapter = instance(Some(wgpu::Backends::BROWSER_WEBGPU))
             .request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,
@@ -43,7 +57,7 @@ impl WebGpu {
                      disabled, or no usable GPU)"
                 )))
             })?;
-        let ctx = GpuContext::from_adapter(adapter, None)
+        let ctx = GpuContext::from_adapter_with(adapter, None, variants)
             .await
             .map_err(js_err)?;
         Ok(WebGpu { ctx })
