@@ -21,8 +21,8 @@
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 // B x H'W' pixel indices grouped by region (region_select.wgsl `lists`).
 @group(0) @binding(4) var<storage, read> order: array<u32>;
-// The fused path's pixel tiles (region_select.wgsl `tiles`): [0] their number n, then per tile
-// (b * r + g, first index into sample b's `order`, pixel count).
+// The fused path's pixel tiles (region_select.wgsl `lists_blocks`): per tile slot k
+// [1 + 3k ..] = (b * r + g, first index into sample b's `order`, pixel count; 0 for none).
 @group(0) @binding(5) var<storage, read> tile_list: array<u32>;
 // slices() partial outputs, slice s at s * (the output's elements); unused with one slice.
 @group(0) @binding(6) var<storage, read_write> part: array<f32>;
@@ -263,21 +263,22 @@ fn gemm_all_regions(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     store(t, li, gemm(t, li), d.batch * rows * hw);
 }
 
-// Workgroup w = (row tile * n + k) * slices + slice for the n tiles k of `tile_list`. The grid
-// has exactly that many workgroups when dispatched indirectly, else the most the regions could
-// need, the rest returning at once.
+// Workgroup w = (row tile * n + k) * slices + slice for the n = B x slots tile slots k of
+// `tile_list` (region_select.wgsl `lists_blocks`: each sample's tiles, then empty slots, which
+// return at once). A sample's regions need at most ceil(H'W' / TN) + r - 1 tiles.
 @compute @workgroup_size(256)
 fn gemm_selected(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
     let w = group_index(wid, nwg);
     if (w == NONE) { return; }
     let tm = tile_rows();
-    let n = tile_list[0];
+    let n = d.batch * ((d.ho * d.wo + tile_px() - 1u) / tile_px() + d.r - 1u);
     let mtiles = (d.cout + tm - 1u) / tm;
     let tile = w / slices();
     if (tile >= n * mtiles) { return; }
     let k = tile % n;
     let o0 = (tile / n) * tm;
+    if (tile_list[3u + 3u * k] == 0u) { return; }
     let bg = tile_list[1u + 3u * k];
     let b = bg / d.r;
     let g = bg % d.r;

@@ -7,8 +7,9 @@
 // bounds-checked x load feeds 8 regions). A tap's weights are the same for the whole workgroup
 // (a broadcast) and its 64 invocations read 64 consecutive pixels at a time.
 // Every channel runs the same operations in the same order (bias, then every tap in (i, u, v)
-// order, padding read as 0), so bitwise-equal weights give bitwise-equal guide channels and ties
-// resolve exactly as in the reference.
+// order, padding read as 0; `guide_argmax_split_k`: bias, then its K groups' partial sums in
+// group order), so bitwise-equal weights give bitwise-equal guide channels and ties resolve
+// exactly as in the reference.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wg: array<f32>;
 @group(0) @binding(3) var<storage, read> bg: array<f32>;

@@ -161,3 +161,124 @@ fn tiles(@builtin(local_invocation_index) li: u32) {
         write_grid(0u, base * ((d.cout + rows - 1u) / rows) * slices());
     }
 }
+
+// The GPU family's lists and tiles in one dispatch, no single-workgroup step: workgroup t takes
+// block t % blocks of sample t / blocks (block_px() pixels, at most 32 blocks a sample). For 4
+// regions at a time its 256 invocations count the sample's pixels of each region, all of them
+// and those before the block (each workgroup rereads the sample's region map: at most 32 times
+// its size), then place the block's pixels 256 at a time with a workgroup prefix sum of the
+// region hits: the same stable order as `lists`, ascending within a region. The sample's first
+// block also writes `starts` and the sample's tile slots: `sample_slots()` entries from
+// 1 + 3 (b * slots) on, the tiles of region 0, then 1, ..., of slot_px() pixels, the rest with
+// count 0 (the GEMM correlation's workgroups for those return at once).
+fn block_px() -> u32 { return d.aux0; }
+fn slot_px() -> u32 { return d.aux1 & 0x1ffu; }
+fn sample_slots() -> u32 { return d.aux1 >> 9u; }
+
+var<workgroup> scan4: array<vec4<u32>, 256>;
+
+// The sum over the workgroup of each invocation's `v` (a fixed-order tree), in every invocation.
+fn workgroup_sum4(li: u32, v: vec4<u32>) -> vec4<u32> {
+    scan4[li] = v;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride /= 2u) {
+        if (li < stride) {
+            scan4[li] += scan4[li + stride];
+        }
+        workgroupBarrier();
+    }
+    let s = scan4[0];
+    workgroupBarrier();
+    return s;
+}
+
+// The inclusive prefix sum of `v` over invocations 0 ..= li (Hillis-Steele), and in `.total`
+// the whole workgroup's.
+struct Prefix4 {
+    incl: vec4<u32>,
+    total: vec4<u32>,
+}
+
+fn workgroup_prefix4(li: u32, v: vec4<u32>) -> Prefix4 {
+    scan4[li] = v;
+    workgroupBarrier();
+    for (var off = 1u; off < 256u; off *= 2u) {
+        let add = select(vec4(0u), scan4[max(li, off) - off], li >= off);
+        workgroupBarrier();
+        scan4[li] += add;
+        workgroupBarrier();
+    }
+    let r = Prefix4(scan4[li], scan4[255]);
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(256)
+fn lists_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let t = group_index(wid, nwg);
+    if (t == 0xffffffffu) { return; }
+    let hw = d.ho * d.wo;
+    let blocks = (hw + block_px() - 1u) / block_px();
+    let b = t / blocks;
+    let p0 = (t % blocks) * block_px();
+    let p1 = min(p0 + block_px(), hw);
+    let rb = b * hw;
+    let first = p0 == 0u;
+    var off = 0u;
+    for (var g0 = 0u; g0 < d.r; g0 += 4u) {
+        let gs = vec4(g0, g0 + 1u, g0 + 2u, g0 + 3u);
+        var before = vec4(0u);
+        var all = vec4(0u);
+        for (var p = li; p < hw; p += 256u) {
+            let hit = vec4<u32>(vec4(u32(region[rb + p])) == gs);
+            all += hit;
+            before += select(vec4(0u), hit, p < p0);
+        }
+        let total = workgroup_sum4(li, all);
+        var run = workgroup_sum4(li, before);
+        // Where regions g0 .. g0+3 start: each after the ones before it.
+        let s4 = vec4(off) + vec4(0u, total.x, total.x + total.y, total.x + total.y + total.z);
+        if (first && li == 0u) {
+            for (var q = 0u; q < 4u; q++) {
+                if (g0 + q < d.r) {
+                    starts[b * (d.r + 1u) + g0 + q] = s4[q];
+                }
+            }
+        }
+        for (var q0 = p0; q0 < p1; q0 += 256u) {
+            let p = q0 + li;
+            let live = p < p1;
+            let hit = select(vec4(0u), vec4<u32>(vec4(u32(region[rb + min(p, hw - 1u)])) == gs), live);
+            let pre = workgroup_prefix4(li, hit);
+            if (any(hit == vec4(1u))) {
+                let pos = vec4(rb) + s4 + run + pre.incl - hit;
+                order[dot(select(vec4(0u), pos, hit == vec4(1u)), vec4(1u))] = p;
+            }
+            run += pre.total;
+        }
+        off += total.x + total.y + total.z + total.w;
+    }
+    if (first && li == 0u) {
+        let sb = b * (d.r + 1u);
+        starts[sb + d.r] = off;
+        // The sample's tile slots, region by region, then empty ones.
+        let px = slot_px();
+        var k = b * sample_slots();
+        let end_k = k + sample_slots();
+        for (var g = 0u; g < d.r; g++) {
+            let end = starts[sb + g + 1u];
+            for (var f = starts[sb + g]; f < end && k < end_k; f += px) {
+                tile_list[1u + 3u * k] = b * d.r + g;
+                tile_list[2u + 3u * k] = f;
+                tile_list[3u + 3u * k] = min(px, end - f);
+                k += 1u;
+            }
+        }
+        for (; k < end_k; k++) {
+            tile_list[1u + 3u * k] = b * d.r;
+            tile_list[2u + 3u * k] = 0u;
+            tile_list[3u + 3u * k] = 0u;
+        }
+    }
+}

@@ -307,6 +307,9 @@ async fn check_lists(
     }
     want[0] = (want.len() as i32 - 1) / 3;
     let tiles = lists.tiles.read_i32(ctx).await.unwrap();
+    if plan.decisions.lists_block.is_some() {
+        return check_tile_slots(&tiles, &want, plan.decisions.corr.slots, (s.batch, r), what);
+    }
     assert_eq!(&tiles[..want.len()], &want[..], "{what}: tile list");
     if ctx.variants(&cfg).device_grid {
         let args = ctx.read_bytes(&lists.tile_args, 0, 12).await.unwrap();
@@ -337,6 +340,34 @@ async fn check_lists(
                 "{what}: window {j}'s grid {a:?} for {groups} workgroups"
             );
         }
+    }
+}
+
+/// The GPU family's tile slots (`lists_blocks`): each sample's tiles (`want`'s entries after the
+/// count, in order) from slot b * slots on, then empty slots (count 0).
+fn check_tile_slots(
+    tiles: &[i32],
+    want: &[i32],
+    slots: usize,
+    (batch, r): (usize, usize),
+    what: &str,
+) {
+    for b in 0..batch {
+        let mine: Vec<i32> = (want[1..].chunks(3))
+            .filter(|e| e[0] as usize / r == b)
+            .flatten()
+            .copied()
+            .collect();
+        let got = &tiles[1 + 3 * b * slots..1 + 3 * (b + 1) * slots];
+        assert_eq!(
+            &got[..mine.len()],
+            &mine[..],
+            "{what}: sample {b}'s tile slots"
+        );
+        assert!(
+            got[mine.len()..].chunks(3).all(|e| e[2] == 0),
+            "{what}: sample {b}'s empty slots"
+        );
     }
 }
 

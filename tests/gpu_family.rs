@@ -128,7 +128,7 @@ fn work(l: &Layer) -> usize {
 }
 
 /// Seeded random layers, then the shapes the draw rarely reaches: more than 64 samples, two
-/// row tiles of 64, many inner chunks, r = 16, k = 7, I*O over 1024.
+/// row tiles of 64, many inner chunks, r = 16, k = 7, I*O over 1024, a large image.
 fn layers() -> Vec<Layer> {
     let mut rng = Rng::new(0x6E33);
     let mut v = Vec::new();
@@ -158,6 +158,8 @@ fn layers() -> Vec<Layer> {
         layer(4, 33, 1, 5, [1, 0, 1], [3, 12, 12]),
         // I*O = 2048: the sigmoid gradient in 2 chunks of channels.
         layer(32, 64, 1, 2, [1, 0, 1], [1, 6, 7]),
+        // 10,000 pixels: the fused lists in 20 blocks of 512, two passes of 256 each.
+        layer(2, 4, 1, 3, [1, 0, 1], [1, 100, 100]),
     ]);
     v
 }

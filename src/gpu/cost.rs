@@ -227,10 +227,7 @@ fn forward_steps(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispa
         v.push(lanes("gather", "gather", z.out(), 0, b * p + 2 * z.out()));
         return v;
     }
-    let tile_floats = b * (r + 1) + 1 + 3 * b * corr.slots as u64 + 4 * (1 + b * r);
-    let mut tiles = groups("corr_tiles", "tiles", 1, 0, tile_floats);
-    tiles.workgroup_bytes = 256;
-    v.extend([region_lists(z), tiles]);
+    v.extend(fused_lists(d, z));
     let (flops, floats) = (z.corr_flops(), z.x() + z.kernel() + b * p + z.out());
     match d.per_region_uniform {
         Some(_) => {
@@ -244,11 +241,39 @@ fn forward_steps(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispa
         }
         None => {
             let mut sel = correlation(d, "corr_selected", (flops, floats), z.out());
-            sel[0].indirect = d.variants.device_grid;
+            sel[0].indirect = d.variants.device_grid && d.lists_block.is_none();
             v.extend(sel);
         }
     }
     v
+}
+
+/// The fused path's region lists and tiles: the GPU family's one dispatch, else `lists` and
+/// `corr_tiles`.
+fn fused_lists(d: &Decisions, z: Sizes) -> Vec<Dispatch> {
+    let (b, p, r) = (z.b, z.p, z.r);
+    let slots = 3 * b * d.corr.slots as u64;
+    match d.lists_block {
+        // Every workgroup reads its sample's region map; the first writes starts and slots.
+        Some(block) => {
+            let floats = b * p * p.div_ceil(block) + b * p + b * (r + 1) + slots;
+            let mut lists = groups(
+                "region_lists",
+                "lists_blocks",
+                b * p.div_ceil(block),
+                0,
+                floats,
+            );
+            (lists.invocations, lists.workgroup_bytes) = (GEMM_INVOCATIONS, 16 * 256);
+            vec![lists]
+        }
+        None => {
+            let tile_floats = b * (r + 1) + 1 + slots + 4 * (1 + b * r);
+            let mut tiles = groups("corr_tiles", "tiles", 1, 0, tile_floats);
+            tiles.workgroup_bytes = 256;
+            vec![region_lists(z), tiles]
+        }
+    }
 }
 
 /// The correlation's dispatch of `(flops, floats)` into an output of `out` floats; where it

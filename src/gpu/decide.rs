@@ -119,7 +119,11 @@ pub struct Decisions {
     pub corr: CorrPlan,
     /// Training on the region-list backward: its kernel-gradient entry.
     pub backward_lists: Option<&'static str>,
-    /// The pool as one workgroup per pooled value (`pool_split`): the GPU family.
+    /// The GPU family's fused path: the region lists and tile slots in one dispatch
+    /// (`lists_blocks`), this many pixels per workgroup (at most 32 workgroups a sample).
+    pub lists_block: Option<u64>,
+    /// The pool as one workgroup per pooled value (`pool_split`): the GPU family where one
+    /// invocation per value would not fill the compute units.
     pub pool_split: bool,
     /// The kernel logits as 8 invocations per logit (`kernel_logits.wgsl` `split`): the GPU
     /// family where one per logit would not fill the compute units.
@@ -204,7 +208,13 @@ pub fn decide(
         backward_lists: (mode == Mode::Training)
             .then(|| list_entry(&v, c, s))
             .flatten(),
-        pool_split: v.gemm(),
+        lists_block: (v.gemm() && mode == Mode::Inference).then(|| {
+            let hw = (s.out_height * s.out_width) as u64;
+            hw.div_ceil(32).div_ceil(256).max(1) * 256
+        }),
+        pool_split: v.gemm()
+            && ((s.batch * c.in_channels * c.kernel_size * c.kernel_size) as u64)
+                < fill_items(target),
         logits_split: v.gemm() && logits_items(c, s) < fill_items(target),
         sigmoid_chunks: v.gemm().then(|| sigmoid_chunks(target, c, s)),
         kernel_grad_slices: (v.gemm() && v.backward == Backward::Gather && mode == Mode::Training)
@@ -264,23 +274,24 @@ fn sigmoid_chunks(target: &Target, c: &DrConvConfig, s: &ForwardShape) -> u64 {
 /// Output positions per partial sum of the GPU family's guide weight gradient: the largest of
 /// `GUIDE_CHUNK`, its half, quarter and eighth whose invocations (one per chunk, region, 4
 /// channels and tap) fill [`FILL_PER_UNIT`] workgroups per compute unit, with the partial sums
-/// within one storage binding.
+/// within one storage binding (else the smallest within it).
 fn guide_chunk(target: &Target, c: &DrConvConfig, s: &ForwardShape) -> usize {
     let positions = (s.batch * s.out_height * s.out_width) as u64;
     let kk = (c.kernel_size * c.kernel_size) as u64;
     let (r, i) = (c.region_num as u64, c.in_channels as u64);
     let binding = target.limits.max_storage_buffer_binding_size;
-    [
-        GUIDE_CHUNK,
-        GUIDE_CHUNK / 2,
-        GUIDE_CHUNK / 4,
-        GUIDE_CHUNK / 8,
-    ]
-    .into_iter()
-    .take_while(|&n| positions.div_ceil(n as u64) * 4 * (r * i * kk + r) <= binding)
-    .find(|&n| positions.div_ceil(n as u64) * r * (i.div_ceil(4) * kk + 1) >= fill_items(target))
-    .unwrap_or(GUIDE_CHUNK / 8)
-    .max(1)
+    let fitting: Vec<usize> = [1, 2, 4, 8]
+        .into_iter()
+        .map(|part| GUIDE_CHUNK / part)
+        .take_while(|&n| positions.div_ceil(n as u64) * 4 * (r * i * kk + r) <= binding)
+        .collect();
+    let fills = |n: &&usize| {
+        positions.div_ceil(**n as u64) * r * (i.div_ceil(4) * kk + 1) >= fill_items(target)
+    };
+    // The largest that fills, else the smallest whose partial sums fit a binding.
+    (fitting.iter().find(fills).or(fitting.last()))
+        .copied()
+        .unwrap_or(GUIDE_CHUNK)
 }
 
 /// K slices of each (sample, region)'s pixel list in the GPU family's kernel gradient: enough

@@ -233,6 +233,8 @@ pub fn backward_tensors(c: &DrConvConfig, s: &ForwardShape, with_corr: bool) -> 
     let kk = c.kernel_size as u128 * c.kernel_size as u128;
     let guide_elems = c.region_num as u128 * c.in_channels as u128 * kk + c.region_num as u128;
     let positions = s.batch as u128 * s.out_height as u128 * s.out_width as u128;
+    // The GPU family may take smaller chunks (`Decisions::guide_chunk`), and adds buffers of its
+    // own (K slices' partial sums, G values, lists): `gpu::decide` keeps each within a binding.
     let chunks = positions.div_ceil(GUIDE_CHUNK as u128);
     let clamp = |v: u128| v.min(usize::MAX as u128) as usize;
     let mut v = vec![

@@ -79,6 +79,15 @@ impl Dims {
         self
     }
 
+    /// `region_select.wgsl` `lists_blocks`: pixels per workgroup, the tiles' pixels (9 bits)
+    /// and tile slots per sample (23 bits) in one word.
+    pub fn lists_blocks(mut self, block: u64, tile_px: u64, slots: u64) -> Self {
+        debug_assert!(tile_px < 512 && slots < 1 << 23);
+        self.aux0 = block as u32;
+        self.aux1 = (tile_px | slots << 9) as u32;
+        self
+    }
+
     /// `correlation_bwd.wgsl` and `guide_conv_bwd.wgsl` `input_grad`: input channels per
     /// invocation.
     pub fn input_channels(mut self, channels: usize) -> Self {

@@ -109,7 +109,11 @@ shader!(
     "kernel_grad_gemm",
     ["kernel_grad_gemm", "slice_sum"]
 );
-shader!(REGION_SELECT, "region_select", ["gather", "lists", "tiles"]);
+shader!(
+    REGION_SELECT,
+    "region_select",
+    ["gather", "lists", "tiles", "lists_blocks"]
+);
 // The benchmark's plain GEMM, beside the benchmark (validated with the others).
 shader!(
     MATMUL,

@@ -487,9 +487,10 @@ impl Stages<'_> {
             return (self.ctx).steps(label, &KERNEL_GEN_BWD, "sigmoid_grad", d, &buffers, n);
         };
         // One chunk writes dsig itself; `dsig_part` is still declared: a buffer of its own.
-        let part = self
-            .ctx
-            .empty("grad.sigmoid_chunks", &[chunks.max(2) as usize, n as usize])?;
+        let part = match chunks {
+            1 => self.ctx.empty("grad.sigmoid_chunks unused", &[4])?,
+            _ => (self.ctx).empty("grad.sigmoid_chunks", &[chunks as usize, n as usize])?,
+        };
         let buffers = [
             ("w3", w3),
             ("dkern", &g.kernel.buffer),

@@ -313,6 +313,9 @@ impl Stages<'_> {
     /// Pixels grouped by region with a deterministic counting sort (`region_select.wgsl`
     /// `lists`), then the tiles that hold pixels and the grid that covers exactly them.
     pub fn region_lists(&self, region: &GpuTensor, lists: &ListBuffers<'_>) -> Result<Vec<Step>> {
+        if let Some(block) = self.d.lists_block {
+            return self.lists_blocks(region, lists, block);
+        }
         let mut steps = self.ctx.group_steps(
             "region_lists",
             &shaders::REGION_SELECT,
@@ -342,6 +345,33 @@ impl Stages<'_> {
         Ok(steps)
     }
 
+    /// The GPU family's lists and tile slots in one dispatch of `block` pixels per workgroup.
+    fn lists_blocks(
+        &self,
+        region: &GpuTensor,
+        lists: &ListBuffers<'_>,
+        block: u64,
+    ) -> Result<Vec<Step>> {
+        let (p, s) = (self.d.corr, self.s);
+        let hw = (s.out_height * s.out_width) as u64;
+        let dims = self
+            .dims
+            .lists_blocks(block, p.tiling.pixels, p.slots as u64);
+        self.ctx.group_steps(
+            "region_lists",
+            &shaders::REGION_SELECT,
+            "lists_blocks",
+            dims,
+            &[
+                ("region", &region.buffer),
+                ("order", &lists.order.buffer),
+                ("starts", &lists.starts.buffer),
+                ("tile_list", &lists.tiles.buffer),
+            ],
+            s.batch as u64 * hw.div_ceil(block),
+        )
+    }
+
     /// The selected region's correlation over the listed tiles, its grid read from the device
     /// where the variants say so (one dispatch), else the largest the regions could need (the
     /// extra tiles exit at once; the shader checks the bound either way); the GEMM
@@ -356,6 +386,8 @@ impl Stages<'_> {
         let p = self.d.corr;
         let indirect = self.v.device_grid.then_some(lists.tile_args);
         if self.v.gemm() {
+            // Over every tile slot (`lists_blocks`): the grid is the host's.
+            let indirect = None;
             let bound = [
                 ("order", &lists.order.buffer),
                 ("tile_list", &lists.tiles.buffer),
