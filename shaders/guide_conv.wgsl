@@ -452,6 +452,12 @@ fn guide_argmax_split_k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
                         @builtin(local_invocation_index) li: u32) {
     let t = group_index(wid, nwg);
     if (t == 0xffffffffu) { return; }
+    guide_block(t, li);
+}
+
+// Workgroup t's pixels of `guide_argmax_split_k` (also run by `merged.wgsl` `pool_guide`).
+// Every invocation of the workgroup calls it (barriers).
+fn guide_block(t: u32, li: u32) {
     let npx = guide_px();
     let groups = 256u / npx;
     let px = li % npx;

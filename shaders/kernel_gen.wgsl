@@ -5,10 +5,12 @@
 // and 4 sigmoid loads feed 32 multiply-adds. `registers` (r <= 8): one invocation per (b, g, 8
 // channels) for every tap, its weights kept in registers. CPU adapters with k = 3 and r in {4, 8}
 // use kernel_gen_k3.wgsl instead (`kernel_gen_entry` in src/gpu/forward.rs picks).
-@group(0) @binding(1) var<storage, read> sig: array<f32>;
-@group(0) @binding(2) var<storage, read> w3: array<f32>;
-@group(0) @binding(3) var<storage, read> b3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> kern: array<f32>;
+// Bindings 10-13: the module is also composed with region_select.wgsl (shaders/gen_lists.wgsl),
+// whose bindings are 2-8.
+@group(0) @binding(10) var<storage, read> sig: array<f32>;
+@group(0) @binding(11) var<storage, read> w3: array<f32>;
+@group(0) @binding(12) var<storage, read> b3: array<f32>;
+@group(0) @binding(13) var<storage, read_write> kern: array<f32>;
 
 // Channels c0 + 4h .. c0 + 4h + 3 of group g (clamped to the group: the extra ones are loaded
 // but never stored).
@@ -22,6 +24,11 @@ fn chans(c0: u32, h: u32, c_last: u32) -> vec4<u32> {
 fn blocked(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
+    blocked_item(idx);
+}
+
+// Item `idx` of `blocked` (also run by shaders/gen_lists.wgsl).
+fn blocked_item(idx: u32) {
     let kk = d.k * d.k;
     let io = d.cin * d.cout;
     let tblocks = (kk + 3u) / 4u;
@@ -90,6 +97,11 @@ fn store4(ob: u32, q: u32, nq: u32, nt: u32, v: vec4<f32>) {
 fn registers(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
+    registers_item(idx);
+}
+
+// Item `idx` of `registers` (also run by shaders/gen_lists.wgsl).
+fn registers_item(idx: u32) {
     let kk = d.k * d.k;
     let io = d.cin * d.cout;
     let cblocks = (io + 7u) / 8u;
@@ -141,6 +153,11 @@ fn registers(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 fn elements(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = item_index(gid, nwg);
     if (idx == 0xffffffffu) { return; }
+    elements_item(idx);
+}
+
+// Item `idx` of `elements` (also run by shaders/gen_lists.wgsl).
+fn elements_item(idx: u32) {
     let kk = d.k * d.k;
     let io = d.cin * d.cout;
     let uv = idx % kk;

@@ -218,6 +218,12 @@ fn lists_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
                 @builtin(local_invocation_index) li: u32) {
     let t = group_index(wid, nwg);
     if (t == 0xffffffffu) { return; }
+    lists_block(t, li);
+}
+
+// Workgroup t's block of `lists_blocks` (also run by `merged.wgsl` `logits_lists`). Every
+// invocation of the workgroup calls it (barriers).
+fn lists_block(t: u32, li: u32) {
     let hw = d.ho * d.wo;
     let blocks = (hw + block_px() - 1u) / block_px();
     let b = t / blocks;

@@ -59,6 +59,7 @@ fn describe(adapter: &wgpu::Adapter, forced: &VariantOverrides) -> Result<Adapte
         traits,
         limits: l.clone(),
         forced: *forced,
+        merge_stages: true,
         compute_units: ASSUMED_COMPUTE_UNITS,
     };
     let (mut variants, mut decisions) = (Vec::new(), Vec::new());

@@ -159,7 +159,52 @@ fn with_reduction_memory(mut v: Vec<Dispatch>) -> Vec<Dispatch> {
 
 /// The forward's dispatches, in the order `ForwardPlan::stages` records them.
 pub fn forward(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {
-    with_reduction_memory(forward_steps(d, c, s))
+    let z = Sizes::new(c, s);
+    merge_stages(d, z, with_reduction_memory(forward_steps(d, c, s)))
+}
+
+/// The GPU family's shared dispatches (`shaders/pool_guide.wgsl`, `shaders/gen_lists.wgsl`):
+/// the pool's dispatch becomes the pool's and the guide's (4 pooled values per workgroup of 256,
+/// then the guide's workgroups, x read once), the generator's the generator's and the lists'
+/// (its items 256 per workgroup, then the list blocks).
+fn merge_stages(d: &Decisions, z: Sizes, mut v: Vec<Dispatch>) -> Vec<Dispatch> {
+    fn take(v: &mut Vec<Dispatch>, label: &str) -> Option<(usize, Dispatch)> {
+        let at = v.iter().position(|x| x.label == label)?;
+        Some((at, v.remove(at)))
+    }
+    if d.pool_with_guide {
+        let pool = take(&mut v, "adaptive_pool");
+        if let (Some((at, pool)), Some((_, guide))) = (pool, take(&mut v, "guide_argmax")) {
+            let pooled = z.b * z.i * z.kk;
+            let mut m = groups(
+                "pool_guide",
+                "pool_guide",
+                pooled.div_ceil(4) + guide.workgroups,
+                pool.flops + guide.flops,
+                0,
+            );
+            m.bytes = pool.bytes + guide.bytes - 4 * z.x();
+            (m.invocations, m.workgroup_bytes) =
+                (GEMM_INVOCATIONS, 4 * 256 + GUIDE_WORKGROUP_BYTES);
+            v.insert(at, m);
+        }
+    }
+    if d.gen_with_lists {
+        let gen = take(&mut v, "kernel_gen");
+        if let (Some((at, gen)), Some((_, lists))) = (gen, take(&mut v, "region_lists")) {
+            let entry = match gen.entry {
+                "blocked" => "gen_lists_blocked",
+                "registers" => "gen_lists_registers",
+                _ => "gen_lists_elements",
+            };
+            let workgroups = d.kernel_gen.entry.items.div_ceil(256) + lists.workgroups;
+            let mut m = groups("gen_lists", entry, workgroups, gen.flops, 0);
+            m.bytes = gen.bytes + lists.bytes;
+            (m.invocations, m.workgroup_bytes) = (GEMM_INVOCATIONS, lists.workgroup_bytes);
+            v.insert(at, m);
+        }
+    }
+    v
 }
 
 fn forward_steps(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {

@@ -12,7 +12,7 @@ use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::gpu::context::GpuContext;
 use crate::gpu::correlation::CorrTiling;
 use crate::gpu::correlation::{corr_entries, fits_per_region_uniform, fits_uniform_binding};
-use crate::gpu::limits::GUIDE_CHUNK;
+use crate::gpu::limits::{GEN_LISTS_STORAGE_BINDINGS, GUIDE_CHUNK};
 use crate::gpu::shaders::{self, Shader, WG};
 use crate::gpu::shaders::{GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES};
 use crate::gpu::variants::Variants;
@@ -28,6 +28,9 @@ pub struct Target {
     pub limits: wgpu::Limits,
     /// Variants forced by the application (`ContextOptions::variants`).
     pub forced: VariantOverrides,
+    /// Whether stages that do not read each other's output may share a dispatch (off for a
+    /// split plan's parts: a band's part runs without its pool).
+    pub merge_stages: bool,
     /// Compute units the GPU family's correlation tries to fill (a named GPU's, or
     /// [`ASSUMED_COMPUTE_UNITS`]: no API reports them).
     pub compute_units: u64,
@@ -56,6 +59,7 @@ impl Target {
             traits: ctx.traits(),
             limits: ctx.limits.clone(),
             forced: *ctx.overrides(),
+            merge_stages: true,
             compute_units: (ctx.overrides().compute_units).map_or(ASSUMED_COMPUTE_UNITS, u64::from),
         }
     }
@@ -122,6 +126,11 @@ pub struct Decisions {
     /// The GPU family's fused path: the region lists and tile slots in one dispatch
     /// (`lists_blocks`), this many pixels per workgroup (at most 32 workgroups a sample).
     pub lists_block: Option<u64>,
+    /// The GPU family: the pool and the guide in one dispatch (`shaders/pool_guide.wgsl`).
+    pub pool_with_guide: bool,
+    /// The GPU family's fused path: the kernel generator and the lists in one dispatch
+    /// (`shaders/gen_lists.wgsl`).
+    pub gen_with_lists: bool,
     /// The pool as one workgroup per pooled value (`pool_split`): the GPU family where one
     /// invocation per value would not fill the compute units.
     pub pool_split: bool,
@@ -159,13 +168,7 @@ pub fn decide(
     per_region_allowed: bool,
 ) -> Decisions {
     let (c, s, limits) = (config, shape, &target.limits);
-    let mut v = Variants::choose(target.traits, c, &target.forced);
-    if v.gemm() && !gemm_fits(limits) {
-        v.correlation = Correlation::Staged;
-    }
-    if v.gemm() && target.forced.kernel_gen.is_none() {
-        v.kernel_gen = filling_generator(target, &v, c, s.batch as u64);
-    }
+    let v = variants(target, c, s, mode);
     let kernel_bytes = 4 * numel(&s.kernel(c)) as u64;
     let uniform_kernel = fits_uniform_binding(&v, limits, kernel_bytes);
     let regions = (s.batch * c.region_num) as u64;
@@ -208,6 +211,8 @@ pub fn decide(
         backward_lists: (mode == Mode::Training)
             .then(|| list_entry(&v, c, s))
             .flatten(),
+        pool_with_guide: v.gemm() && target.merge_stages,
+        gen_with_lists: v.gemm() && gen_with_lists(target, &v, mode),
         lists_block: (v.gemm() && mode == Mode::Inference).then(|| {
             let hw = (s.out_height * s.out_width) as u64;
             hw.div_ceil(32).div_ceil(256).max(1) * 256
@@ -315,10 +320,15 @@ fn kernel_grad_slices(target: &Target, c: &DrConvConfig, s: &ForwardShape) -> u6
 }
 
 /// The GPU family's kernel generator: the first of `v.kernel_gen` (registers where r <= 8),
-/// `Blocked` and `Elements` whose invocations fill [`FILL_PER_UNIT`] workgroups per compute
-/// unit (the more invocations, the less each reuses its weights), else `Elements`.
-fn filling_generator(target: &Target, v: &Variants, c: &DrConvConfig, batch: u64) -> KernelGen {
-    let want = fill_items(target);
+/// `Blocked` and `Elements` whose invocations fill [`FILL_PER_UNIT`] workgroups of `per_group`
+/// per compute unit (the more invocations, the less each reuses its weights), else `Elements`.
+fn filling_generator(
+    target: &Target,
+    v: &Variants,
+    c: &DrConvConfig,
+    (batch, per_group): (u64, u64),
+) -> KernelGen {
+    let want = FILL_PER_UNIT * target.compute_units * per_group;
     [v.kernel_gen, KernelGen::Blocked]
         .into_iter()
         .find(|&g| {
@@ -394,6 +404,34 @@ fn guide_entry(v: &Variants, c: &DrConvConfig, s: &ForwardShape, uniform: bool) 
         entry,
         items,
     }
+}
+
+/// The layer's variants ([`Variants::choose`]) refined for the shape: the staged correlation
+/// where a device cannot run the GEMM's workgroups; the GPU family's generator by fill.
+fn variants(target: &Target, c: &DrConvConfig, s: &ForwardShape, mode: Mode) -> Variants {
+    let mut v = Variants::choose(target.traits, c, &target.forced);
+    if v.gemm() && !gemm_fits(&target.limits) {
+        v.correlation = Correlation::Staged;
+    }
+    if v.gemm() && target.forced.kernel_gen.is_none() {
+        // Beside the lists, 256 items per workgroup; else 64.
+        let per_group = match gen_with_lists(target, &v, mode) {
+            true => GEMM_INVOCATIONS as u64,
+            false => WG as u64,
+        };
+        v.kernel_gen = filling_generator(target, &v, c, (s.batch as u64, per_group));
+    }
+    v
+}
+
+/// Whether the GPU family's generator and fused-path lists share a dispatch: inference on a
+/// whole plan (not a split's part), a generator of `kernel_gen.wgsl`, and a device that binds
+/// that dispatch's 8 storage buffers.
+fn gen_with_lists(target: &Target, v: &Variants, mode: Mode) -> bool {
+    target.merge_stages
+        && mode == Mode::Inference
+        && v.kernel_gen != KernelGen::UnrolledK3
+        && target.limits.max_storage_buffers_per_shader_stage >= GEN_LISTS_STORAGE_BINDINGS
 }
 
 /// Whether the device runs the GEMM correlation's workgroups: 256 invocations and its
@@ -569,6 +607,7 @@ mod tests {
             },
             limits: wgpu::Limits::default(),
             forced: VariantOverrides::default(),
+            merge_stages: true,
             compute_units: ASSUMED_COMPUTE_UNITS,
         }
     }
@@ -793,26 +832,30 @@ mod tests {
             ("unrolled_r8", 1, 256)
         );
         // The GPU family: the first generator whose invocations fill 2 workgroups per compute
-        // unit (256 of 64 on 128 units): registers, blocked, else one per element.
-        let gpu = |c: &DrConvConfig, s: &ForwardShape| {
-            let g = decide(&target(false), c, s, Mode::Inference, true).kernel_gen;
+        // unit: registers, blocked, else one per element. Training runs it alone (workgroups of
+        // 64: 256 x 64 items on 128 units), inference beside the lists (of 256: 256 x 256).
+        let gpu = |c: &DrConvConfig, s: &ForwardShape, mode| {
+            let g = decide(&target(false), c, s, mode, true).kernel_gen;
             (g.entry.entry, g.entry.items)
         };
+        let train = Mode::Training;
         // 2 x 8 x 64 / 8 blocks of 8 channels, x3 blocks of taps, too few: 2 x 8 x 64 x 9.
-        assert_eq!(gpu(&c, &s), ("elements", 9216));
+        assert_eq!(gpu(&c, &s, train), ("elements", 9216));
         // S2: 8 x 2048 = 16384 register blocks, 256 workgroups: enough for 128 units, not for
-        // an H100's 132 (then blocked: 768 workgroups).
+        // an H100's 132 (then blocked: 768 workgroups); beside the lists, one per element.
         let [_, (c2, s2), ..] = bench_shapes();
-        assert_eq!(gpu(&c2, &s2), ("registers", 8 * 2048));
+        assert_eq!(gpu(&c2, &s2, train), ("registers", 8 * 2048));
+        assert_eq!(gpu(&c2, &s2, Mode::Inference), ("elements", 8 * 16384 * 9));
         let mut h100 = target(false);
         h100.compute_units = 132;
-        let g = decide(&h100, &c2, &s2, Mode::Inference, true).kernel_gen;
+        let g = decide(&h100, &c2, &s2, train, true).kernel_gen;
         assert_eq!((g.entry.entry, g.entry.items), ("blocked", 3 * 8 * 2048));
         let (cy, sy) = layer(1, 256, 256, 3, 8, 40);
-        assert_eq!(gpu(&cy, &sy), ("registers", 8 * 8192));
+        assert_eq!(gpu(&cy, &sy, train), ("registers", 8 * 8192));
+        assert_eq!(gpu(&cy, &sy, Mode::Inference), ("registers", 8 * 8192));
         // r > 8: no register code.
         let (c, s) = layer(16, 32, 32, 5, 12, 8);
-        assert_eq!(gpu(&c, &s).0, "blocked");
+        assert_eq!(gpu(&c, &s, train).0, "blocked");
         // A forced generator is kept.
         let mut forced = target(false);
         forced.forced.kernel_gen = Some(KernelGen::Registers);

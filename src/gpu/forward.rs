@@ -123,8 +123,43 @@ impl ForwardPlan {
         mode: Mode,
         per_region: bool,
     ) -> Result<Self> {
+        Self::build_on(
+            Target::of(ctx),
+            ctx,
+            config,
+            params,
+            input,
+            (mode, per_region),
+        )
+    }
+
+    /// A split plan's part: [`ForwardPlan::build`] with no stages sharing a dispatch (a band's
+    /// part runs without its pool, which the split computes over the whole input).
+    pub(crate) fn build_part(
+        ctx: &GpuContext,
+        config: &DrConvConfig,
+        params: &GpuParams,
+        input: &GpuTensor,
+        mode: Mode,
+    ) -> Result<Self> {
+        let per_region = ctx.per_region_uniform_choice(config, &input.shape) != Some(false);
+        let target = Target {
+            merge_stages: false,
+            ..Target::of(ctx)
+        };
+        Self::build_on(target, ctx, config, params, input, (mode, per_region))
+    }
+
+    fn build_on(
+        target: Target,
+        ctx: &GpuContext,
+        config: &DrConvConfig,
+        params: &GpuParams,
+        input: &GpuTensor,
+        (mode, per_region): (Mode, bool),
+    ) -> Result<Self> {
         let shape = config.forward_shape(&input.shape)?;
-        let d = crate::gpu::decide::decide(&Target::of(ctx), config, &shape, mode, per_region);
+        let d = crate::gpu::decide::decide(&target, config, &shape, mode, per_region);
         let st = Stages::new(ctx, config, &shape, &d, params);
         let mut plan = Self::allocate(&st, input)?;
         plan.program = Program {
@@ -135,28 +170,33 @@ impl ForwardPlan {
 
     /// The plan's stages in order (see `crate::gpu::stages::forward`).
     fn stages(&self, st: &Stages<'_>) -> Result<Vec<Step>> {
-        let mut steps = st.pool(&self.input, &self.pooled)?;
+        let d = &self.decisions;
+        let mut steps = match d.pool_with_guide {
+            true => st.pool_guide(&self.input, &self.pooled, &self.guide, &self.region)?,
+            false => st.pool(&self.input, &self.pooled)?,
+        };
         steps.extend(st.logits(&self.pooled, &self.kernel_logits, &self.sigmoid)?);
         let cl = self.channel_last.as_ref();
-        steps.extend(
-            st.kernel_gen(
-                &self.sigmoid,
-                KernelTargets {
-                    kernel: &self.kernel,
-                    kernel_t: cl
-                        .filter(|_| self.decisions.generator_writes_rows)
-                        .map(|cl| &cl.kernel_t),
-                    channel_last_only: self.decisions.kernel_channel_last,
-                },
-            )?,
-        );
+        let lists = self.lists.as_ref().map(|l| ListBuffers {
+            order: &l.order,
+            starts: &l.starts,
+            tiles: &l.tiles,
+            tile_args: &l.tile_args,
+        });
+        if let (true, Some(lists)) = (d.gen_with_lists, &lists) {
+            steps.extend(st.gen_lists(&self.sigmoid, &self.kernel, &self.region, lists)?);
+        } else {
+            steps.extend(self.kernel_gen(st)?);
+        }
         if let Some(cl) = cl {
             let copies = (&cl.x_t, &cl.kernel_t, &cl.guide_w_t);
-            let wrote = self.decisions.generator_writes_rows;
+            let wrote = d.generator_writes_rows;
             steps.extend(st.channel_last(&self.input, &self.kernel, copies, wrote)?);
         }
-        let cl_guide = cl.map(|cl| (&cl.x_t, &cl.guide_w_t));
-        steps.extend(st.guide_argmax(&self.input, cl_guide, &self.guide, &self.region)?);
+        if !d.pool_with_guide {
+            let cl_guide = cl.map(|cl| (&cl.x_t, &cl.guide_w_t));
+            steps.extend(st.guide_argmax(&self.input, cl_guide, &self.guide, &self.region)?);
+        }
         let src = CorrSources {
             x: &self.input,
             kernel: &self.kernel,
@@ -166,20 +206,31 @@ impl ForwardPlan {
         if let Some(corr) = &self.corr {
             steps.extend(st.corr_all_regions(&src, corr, self.slice_parts.as_ref())?);
             steps.extend(st.gather(&self.region, corr, &self.output)?);
-        } else if let Some(l) = &self.lists {
-            let lists = ListBuffers {
-                order: &l.order,
-                starts: &l.starts,
-                tiles: &l.tiles,
-                tile_args: &l.tile_args,
-            };
-            steps.extend(st.region_lists(&self.region, &lists)?);
-            steps.extend(match self.decisions.per_region_uniform {
-                Some(block) => st.corr_per_region(&src, &lists, &self.output, block)?,
-                None => st.corr_selected(&src, &lists, &self.output, self.slice_parts.as_ref())?,
+        } else if let Some(lists) = &lists {
+            if !d.gen_with_lists {
+                steps.extend(st.region_lists(&self.region, lists)?);
+            }
+            steps.extend(match d.per_region_uniform {
+                Some(block) => st.corr_per_region(&src, lists, &self.output, block)?,
+                None => st.corr_selected(&src, lists, &self.output, self.slice_parts.as_ref())?,
             });
         }
         Ok(steps)
+    }
+
+    /// The kernel generator's stage, writing what the decisions say.
+    fn kernel_gen(&self, st: &Stages<'_>) -> Result<Vec<Step>> {
+        let cl = self.channel_last.as_ref();
+        st.kernel_gen(
+            &self.sigmoid,
+            KernelTargets {
+                kernel: &self.kernel,
+                kernel_t: cl
+                    .filter(|_| self.decisions.generator_writes_rows)
+                    .map(|cl| &cl.kernel_t),
+                channel_last_only: self.decisions.kernel_channel_last,
+            },
+        )
     }
 
     /// Every buffer of the plan, as the decisions lay them out; its program still empty.

@@ -320,6 +320,11 @@ fn lcm(a: usize, b: usize) -> usize {
 /// entry point with naga.
 pub const MOST_STORAGE_BINDINGS: (&str, u32) = ("correlation::selected", 7);
 
+/// Storage buffers of the GPU family's generator-and-lists dispatch (`gen_lists::gen_lists_*`),
+/// the one entry over [`MOST_STORAGE_BINDINGS`]: `gpu::decide` takes it only where the device
+/// allows that many (WebGPU's default, 8), else runs the two stages apart.
+pub const GEN_LISTS_STORAGE_BINDINGS: u32 = 8;
+
 /// The shaders' storage bindings per entry point against `max_storage_buffers_per_shader_stage`.
 pub fn check_storage_bindings(limits: &wgpu::Limits) -> Result<()> {
     let (entry, needed) = MOST_STORAGE_BINDINGS;

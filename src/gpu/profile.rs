@@ -127,6 +127,7 @@ impl GpuProfile {
                 ..wgpu::Limits::default()
             },
             forced,
+            merge_stages: true,
             compute_units: self.compute_units as u64,
         }
     }

@@ -14,6 +14,9 @@ pub struct Shader {
     /// A declaration of `body` replaced by another (a variant of a module that differs only in
     /// how one binding is declared).
     swap: Option<(&'static str, &'static str)>,
+    /// Other ops' files whose functions and bindings `body` uses (a module that runs two
+    /// independent stages in one dispatch); a binding declared twice is kept once.
+    with: &'static [&'static str],
 }
 
 /// Workgroup size of every 1-D shader (`WG` in `shaders/common.wgsl`).
@@ -52,6 +55,7 @@ macro_rules! shader {
             body: include_str!(concat!("../../", $file)),
             entry_points: &[$($entry),+],
             swap: None,
+            with: &[],
         };
     };
 }
@@ -195,6 +199,7 @@ pub const CORRELATION_UBO: Shader = Shader {
         "var<storage, read> kern4: array<vec4<f32>>;",
         "var<uniform> kern4: array<vec4<f32>, 4096>;",
     )),
+    with: &[],
 };
 
 /// `GUIDE_CONV` with the channel-last guide weights of its `_channel_last` entries (binding 7) declared as
@@ -209,8 +214,54 @@ pub const GUIDE_CONV_UBO: Shader = Shader {
         "var<storage, read> wt4: array<vec4<f32>>;",
         "var<uniform> wt4: array<vec4<f32>, 4096>;",
     )),
+    with: &[],
 };
 
+/// The GPU family's pool and guide in one dispatch (`shaders/pool_guide.wgsl`).
+pub const POOL_GUIDE: Shader = Shader {
+    name: "pool_guide",
+    file: "shaders/pool_guide.wgsl",
+    body: include_str!("../../shaders/pool_guide.wgsl"),
+    // With every entry of the composed files (they stay valid entry points).
+    entry_points: &[
+        "pool_guide",
+        "main",
+        "pool_rows",
+        "pool_finish",
+        "pool_split",
+        "guide_argmax4",
+        "guide_argmax8",
+        "guide_argmax4_channel_last",
+        "guide_argmax8_channel_last",
+        "guide_argmax4_channel_last_k3",
+        "guide_argmax_split_k",
+    ],
+    swap: None,
+    with: &[ADAPTIVE_POOL.body, GUIDE_CONV.body],
+};
+
+/// The GPU family's kernel generator and fused-path lists in one dispatch
+/// (`shaders/gen_lists.wgsl`).
+pub const GEN_LISTS: Shader = Shader {
+    name: "gen_lists",
+    file: "shaders/gen_lists.wgsl",
+    body: include_str!("../../shaders/gen_lists.wgsl"),
+    // With every entry of the composed files (they stay valid entry points).
+    entry_points: &[
+        "gen_lists_blocked",
+        "gen_lists_registers",
+        "gen_lists_elements",
+        "blocked",
+        "registers",
+        "elements",
+        "gather",
+        "lists",
+        "tiles",
+        "lists_blocks",
+    ],
+    swap: None,
+    with: &[KERNEL_GEN.body, REGION_SELECT.body],
+};
 /// Every shader module of the crate (the naga validation test walks this list).
 pub const ALL: &[Shader] = &[
     ADAPTIVE_POOL,
@@ -223,6 +274,8 @@ pub const ALL: &[Shader] = &[
     CORRELATION_UBO,
     CORRELATION_GEMM,
     KERNEL_GRAD_GEMM,
+    POOL_GUIDE,
+    GEN_LISTS,
     REGION_SELECT,
     MATMUL,
     REGION_SELECT_BWD,
@@ -241,10 +294,21 @@ pub const ALL: &[Shader] = &[
 impl Shader {
     /// The full WGSL source of the module: common prelude + the op's file.
     pub fn source(&self) -> String {
-        match self.swap {
-            Some((from, to)) => format!("{COMMON}\n{}", self.body.replacen(from, to, 1)),
-            None => format!("{COMMON}\n{}", self.body),
+        let body = match self.swap {
+            Some((from, to)) => self.body.replacen(from, to, 1),
+            None => self.body.to_string(),
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = format!("{COMMON}\n");
+        for line in self.with.iter().flat_map(|b| b.lines()).chain(body.lines()) {
+            // A binding both composed files declare (the same line) is declared once.
+            if line.starts_with("@group(0) @binding(") && !seen.insert(line) {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
         }
+        out
     }
 
     /// The binding number of the module's buffer `name` (as its WGSL declares it, e.g. `x` for
@@ -256,7 +320,11 @@ impl Shader {
 
     /// Every `(binding, name)` the module declares (the common uniform `d` at 0 included).
     pub fn bindings(&self) -> impl Iterator<Item = (u32, &'static str)> {
-        COMMON.lines().chain(self.body.lines()).filter_map(|line| {
+        let lines = self.with.iter().flat_map(|b| b.lines());
+        let mut seen = std::collections::BTreeSet::new();
+        let lines = COMMON.lines().chain(lines).chain(self.body.lines());
+        let lines = lines.filter(move |l| !l.starts_with("@group(0) @binding(") || seen.insert(*l));
+        lines.filter_map(|line| {
             let rest = line.trim().strip_prefix("@group(0) @binding(")?;
             let (number, decl) = rest.split_once(')')?;
             let decl = decl.trim().strip_prefix("var")?;
@@ -270,7 +338,9 @@ impl Shader {
     /// binding one buffer range there and at any other binding of the same bind group).
     pub fn writable(&self, binding: u32) -> bool {
         let decl = format!("@binding({binding}) var<storage, read_write>");
-        self.body.contains(&decl)
+        std::iter::once(self.body)
+            .chain(self.with.iter().copied())
+            .any(|b| b.contains(&decl))
     }
 }
 
@@ -301,7 +371,9 @@ mod tests {
             assert_eq!(s.binding("d"), Some(0), "{}", s.name);
         }
         assert_eq!(CORRELATION_UBO.binding("kern4"), Some(6));
-        assert_eq!(ADAPTIVE_POOL.binding("pooled"), Some(2));
+        assert_eq!(ADAPTIVE_POOL.binding("pooled"), Some(8));
+        assert_eq!(POOL_GUIDE.binding("pooled"), Some(8));
+        assert_eq!(POOL_GUIDE.binding("x"), Some(1));
         assert_eq!(ADAPTIVE_POOL.binding("nope"), None);
     }
 

@@ -135,7 +135,7 @@ pub(super) fn sub_forward(
     mode: Mode,
 ) -> Result<ForwardPlan> {
     let x = chunk_input(ctx, c, s, input, nb, ny)?;
-    ForwardPlan::build(ctx, &with_out_channels(c, no), sub_params.get(no), &x, mode)
+    ForwardPlan::build_part(ctx, &with_out_channels(c, no), sub_params.get(no), &x, mode)
 }
 
 /// The steps that run chunk `ch` of the forward of `input` with its sub-plan `sub`: the chunk's

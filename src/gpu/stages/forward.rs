@@ -82,6 +82,70 @@ impl Stages<'_> {
         }
     }
 
+    /// The GPU family's pool and guide + argmax in one dispatch: 4 pooled values per workgroup,
+    /// then the guide's workgroups (`shaders/pool_guide.wgsl`).
+    pub fn pool_guide(
+        &self,
+        input: &GpuTensor,
+        pooled: &GpuTensor,
+        guide: &GpuTensor,
+        region: &GpuTensor,
+    ) -> Result<Vec<Step>> {
+        let px = self.d.guide_split.unwrap_or(64);
+        let groups = (pooled.numel() as u64).div_ceil(4) + self.d.guide.items / WG as u64;
+        let buffers = [
+            ("x", &input.buffer),
+            ("pooled", &pooled.buffer),
+            ("wg", self.param(ParamId::GuideW)),
+            ("bg", self.param(ParamId::GuideB)),
+            ("guide", &guide.buffer),
+            ("region", &region.buffer),
+        ];
+        let (shader, dims) = (&shaders::POOL_GUIDE, self.dims.guide_px(px));
+        (self.ctx).group_steps("pool_guide", shader, "pool_guide", dims, &buffers, groups)
+    }
+
+    /// The GPU family's kernel generator (its decided entry) and the fused path's lists and
+    /// tile slots in one dispatch (`shaders/gen_lists.wgsl`).
+    pub fn gen_lists(
+        &self,
+        sigmoid: &GpuTensor,
+        kernel: &GpuTensor,
+        region: &GpuTensor,
+        lists: &ListBuffers<'_>,
+    ) -> Result<Vec<Step>> {
+        let (p, s, g) = (self.d.corr, self.s, self.d.kernel_gen.entry);
+        let entry = match g.entry {
+            "blocked" => "gen_lists_blocked",
+            "registers" => "gen_lists_registers",
+            _ => "gen_lists_elements",
+        };
+        let hw = (s.out_height * s.out_width) as u64;
+        let block = self.d.lists_block.unwrap_or(256);
+        let groups = g.items.div_ceil(256) + s.batch as u64 * hw.div_ceil(block);
+        let dims = self
+            .dims
+            .lists_blocks(block, p.tiling.pixels, p.slots as u64);
+        let buffers = [
+            ("sig", &sigmoid.buffer),
+            ("w3", self.param(ParamId::KernelW3)),
+            ("b3", self.param(ParamId::KernelB3)),
+            ("kern", &kernel.buffer),
+            ("region", &region.buffer),
+            ("order", &lists.order.buffer),
+            ("starts", &lists.starts.buffer),
+            ("tile_list", &lists.tiles.buffer),
+        ];
+        (self.ctx).group_steps(
+            "gen_lists",
+            &shaders::GEN_LISTS,
+            entry,
+            dims,
+            &buffers,
+            groups,
+        )
+    }
+
     /// conv_kernel.1 (1x1 conv of the pooled map) and its sigmoid.
     pub fn logits(
         &self,
