@@ -1,7 +1,7 @@
 // AdaptiveAvgPool2d((k, k)) with PyTorch's bins (`pool_bin` in common.wgsl). One invocation per
 // pooled value (b, i, u, v).
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-// Binding 8: the module is also composed with guide_conv.wgsl (`shaders/merged.wgsl`), whose
+// Binding 8: the module is also composed with guide_conv.wgsl (`shaders/pool_guide.wgsl`), whose
 // bindings are 1-7.
 @group(0) @binding(8) var<storage, read_write> pooled: array<f32>;
 
@@ -69,7 +69,7 @@ fn pool_finish(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 // 64 at a time (consecutive lanes along a row: coalesced), then a fixed-order tree over the 64
 // partial sums in workgroup memory (deterministic). `main` makes one invocation read a whole bin
 // (a few thousand loads in sequence at 128 x 128) and launches B*I*k*k / 64 workgroups: 3 at 16
-// channels. `pool_split`: a workgroup per value; `merged.wgsl` `pool_guide`: 4 per workgroup
+// channels. `pool_split`: a workgroup per value; `pool_guide.wgsl` `pool_guide`: 4 per workgroup
 // of 256 beside the guide's workgroups.
 var<workgroup> psum: array<f32, 256>;
 

@@ -5,7 +5,7 @@
 // (`lists_block`, Dims::lists_blocks): the lists need the guide, the generator the logits, and
 // neither reads the other's output.
 
-// The generator's workgroups for `items` items, and whether workgroup t is one of them.
+// The generator's workgroups for `items` items, 256 each.
 fn gen_groups(items: u32) -> u32 {
     return (items + 255u) / 256u;
 }

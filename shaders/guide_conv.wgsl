@@ -455,7 +455,7 @@ fn guide_argmax_split_k(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     guide_block(t, li);
 }
 
-// Workgroup t's pixels of `guide_argmax_split_k` (also run by `merged.wgsl` `pool_guide`).
+// Workgroup t's pixels of `guide_argmax_split_k` (also run by `pool_guide.wgsl` `pool_guide`).
 // Every invocation of the workgroup calls it (barriers).
 fn guide_block(t: u32, li: u32) {
     let npx = guide_px();

@@ -2,7 +2,7 @@
 // fewer dispatches (each a pipeline barrier): WGSL cannot order workgroups inside a dispatch, so
 // only stages that do not read each other's output share one. The module is composed from
 // adaptive_pool.wgsl and guide_conv.wgsl (their bindings do not overlap) and this file
-// (`src/gpu/shaders.rs` `POOL_GUIDE`); shaders/logits_lists.wgsl does the same for the logits
+// (`src/gpu/shaders.rs` `POOL_GUIDE`); shaders/gen_lists.wgsl does the same for the generator
 // and the fused path's lists. Workgroups first take the first stage's work, the rest the
 // second's: B*I*k*k / 4 workgroups pool 4 values each (`pool_value`), then the guide's
 // workgroups (`guide_block`, pixels per workgroup from Dims::guide_px).

@@ -221,7 +221,7 @@ fn lists_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     lists_block(t, li);
 }
 
-// Workgroup t's block of `lists_blocks` (also run by `merged.wgsl` `logits_lists`). Every
+// Workgroup t's block of `lists_blocks` (also run by `gen_lists.wgsl`). Every
 // invocation of the workgroup calls it (barriers).
 fn lists_block(t: u32, li: u32) {
     let hw = d.ho * d.wo;
