@@ -1,10 +1,12 @@
-//! The GPU family (the GEMM correlation with its K slices, the register kernel generator, the
-//! gather backward) forced on the adapters here, which would otherwise run the CPU family:
-//! lavapipe (Vulkan) and llvmpipe (GL). Every golden case (training forward, every gradient,
-//! fused inference); seeded random layers (k = 1 to 7, r = 1 to 16, stride, dilation, padding,
-//! odd sizes, more than 64 samples, more than one row tile and many inner chunks) against the
-//! CPU reference in both modes and backward, unsliced, with the slices that fill a GPU and with
-//! the most the shape allows; and bitwise-equal results across runs.
+//! The GPU family (the GEMM correlation and kernel gradient with their K slices, the split
+//! reductions, the shared dispatches, the gather backward) forced on the adapters here, which
+//! would otherwise run the CPU family: lavapipe (Vulkan) and llvmpipe (GL). Every golden case
+//! (training forward, every gradient, fused inference) on both; seeded random layers (k = 1 to
+//! 7, r = 1 to 16, stride, dilation, padding, odd sizes, more than 64 samples, more than one row
+//! tile, many inner chunks, a large image) against the CPU reference in both modes and backward,
+//! unsliced, with the slices that fill a GPU, with the most the shape allows, for a small GPU
+//! and on GL; the split plans under tiny limits; the unsliced kernel gradient bitwise the gather
+//! one; and bitwise-equal results across runs.
 
 use std::sync::Arc;
 
@@ -208,16 +210,19 @@ fn random_layers_match_the_cpu_in_every_slicing() {
     pollster::block_on(async {
         let (mut sliced, mut guide_px) = (0, std::collections::BTreeSet::new());
         let mut chunked = 0;
-        // Unsliced; as many slices as fill 128 compute units; the most the shape allows; and
-        // for a GPU of 2 units: wide guide tiles, the register generator.
-        for (slices, units) in [
-            (Some(1), None),
-            (None, None),
-            (Some(32), None),
-            (None, Some(2)),
+        // Unsliced; as many slices as fill 128 compute units; the most the shape allows; for a
+        // GPU of 2 units: wide guide tiles, the register generator; and on GL (llvmpipe).
+        let (vulkan, gl) = (wgpu::Backends::VULKAN, wgpu::Backends::GL);
+        for (backend, slices, units) in [
+            (vulkan, Some(1), None),
+            (vulkan, None, None),
+            (vulkan, Some(32), None),
+            (vulkan, None, Some(2)),
+            (gl, None, None),
         ] {
-            let ctx = context(wgpu::Backends::VULKAN, gpu_family(slices, units)).await;
-            let ctx = ctx.unwrap();
+            let Some(ctx) = context(backend, gpu_family(slices, units)).await else {
+                continue;
+            };
             for (n, l) in layers().iter().enumerate() {
                 let params = DrConvParams::init(l.config, 500 + n as u64).unwrap();
                 let mut rng = Rng::new(900 + n as u64);
@@ -238,14 +243,15 @@ fn random_layers_match_the_cpu_in_every_slicing() {
                     chunked += (plan.decisions.sigmoid_chunks > Some(1)) as usize;
                     plan.poison(&ctx);
                     let got = layer.forward_trace(&xg, mode).await.unwrap();
-                    let what = format!("slices {slices:?} units {units:?} {l:?} {mode:?}");
+                    let what =
+                        format!("{backend:?} slices {slices:?} units {units:?} {l:?} {mode:?}");
                     assert_eq!(got.region_index, want.region_index, "{what}: region maps");
                     check(&what, owned(got.named()), owned(want.named()), FORWARD_TOL);
                 }
                 layer.backward_plan(&xg).await.unwrap().poison(&ctx);
                 let gyg = ctx.upload("gy", &gy).unwrap();
                 let grads = layer.backward_trace(&xg, &gyg).await.unwrap();
-                let what = format!("slices {slices:?} units {units:?} {l:?} backward");
+                let what = format!("{backend:?} slices {slices:?} units {units:?} {l:?} backward");
                 check(&what, grads.named(), want_grads.named(), BACKWARD_TOL);
             }
         }

@@ -583,6 +583,14 @@ impl fmt::Display for Decisions {
         if let Some(entry) = self.backward_lists {
             write!(f, " kernel_grad={entry}")?;
         }
+        let shared = [
+            (self.pool_with_guide, "pool+guide"),
+            (self.gen_with_lists, "kernel_gen+lists"),
+        ];
+        let shared: Vec<_> = shared.iter().filter(|s| s.0).map(|s| s.1).collect();
+        if !shared.is_empty() {
+            write!(f, " | shared dispatches: {}", shared.join(", "))?;
+        }
         write!(
             f,
             " | uniform bindings: kernel={} per_region={} guide={}",
