@@ -5,55 +5,53 @@
 // (`lists_block`, Dims::lists_blocks): the lists need the guide, the generator the logits, and
 // neither reads the other's output.
 
-// The generator's workgroups for `items` items, 256 each.
-fn gen_groups(items: u32) -> u32 {
-    return (items + 255u) / 256u;
+const BLOCKED: u32 = 0u; // (b, g, 8 channels, 4 taps) items
+const REGISTERS: u32 = 1u; // (b, g, 8 channels) items
+const ELEMENTS: u32 = 2u; // one item per kernel element
+
+// Workgroup t of the dispatch with generator `gen` (a constant of each entry).
+fn gen_or_lists(t: u32, li: u32, gen: u32) {
+    let blocks8 = d.batch * d.r * ((d.cin * d.cout + 7u) / 8u);
+    var items = d.batch * d.r * d.cin * d.cout * d.k * d.k;
+    if (gen == BLOCKED) {
+        items = blocks8 * ((d.k * d.k + 3u) / 4u);
+    } else if (gen == REGISTERS) {
+        items = blocks8;
+    }
+    let gens = (items + 255u) / 256u;
+    if (t >= gens) {
+        lists_block(t - gens, li);
+        return;
+    }
+    let idx = t * 256u + li;
+    if (idx >= items) { return; }
+    switch gen {
+        case BLOCKED: { blocked_item(idx); }
+        case REGISTERS: { registers_item(idx); }
+        default: { elements_item(idx); }
+    }
 }
 
-// `blocked`: (b, g, 8 channels, 4 taps) items.
 @compute @workgroup_size(256)
 fn gen_lists_blocked(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) li: u32) {
     let t = group_index(wid, nwg);
     if (t == 0xffffffffu) { return; }
-    let items = d.batch * d.r * ((d.cin * d.cout + 7u) / 8u) * ((d.k * d.k + 3u) / 4u);
-    let gens = gen_groups(items);
-    if (t < gens) {
-        let idx = t * 256u + li;
-        if (idx < items) { blocked_item(idx); }
-    } else {
-        lists_block(t - gens, li);
-    }
+    gen_or_lists(t, li, BLOCKED);
 }
 
-// `registers`: (b, g, 8 channels) items.
 @compute @workgroup_size(256)
 fn gen_lists_registers(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) li: u32) {
     let t = group_index(wid, nwg);
     if (t == 0xffffffffu) { return; }
-    let items = d.batch * d.r * ((d.cin * d.cout + 7u) / 8u);
-    let gens = gen_groups(items);
-    if (t < gens) {
-        let idx = t * 256u + li;
-        if (idx < items) { registers_item(idx); }
-    } else {
-        lists_block(t - gens, li);
-    }
+    gen_or_lists(t, li, REGISTERS);
 }
 
-// `elements`: one item per kernel element.
 @compute @workgroup_size(256)
 fn gen_lists_elements(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) li: u32) {
     let t = group_index(wid, nwg);
     if (t == 0xffffffffu) { return; }
-    let items = d.batch * d.r * d.cin * d.cout * d.k * d.k;
-    let gens = gen_groups(items);
-    if (t < gens) {
-        let idx = t * 256u + li;
-        if (idx < items) { elements_item(idx); }
-    } else {
-        lists_block(t - gens, li);
-    }
+    gen_or_lists(t, li, ELEMENTS);
 }

@@ -35,18 +35,13 @@ fn pooled_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     dpooled[idx] = s;
 }
 
-// One invocation per (m, ii), ii in 0..=I: ii < I gives dw1[m, ii] = sum_{b,t} dlogits[b,m,t] *
-// pooled[b, ii, t]; ii == I gives db1[m] = sum_{b,t} dlogits[b,m,t]. B*k*k terms: one stage.
-@compute @workgroup_size(WG)
-fn weight_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = item_index(gid, nwg);
-    if (idx == 0xffffffffu) { return; }
+// Samples b0 .. b1 of weight (m, ii)'s sum: ii < I the weight's, sum_{b,t} dlogits[b,m,t] *
+// pooled[b, ii, t]; ii == I the bias's, sum_{b,t} dlogits[b,m,t].
+fn weight_sum(m: u32, ii: u32, b0: u32, b1: u32) -> f32 {
     let kk = d.k * d.k;
     let rr = d.r * d.r;
-    let ii = idx % (d.cin + 1u);
-    let m = idx / (d.cin + 1u);
     var s = 0.0;
-    for (var b = 0u; b < d.batch; b++) {
+    for (var b = b0; b < b1; b++) {
         let lbase = (b * rr + m) * kk;
         let pbase = (b * d.cin + ii) * kk;
         for (var t = 0u; t < kk; t++) {
@@ -57,6 +52,18 @@ fn weight_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
             }
         }
     }
+    return s;
+}
+
+// One invocation per (m, ii), ii in 0..=I: ii < I gives dw1[m, ii] = sum_{b,t} dlogits[b,m,t] *
+// pooled[b, ii, t]; ii == I gives db1[m] = sum_{b,t} dlogits[b,m,t]. B*k*k terms: one stage.
+@compute @workgroup_size(WG)
+fn weight_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = item_index(gid, nwg);
+    if (idx == 0xffffffffu) { return; }
+    let ii = idx % (d.cin + 1u);
+    let m = idx / (d.cin + 1u);
+    let s = weight_sum(m, ii, 0u, d.batch);
     if (ii == d.cin) {
         db1[m] = s;
     } else {
@@ -77,7 +84,6 @@ fn weight_grad_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
                      @builtin(local_invocation_index) li: u32) {
     let w = group_index(wid, nwg);
     if (w == 0xffffffffu) { return; }
-    let kk = d.k * d.k;
     let rr = d.r * d.r;
     let lanes = w_lanes();
     let item = w * WG + li;
@@ -91,17 +97,7 @@ fn weight_grad_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let b1 = min(b0 + per, d.batch);
     var s = 0.0;
     if (live) {
-        for (var b = b0; b < b1; b++) {
-            let lbase = (b * rr + m) * kk;
-            let pbase = (b * d.cin + ii) * kk;
-            for (var t = 0u; t < kk; t++) {
-                if (ii == d.cin) {
-                    s += dlogits[lbase + t];
-                } else {
-                    s += dlogits[lbase + t] * pooled[pbase + t];
-                }
-            }
-        }
+        s = weight_sum(m, ii, b0, b1);
     }
     wsum[li] = s;
     workgroupBarrier();

@@ -16,8 +16,9 @@ use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Dims, Program};
 use crate::gpu::shaders;
 use crate::gpu::stages::backward::{GemmGrad, GradBuffers, ListBackward, Saved};
-use crate::gpu::stages::Stages;
+use crate::gpu::stages::{partials, Stages};
 use crate::params::ParamId;
+use crate::tensor::numel;
 use crate::trace::Gradients;
 
 pub use crate::gpu::stages::backward::POOL_GRAD_STEP;
@@ -160,13 +161,7 @@ impl BackwardPlan {
             Some(slices) => Some(GemmGrad {
                 order: ctx.empty("grad.region_order", &s.region())?,
                 starts: ctx.empty("grad.region_starts", &[s.batch, c.region_num + 1])?,
-                parts: match slices {
-                    1 => ctx.empty("grad.kernel_slices unused", &[4])?,
-                    n => ctx.empty(
-                        "grad.kernel_slices",
-                        &[n as usize, crate::tensor::numel(&s.kernel(c))],
-                    )?,
-                },
+                parts: partials(ctx, "grad.kernel_slices", slices, numel(&s.kernel(c)))?,
                 big_g: ctx.empty("grad.big_g", &s.guide(c))?,
             }),
             None => None,

@@ -101,7 +101,7 @@ impl RegionLists {
 impl ForwardPlan {
     /// Allocates and binds the unsplit forward of `input`. `crate::gpu::plan::forward` is the
     /// entry: it checked the shape against the device's limits and decided that no split is
-    /// needed (split plans build their sub-plans with this too, on shapes it checked).
+    /// needed (split plans build their parts with [`ForwardPlan::build_part`]).
     pub(crate) fn build(
         ctx: &GpuContext,
         config: &DrConvConfig,
@@ -109,8 +109,36 @@ impl ForwardPlan {
         input: &GpuTensor,
         mode: Mode,
     ) -> Result<Self> {
+        Self::build_measured(Target::of(ctx), ctx, config, params, (input, mode))
+    }
+
+    /// A split plan's part: [`ForwardPlan::build`] with no stages sharing a dispatch (a band's
+    /// part runs without its pool, which the split computes over the whole input).
+    pub(crate) fn build_part(
+        ctx: &GpuContext,
+        config: &DrConvConfig,
+        params: &GpuParams,
+        input: &GpuTensor,
+        mode: Mode,
+    ) -> Result<Self> {
+        let target = Target {
+            merge_stages: false,
+            ..Target::of(ctx)
+        };
+        Self::build_measured(target, ctx, config, params, (input, mode))
+    }
+
+    /// [`ForwardPlan::build_on`] with the per-region uniform bindings as the context measured
+    /// (or allowed, where not measured yet).
+    fn build_measured(
+        target: Target,
+        ctx: &GpuContext,
+        config: &DrConvConfig,
+        params: &GpuParams,
+        (input, mode): (&GpuTensor, Mode),
+    ) -> Result<Self> {
         let per_region = ctx.per_region_uniform_choice(config, &input.shape) != Some(false);
-        Self::build_with(ctx, config, params, input, mode, per_region)
+        Self::build_on(target, ctx, config, params, input, (mode, per_region))
     }
 
     /// [`ForwardPlan::build`], with the fused correlation's per-region uniform bindings allowed
@@ -123,30 +151,7 @@ impl ForwardPlan {
         mode: Mode,
         per_region: bool,
     ) -> Result<Self> {
-        Self::build_on(
-            Target::of(ctx),
-            ctx,
-            config,
-            params,
-            input,
-            (mode, per_region),
-        )
-    }
-
-    /// A split plan's part: [`ForwardPlan::build`] with no stages sharing a dispatch (a band's
-    /// part runs without its pool, which the split computes over the whole input).
-    pub(crate) fn build_part(
-        ctx: &GpuContext,
-        config: &DrConvConfig,
-        params: &GpuParams,
-        input: &GpuTensor,
-        mode: Mode,
-    ) -> Result<Self> {
-        let per_region = ctx.per_region_uniform_choice(config, &input.shape) != Some(false);
-        let target = Target {
-            merge_stages: false,
-            ..Target::of(ctx)
-        };
+        let target = Target::of(ctx);
         Self::build_on(target, ctx, config, params, input, (mode, per_region))
     }
 

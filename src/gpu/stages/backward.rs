@@ -13,7 +13,7 @@ use crate::gpu::program::Step;
 use crate::gpu::shaders::WG;
 use crate::gpu::shaders::{
     ADAPTIVE_POOL_BWD, CORRELATION_BWD, GUIDE_CONV_BWD, KERNEL_GEN_BWD, KERNEL_GRAD_GEMM,
-    KERNEL_LOGITS_BWD, REGION_SELECT, REGION_SELECT_BWD,
+    KERNEL_LOGITS_BWD, REGION_SELECT_BWD,
 };
 use crate::params::ParamId;
 
@@ -174,7 +174,19 @@ impl Stages<'_> {
             ],
             (n * lanes).div_ceil(WG as u64),
         )?;
-        steps.extend(self.ctx.steps(
+        steps.extend(self.guide_grad_from(f, g, &t.big_g)?);
+        Ok(steps)
+    }
+
+    /// The straight-through softmax gradient of the guide from the G values `big_g` (B x r x
+    /// H' x W', each computed once by `big_g_t` or `big_g_split`).
+    fn guide_grad_from(
+        &self,
+        f: &Saved<'_>,
+        g: &GradBuffers<'_>,
+        big_g: &GpuTensor,
+    ) -> Result<Vec<Step>> {
+        self.ctx.steps(
             "guide_grad",
             &REGION_SELECT_BWD,
             "guide_grad_g",
@@ -182,11 +194,10 @@ impl Stages<'_> {
             &[
                 ("guide", &f.guide.buffer),
                 ("dguide", &g.guide.buffer),
-                ("g_in", &t.big_g.buffer),
+                ("g_in", &big_g.buffer),
             ],
             g.guide.numel() as u64,
-        )?);
-        Ok(steps)
+        )
     }
 
     /// The GPU family's kernel gradient: the pixel lists, then per (sample, region) the GEMM
@@ -199,18 +210,7 @@ impl Stages<'_> {
     ) -> Result<Vec<Step>> {
         let (c, s, d) = (self.c, self.s, self.dims);
         let slices = self.d.kernel_grad_slices.unwrap_or(1);
-        let mut steps = self.ctx.group_steps(
-            "region_lists",
-            &REGION_SELECT,
-            "lists",
-            d,
-            &[
-                ("region", &f.region.buffer),
-                ("order", &t.order.buffer),
-                ("starts", &t.starts.buffer),
-            ],
-            s.batch as u64,
-        )?;
+        let mut steps = self.pixel_lists(f.region, &t.order, &t.starts)?;
         let kd = (c.in_channels * c.kernel_size * c.kernel_size) as u64;
         let tiles = (s.batch * c.region_num) as u64
             * (c.out_channels as u64).div_ceil(64)
@@ -260,18 +260,7 @@ impl Stages<'_> {
     ) -> Result<Vec<Step>> {
         let (c, s, d) = (self.c, self.s, self.dims);
         let (i, o, kk) = (c.in_channels, c.out_channels, c.kernel_size * c.kernel_size);
-        let mut steps = self.ctx.group_steps(
-            "region_lists",
-            &REGION_SELECT,
-            "lists",
-            d,
-            &[
-                ("region", &f.region.buffer),
-                ("order", &t.order.buffer),
-                ("starts", &t.starts.buffer),
-            ],
-            s.batch as u64,
-        )?;
+        let mut steps = self.pixel_lists(f.region, &t.order, &t.starts)?;
         let (hw_in, hw_out) = (s.height * s.width, s.out_height * s.out_width);
         steps.extend(
             self.ctx
@@ -361,18 +350,7 @@ impl Stages<'_> {
             ],
             t.big_g.numel() as u64,
         )?;
-        steps.extend(self.ctx.steps(
-            "guide_grad",
-            &REGION_SELECT_BWD,
-            "guide_grad_g",
-            self.dims,
-            &[
-                ("guide", &f.guide.buffer),
-                ("dguide", &g.guide.buffer),
-                ("g_in", &t.big_g.buffer),
-            ],
-            g.guide.numel() as u64,
-        )?);
+        steps.extend(self.guide_grad_from(f, g, &t.big_g)?);
         Ok(steps)
     }
 
@@ -487,10 +465,7 @@ impl Stages<'_> {
             return (self.ctx).steps(label, &KERNEL_GEN_BWD, "sigmoid_grad", d, &buffers, n);
         };
         // One chunk writes dsig itself; `dsig_part` is still declared: a buffer of its own.
-        let part = match chunks {
-            1 => self.ctx.empty("grad.sigmoid_chunks unused", &[4])?,
-            _ => (self.ctx).empty("grad.sigmoid_chunks", &[chunks as usize, n as usize])?,
-        };
+        let part = super::partials(self.ctx, "grad.sigmoid_chunks", chunks, n as usize)?;
         let buffers = [
             ("w3", w3),
             ("dkern", &g.kernel.buffer),

@@ -316,15 +316,14 @@ impl Stages<'_> {
     ) -> Result<Vec<Step>> {
         let p = self.d.corr;
         // One slice writes `out` itself; `part` is still declared, so it gets a buffer of its own.
-        let unused = match parts {
-            Some(_) => None,
-            None => Some(self.ctx.empty("corr_slices unused", &[4])?),
+        let unused;
+        let part = match parts {
+            Some(t) => &t.buffer,
+            None => {
+                unused = super::partials(self.ctx, "corr_slices", 1, 0)?;
+                &unused.buffer
+            }
         };
-        let part = parts.or(unused.as_ref()).map(|t| &t.buffer);
-        let part = part.ok_or_else(|| DrConvError::Gpu {
-            op: label.into(),
-            message: "no buffer for the K slices".into(),
-        })?;
         let mut buffers = vec![
             ("x", &src.x.buffer),
             ("kern", &src.kernel.buffer),
@@ -380,18 +379,7 @@ impl Stages<'_> {
         if let Some(block) = self.d.lists_block {
             return self.lists_blocks(region, lists, block);
         }
-        let mut steps = self.ctx.group_steps(
-            "region_lists",
-            &shaders::REGION_SELECT,
-            "lists",
-            self.dims,
-            &[
-                ("region", &region.buffer),
-                ("order", &lists.order.buffer),
-                ("starts", &lists.starts.buffer),
-            ],
-            self.s.batch as u64,
-        )?;
+        let mut steps = self.pixel_lists(region, lists.order, lists.starts)?;
         let p = self.d.corr;
         let dims = (self.dims.corr_tile(p.tiling, p.slices)).grid_limit(self.ctx.max_grid_dim());
         steps.extend(self.ctx.steps(

@@ -7,11 +7,13 @@ pub mod backward;
 pub mod forward;
 
 use crate::config::{DrConvConfig, ForwardShape};
+use crate::error::Result;
 use crate::gpu::context::GpuContext;
 use crate::gpu::decide::Decisions;
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::Dims;
 use crate::gpu::variants::Variants;
+use crate::gpu::{buffers::GpuTensor, program::Step, shaders};
 use crate::params::ParamId;
 
 /// What every stage of one plan reads: the device, the layer, the shape, the plan's decisions
@@ -24,6 +26,16 @@ pub struct Stages<'a> {
     pub v: &'a Variants,
     pub params: &'a GpuParams,
     pub dims: Dims,
+}
+
+/// A buffer for `parts` partial results of `elements` floats each (K slices, chunks), where there
+/// is more than one part; else a 4-float placeholder for the binding the shader still declares
+/// (one part is written to its output directly).
+pub fn partials(ctx: &GpuContext, label: &str, parts: u64, elements: usize) -> Result<GpuTensor> {
+    match parts {
+        0 | 1 => ctx.empty(&format!("{label} unused"), &[4]),
+        n => ctx.empty(label, &[n as usize, elements]),
+    }
 }
 
 impl<'a> Stages<'a> {
@@ -47,5 +59,28 @@ impl<'a> Stages<'a> {
 
     fn param(&self, id: ParamId) -> &'a wgpu::Buffer {
         &self.params.get(id).buffer
+    }
+
+    /// Each sample's pixels grouped by region (`region_select.wgsl` `lists`, a stable counting
+    /// sort, one workgroup per sample): the fused path's lists on the CPU family and both
+    /// families' backward lists.
+    fn pixel_lists(
+        &self,
+        region: &GpuTensor,
+        order: &GpuTensor,
+        starts: &GpuTensor,
+    ) -> Result<Vec<Step>> {
+        self.ctx.group_steps(
+            "region_lists",
+            &shaders::REGION_SELECT,
+            "lists",
+            self.dims,
+            &[
+                ("region", &region.buffer),
+                ("order", &order.buffer),
+                ("starts", &starts.buffer),
+            ],
+            self.s.batch as u64,
+        )
     }
 }
