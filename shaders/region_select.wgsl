@@ -171,7 +171,8 @@ fn tiles(@builtin(local_invocation_index) li: u32) {
 // block also writes `starts` and the sample's tile slots: `sample_slots()` entries from
 // 1 + 3 (b * slots) on, the tiles of region 0, then 1, ..., of slot_px() pixels, the rest with
 // count 0 (the GEMM correlation's workgroups for those return at once).
-fn block_px() -> u32 { return d.aux0; }
+// Pixels per block, 25 bits (the top 7 are gen_lists.wgsl's `gen_lanes`).
+fn block_px() -> u32 { return d.aux0 & 0x1ffffffu; }
 fn slot_px() -> u32 { return d.aux1 & 0x1ffu; }
 fn sample_slots() -> u32 { return d.aux1 >> 9u; }
 

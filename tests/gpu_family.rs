@@ -4,9 +4,10 @@
 //! (training forward, every gradient, fused inference) on both; seeded random layers (k = 1 to
 //! 7, r = 1 to 16, stride, dilation, padding, odd sizes, more than 64 samples, more than one row
 //! tile, many inner chunks, a large image) against the CPU reference in both modes and backward,
-//! unsliced, with the slices that fill a GPU, with the most the shape allows, for a small GPU
-//! and on GL; the split plans under tiny limits; the unsliced kernel gradient bitwise the gather
-//! one; and bitwise-equal results across runs.
+//! unsliced, with the slices that fill a GPU, with the most the shape allows, for a small GPU,
+//! with WebGPU's default limits (the logits in a dispatch of their own) and on GL; the split
+//! plans under tiny limits; the unsliced kernel gradient bitwise the gather one; and
+//! bitwise-equal results across runs.
 
 use std::sync::Arc;
 
@@ -29,7 +30,20 @@ fn gpu_family(slices: Option<u32>, units: Option<u32>) -> VariantOverrides {
 }
 
 async fn context(backends: wgpu::Backends, v: VariantOverrides) -> Option<Arc<GpuContext>> {
-    let opts = ContextOptions::default().backends(backends).variants(v);
+    context_limited(backends, v, false).await
+}
+
+/// [`context`], with WebGPU's default limits where `webgpu` (8 storage buffers per stage: the
+/// logits keep their own dispatch).
+async fn context_limited(
+    backends: wgpu::Backends,
+    v: VariantOverrides,
+    webgpu: bool,
+) -> Option<Arc<GpuContext>> {
+    let mut opts = ContextOptions::default().backends(backends).variants(v);
+    if webgpu {
+        opts = opts.limits(wgpu::Limits::default());
+    }
     match GpuContext::with_options(opts).await {
         Ok(ctx) => Some(ctx),
         // GL is checked (and required) by `golden_gl.rs`; here it is skipped the same way.
@@ -78,13 +92,18 @@ fn golden_cases_on_vulkan_and_gl() {
                         .map(|(name, t)| format!("{} {name}: {:?}", case.name, t.max_abs_err)),
                 );
                 layer.plan(&x, Mode::Inference).await.unwrap().poison(&ctx);
+                // Every tensor of the inference trace (the logits, sigmoid and kernel its
+                // generator may compute itself included).
                 let fused = layer.forward_trace(&x, Mode::Inference).await.unwrap();
-                let gold = case.tensor("output").unwrap();
-                let (err, ok) =
-                    compare(&fused.output.data, &gold.data, FORWARD_TOL.0, FORWARD_TOL.1);
-                if !ok || Some(&fused.region_index) != case.region_index.as_ref() {
-                    failures.push(format!("{} fused output: {err:e}", case.name));
-                }
+                let report = compare_case(case, &fused, None);
+                let forward = |n: &str| !n.starts_with("grad.") && n != "inter.corr";
+                failures.extend(
+                    (report.tensors.iter())
+                        .filter(|(n, t)| forward(n) && t.ok != Some(true))
+                        .map(|(name, t)| {
+                            format!("{} fused {name}: {:?}", case.name, t.max_abs_err)
+                        }),
+                );
             }
             let adapter = ctx.summary();
             assert!(failures.is_empty(), "{adapter:?}: {failures:#?}");
@@ -210,17 +229,22 @@ fn random_layers_match_the_cpu_in_every_slicing() {
     pollster::block_on(async {
         let (mut sliced, mut guide_px) = (0, std::collections::BTreeSet::new());
         let mut chunked = 0;
+        // Inference plans whose generator computes the logits, and those with a logits dispatch.
+        let mut gen_logits = [0, 0];
         // Unsliced; as many slices as fill 128 compute units; the most the shape allows; for a
-        // GPU of 2 units: wide guide tiles, the register generator; and on GL (llvmpipe).
+        // GPU of 2 units: wide guide tiles, the register generator; WebGPU's default limits
+        // (the logits apart); and on GL (llvmpipe).
         let (vulkan, gl) = (wgpu::Backends::VULKAN, wgpu::Backends::GL);
-        for (backend, slices, units) in [
-            (vulkan, Some(1), None),
-            (vulkan, None, None),
-            (vulkan, Some(32), None),
-            (vulkan, None, Some(2)),
-            (gl, None, None),
+        for (backend, slices, units, webgpu) in [
+            (vulkan, Some(1), None, false),
+            (vulkan, None, None, false),
+            (vulkan, Some(32), None, false),
+            (vulkan, None, Some(2), false),
+            (vulkan, None, None, true),
+            (gl, None, None, false),
         ] {
-            let Some(ctx) = context(backend, gpu_family(slices, units)).await else {
+            let v = gpu_family(slices, units);
+            let Some(ctx) = context_limited(backend, v, webgpu).await else {
                 continue;
             };
             for (n, l) in layers().iter().enumerate() {
@@ -241,10 +265,15 @@ fn random_layers_match_the_cpu_in_every_slicing() {
                     sliced += (plan.decisions.corr.slices > 1) as usize;
                     guide_px.insert(plan.decisions.guide_split);
                     chunked += (plan.decisions.sigmoid_chunks > Some(1)) as usize;
+                    if mode == Mode::Inference {
+                        gen_logits[plan.decisions.gen_with_logits.is_none() as usize] += 1;
+                    }
                     plan.poison(&ctx);
                     let got = layer.forward_trace(&xg, mode).await.unwrap();
-                    let what =
-                        format!("{backend:?} slices {slices:?} units {units:?} {l:?} {mode:?}");
+                    let what = format!(
+                        "{backend:?} slices {slices:?} units {units:?} webgpu {webgpu} {l:?} \
+                         {mode:?}"
+                    );
                     assert_eq!(got.region_index, want.region_index, "{what}: region maps");
                     check(&what, owned(got.named()), owned(want.named()), FORWARD_TOL);
                 }
@@ -261,6 +290,10 @@ fn random_layers_match_the_cpu_in_every_slicing() {
             "guide pixels per workgroup: {guide_px:?}"
         );
         assert!(chunked >= 2, "sigmoid gradients in chunks: {chunked}");
+        assert!(
+            gen_logits[0] >= 100 && gen_logits[1] >= 24,
+            "inference with the logits in the generator / apart: {gen_logits:?}"
+        );
     });
 }
 

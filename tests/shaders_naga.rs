@@ -5,6 +5,7 @@
 //! Each test walks every shader and reports all failures at once, so one broken module does not
 //! hide another.
 
+use drconv::internal::gpu::limits::LOGITS_GEN_LISTS_STORAGE_BINDINGS;
 use drconv::internal::gpu::shaders::{Shader, ALL};
 use naga::back::{glsl, hlsl, msl, spv};
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
@@ -119,9 +120,14 @@ fn entry_points_match_registry_and_fit_webgpu_defaults() {
                     .filter(move |(h, g)| space(&g.space) && !uses[*h].is_empty())
             };
             let storage = used(|s| matches!(s, AddressSpace::Storage { .. })).count();
-            if storage > MAX_STORAGE_BUFFERS_PER_STAGE {
+            // The one entry plans take only where the device allows more (`gpu::decide`).
+            let most = match at.as_str() {
+                "gen_lists::logits_gen_lists" => LOGITS_GEN_LISTS_STORAGE_BINDINGS as usize,
+                _ => MAX_STORAGE_BUFFERS_PER_STAGE,
+            };
+            if storage > most {
                 errors.push(format!(
-                    "{at}: binds {storage} storage buffers, WebGPU guarantees {MAX_STORAGE_BUFFERS_PER_STAGE}"
+                    "{at}: binds {storage} storage buffers, over {most}"
                 ));
             }
             for (_, g) in used(|s| *s == AddressSpace::Uniform) {

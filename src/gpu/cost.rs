@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::gpu::decide::Decisions;
+use crate::gpu::shaders::LOGITS_GEN_LISTS_WORKGROUP_BYTES;
 use crate::gpu::shaders::{CORR_WORKGROUP_BYTES, GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES};
 use crate::gpu::shaders::{GUIDE_WORKGROUP_BYTES, KERNEL_GRAD_WORKGROUP_BYTES, WG};
 
@@ -201,10 +202,34 @@ fn merge_stages(d: &Decisions, z: Sizes, mut v: Vec<Dispatch>) -> Vec<Dispatch> 
             let mut m = groups("gen_lists", entry, workgroups, gen.flops, 0);
             m.bytes = gen.bytes + lists.bytes;
             (m.invocations, m.workgroup_bytes) = (GEMM_INVOCATIONS, lists.workgroup_bytes);
-            v.insert(at, m);
+            if let Some(lanes) = d.gen_with_logits {
+                m = with_logits(z, lanes, m, take(&mut v, "kernel_logits"), lists.workgroups);
+            }
+            v.insert(at - usize::from(d.gen_with_logits.is_some()), m);
         }
     }
     v
+}
+
+/// The generator-and-lists dispatch `m` also taking the logits' dispatch (`logits_gen_lists`):
+/// `lanes` kernel elements per invocation, every generator workgroup computing its group's r x
+/// k*k logits again (their FLOPs counted each time), the sigmoid map no longer read back.
+fn with_logits(
+    z: Sizes,
+    lanes: u64,
+    mut m: Dispatch,
+    logits: Option<(usize, Dispatch)>,
+    list_groups: u64,
+) -> Dispatch {
+    let gens = z.b * z.r * (z.i * z.o * z.kk).div_ceil(256 * lanes);
+    let map = z.b * z.r * z.r * z.kk;
+    let logits = logits.map(|(_, l)| l.bytes).unwrap_or(0);
+    m.entry = "logits_gen_lists";
+    m.workgroups = gens + list_groups;
+    m.flops += gens * 2 * z.r * z.kk * z.i;
+    m.bytes = m.bytes + logits - 4 * map;
+    m.workgroup_bytes = LOGITS_GEN_LISTS_WORKGROUP_BYTES;
+    m
 }
 
 fn forward_steps(d: &Decisions, c: &DrConvConfig, s: &ForwardShape) -> Vec<Dispatch> {

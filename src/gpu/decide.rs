@@ -12,7 +12,8 @@ use crate::config::{DrConvConfig, ForwardShape, Mode};
 use crate::gpu::context::GpuContext;
 use crate::gpu::correlation::CorrTiling;
 use crate::gpu::correlation::{corr_entries, fits_per_region_uniform, fits_uniform_binding};
-use crate::gpu::limits::{GEN_LISTS_STORAGE_BINDINGS, GUIDE_CHUNK};
+use crate::gpu::limits::LOGITS_GEN_LISTS_STORAGE_BINDINGS;
+use crate::gpu::limits::{GEN_LISTS_STORAGE_BINDINGS, GEN_SIGMOID_MOST, GUIDE_CHUNK};
 use crate::gpu::shaders::{self, Shader, WG};
 use crate::gpu::shaders::{GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES};
 use crate::gpu::variants::Variants;
@@ -131,6 +132,10 @@ pub struct Decisions {
     /// The GPU family's fused path: the kernel generator and the lists in one dispatch
     /// (`shaders/gen_lists.wgsl`).
     pub gen_with_lists: bool,
+    /// Inference on the GPU family: the generator's workgroups also compute the logits they
+    /// need, so the logits take no dispatch of their own (`logits_gen_lists`), each invocation
+    /// generating this many kernel elements (enough to outweigh the logits it recomputes).
+    pub gen_with_logits: Option<u64>,
     /// The pool as one workgroup per pooled value (`pool_split`): the GPU family where one
     /// invocation per value would not fill the compute units.
     pub pool_split: bool,
@@ -213,6 +218,9 @@ pub fn decide(
             .flatten(),
         pool_with_guide: v.gemm() && target.merge_stages,
         gen_with_lists: v.gemm() && gen_with_lists(target, &v, mode),
+        gen_with_logits: (v.gemm() && v.kernel_gen == KernelGen::Elements)
+            .then(|| gen_logits_lanes(target, c, s, mode))
+            .flatten(),
         lists_block: (v.gemm() && mode == Mode::Inference).then(|| {
             let hw = (s.out_height * s.out_width) as u64;
             hw.div_ceil(32).div_ceil(256).max(1) * 256
@@ -414,23 +422,57 @@ fn variants(target: &Target, c: &DrConvConfig, s: &ForwardShape, mode: Mode) -> 
         v.correlation = Correlation::Staged;
     }
     if v.gemm() && target.forced.kernel_gen.is_none() {
-        // Beside the lists, 256 items per workgroup; else 64.
+        // Beside the lists, 256 items per workgroup; else 64. With the logits, elements.
         let per_group = match gen_with_lists(target, &v, mode) {
             true => GEMM_INVOCATIONS as u64,
             false => WG as u64,
         };
-        v.kernel_gen = filling_generator(target, &v, c, (s.batch as u64, per_group));
+        v.kernel_gen = match gen_logits_lanes(target, c, s, mode) {
+            Some(_) => KernelGen::Elements,
+            None => filling_generator(target, &v, c, (s.batch as u64, per_group)),
+        };
     }
     v
+}
+
+/// Kernel elements per invocation of `logits_gen_lists`, where the generator (of `elements`'
+/// order) takes the logits: beside the lists (inference, a whole plan), the group's r * k*k
+/// sigmoid values within [`GEN_SIGMOID_MOST`], a device binding its 12 storage buffers.
+/// Each workgroup recomputes r * k*k * I multiply-adds of logits; 256 x (k*k * I / 64)
+/// elements (r multiply-adds each) make that a quarter of its generation, halved (down to 1)
+/// while the workgroups would not fill [`FILL_PER_UNIT`] per compute unit, at most 64 (the 7
+/// bits of `Dims::lists_blocks`).
+fn gen_logits_lanes(
+    target: &Target,
+    c: &DrConvConfig,
+    s: &ForwardShape,
+    mode: Mode,
+) -> Option<u64> {
+    let (i, r) = (c.in_channels as u64, c.region_num as u64);
+    let kk = (c.kernel_size * c.kernel_size) as u64;
+    let n = i * c.out_channels as u64 * kk;
+    let fits = r * kk <= GEN_SIGMOID_MOST
+        && target.limits.max_storage_buffers_per_shader_stage >= LOGITS_GEN_LISTS_STORAGE_BINDINGS;
+    let takes = gen_with_lists_on(target, mode) && fits;
+    let mut lanes = (kk * i).div_ceil(64).clamp(1, 64).min(n.div_ceil(256));
+    let groups = |lanes: u64| s.batch as u64 * r * n.div_ceil(256 * lanes);
+    while lanes > 1 && groups(lanes) < FILL_PER_UNIT * target.compute_units {
+        lanes /= 2;
+    }
+    takes.then_some(lanes)
 }
 
 /// Whether the GPU family's generator and fused-path lists share a dispatch: inference on a
 /// whole plan (not a split's part), a generator of `kernel_gen.wgsl`, and a device that binds
 /// that dispatch's 8 storage buffers.
 fn gen_with_lists(target: &Target, v: &Variants, mode: Mode) -> bool {
+    gen_with_lists_on(target, mode) && v.kernel_gen != KernelGen::UnrolledK3
+}
+
+/// [`gen_with_lists`] but for the generator's entry.
+fn gen_with_lists_on(target: &Target, mode: Mode) -> bool {
     target.merge_stages
         && mode == Mode::Inference
-        && v.kernel_gen != KernelGen::UnrolledK3
         && target.limits.max_storage_buffers_per_shader_stage >= GEN_LISTS_STORAGE_BINDINGS
 }
 
@@ -585,7 +627,14 @@ impl fmt::Display for Decisions {
         }
         let shared = [
             (self.pool_with_guide, "pool+guide"),
-            (self.gen_with_lists, "kernel_gen+lists"),
+            (
+                self.gen_with_lists && self.gen_with_logits.is_none(),
+                "kernel_gen+lists",
+            ),
+            (
+                self.gen_with_logits.is_some(),
+                "kernel_logits+kernel_gen+lists",
+            ),
         ];
         let shared: Vec<_> = shared.iter().filter(|s| s.0).map(|s| s.1).collect();
         if !shared.is_empty() {
@@ -869,6 +918,60 @@ mod tests {
         forced.forced.kernel_gen = Some(KernelGen::Registers);
         let g = decide(&forced, &c2, &s2, Mode::Inference, true).kernel_gen;
         assert_eq!(g.entry.entry, "registers");
+    }
+
+    #[test]
+    fn the_generator_takes_the_logits_where_the_device_binds_12_storage_buffers() {
+        let mut gpu = target(false);
+        gpu.limits.max_storage_buffers_per_shader_stage = 12;
+        let (y, ys) = layer(16, 256, 256, 3, 8, 40);
+        let d = decide(&gpu, &y, &ys, Mode::Inference, true);
+        // k*k * I / 64 = 36 elements per invocation: 64 workgroups per (sample, group).
+        assert_eq!(d.gen_with_logits, Some(36));
+        assert_eq!(d.kernel_gen.entry.entry, "elements");
+        assert!(
+            d.to_string().contains("kernel_logits+kernel_gen+lists"),
+            "{d}"
+        );
+        // S4 (I = 16, r = 4, B = 1): 9 elements per invocation would leave 4 workgroups; 1
+        // leaves 36, the most it can have.
+        let [.., (c4, s4)] = bench_shapes();
+        let d4 = decide(&gpu, &c4, &s4, Mode::Inference, true);
+        assert_eq!(d4.gen_with_logits, Some(1));
+        // Not in training, nor on a split's part, nor with WebGPU's 8 bindings, nor past the
+        // workgroup's r * k*k sigmoid values (k 9, r 16: 1296), nor beside a forced generator.
+        assert_eq!(
+            decide(&gpu, &y, &ys, Mode::Training, true).gen_with_logits,
+            None
+        );
+        let part = Target {
+            merge_stages: false,
+            ..gpu.clone()
+        };
+        assert_eq!(
+            decide(&part, &y, &ys, Mode::Inference, true).gen_with_logits,
+            None
+        );
+        let webgpu = target(false);
+        assert_eq!(
+            decide(&webgpu, &y, &ys, Mode::Inference, true).gen_with_logits,
+            None
+        );
+        let (big, bs) = layer(1, 8, 8, 9, 16, 12);
+        assert_eq!(
+            decide(&gpu, &big, &bs, Mode::Inference, true).gen_with_logits,
+            None
+        );
+        let (small, ss) = layer(1, 8, 8, 7, 16, 12);
+        assert!(decide(&gpu, &small, &ss, Mode::Inference, true)
+            .gen_with_logits
+            .is_some());
+        let mut forced = gpu.clone();
+        forced.forced.kernel_gen = Some(KernelGen::Blocked);
+        assert_eq!(
+            decide(&forced, &y, &ys, Mode::Inference, true).gen_with_logits,
+            None
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::gpu::decide::Decisions;
 use crate::gpu::decide::Target;
 use crate::gpu::params::GpuParams;
 use crate::gpu::program::{Program, Step};
-use crate::gpu::stages::forward::{CorrSources, KernelTargets, ListBuffers};
+use crate::gpu::stages::forward::{CorrSources, KernelTargets, ListBuffers, LogitBuffers};
 use crate::gpu::stages::Stages;
 
 pub use crate::gpu::stages::forward::POOL_STEP;
@@ -180,7 +180,14 @@ impl ForwardPlan {
             true => st.pool_guide(&self.input, &self.pooled, &self.guide, &self.region)?,
             false => st.pool(&self.input, &self.pooled)?,
         };
-        steps.extend(st.logits(&self.pooled, &self.kernel_logits, &self.sigmoid)?);
+        let logits = LogitBuffers {
+            pooled: &self.pooled,
+            logits: &self.kernel_logits,
+            sigmoid: &self.sigmoid,
+        };
+        if d.gen_with_logits.is_none() {
+            steps.extend(st.logits(&logits)?);
+        }
         let cl = self.channel_last.as_ref();
         let lists = self.lists.as_ref().map(|l| ListBuffers {
             order: &l.order,
@@ -189,7 +196,7 @@ impl ForwardPlan {
             tile_args: &l.tile_args,
         });
         if let (true, Some(lists)) = (d.gen_with_lists, &lists) {
-            steps.extend(st.gen_lists(&self.sigmoid, &self.kernel, &self.region, lists)?);
+            steps.extend(st.gen_lists(&logits, &self.kernel, &self.region, lists)?);
         } else {
             steps.extend(self.kernel_gen(st)?);
         }

@@ -325,6 +325,16 @@ pub const MOST_STORAGE_BINDINGS: (&str, u32) = ("correlation::selected", 7);
 /// allows that many (WebGPU's default, 8), else runs the two stages apart.
 pub const GEN_LISTS_STORAGE_BINDINGS: u32 = 8;
 
+/// Storage buffers of inference's generator-with-logits-and-lists dispatch
+/// (`gen_lists::logits_gen_lists`): [`GEN_LISTS_STORAGE_BINDINGS`] and the logits' pooled map,
+/// weight, bias and outputs. Desktop GPUs' native APIs allow far more; where a device allows
+/// fewer (WebGPU's default), the logits keep a dispatch of their own.
+pub const LOGITS_GEN_LISTS_STORAGE_BINDINGS: u32 = 12;
+
+/// The most r * k*k sigmoid values `logits_gen_lists` holds in workgroup memory (`GEN_SIG`):
+/// larger layers keep the logits' dispatch.
+pub const GEN_SIGMOID_MOST: u64 = 1024;
+
 /// The shaders' storage bindings per entry point against `max_storage_buffers_per_shader_stage`.
 pub fn check_storage_bindings(limits: &wgpu::Limits) -> Result<()> {
     let (entry, needed) = MOST_STORAGE_BINDINGS;

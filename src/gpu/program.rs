@@ -82,10 +82,19 @@ impl Dims {
     /// `region_select.wgsl` `lists_blocks`: pixels per workgroup, the tiles' pixels (9 bits)
     /// and tile slots per sample (23 bits) in one word.
     pub fn lists_blocks(mut self, block: u64, tile_px: u64, slots: u64) -> Self {
-        debug_assert!(tile_px < 512 && slots < 1 << 23);
+        debug_assert!(block < 1 << 25 && tile_px < 512 && slots < 1 << 23);
         self.aux0 = block as u32;
         self.aux1 = (tile_px | slots << 9) as u32;
         self
+    }
+
+    /// `gen_lists.wgsl` `logits_gen_lists`: [`Dims::lists_blocks`] and the kernel elements per
+    /// generator invocation (7 bits above the block's 25).
+    pub fn logits_gen_lists(self, block: u64, tile_px: u64, slots: u64, lanes: u64) -> Self {
+        debug_assert!(lanes < 128);
+        let mut d = self.lists_blocks(block, tile_px, slots);
+        d.aux0 |= (lanes as u32) << 25;
+        d
     }
 
     /// `correlation_bwd.wgsl` and `guide_conv_bwd.wgsl` `input_grad`: input channels per

@@ -42,6 +42,10 @@ pub const KERNEL_GRAD_WORKGROUP_BYTES: u32 = 16 * 544;
 /// in `shaders/guide_conv.wgsl`).
 pub const GUIDE_WORKGROUP_BYTES: u32 = 4 * (2048 + 512);
 
+/// Workgroup memory of `logits_gen_lists` (`shaders/gen_lists.wgsl`): the list blocks' scan
+/// (`scan4`), the logits' partial sums (`lpart`) and a group's sigmoid map (`gsig`).
+pub const LOGITS_GEN_LISTS_WORKGROUP_BYTES: u32 = 16 * 256 + 4 * 256 + 4 * 1024;
+
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 macro_rules! shader {
@@ -240,8 +244,8 @@ pub const POOL_GUIDE: Shader = Shader {
     with: &[ADAPTIVE_POOL.body, GUIDE_CONV.body],
 };
 
-/// The GPU family's kernel generator and fused-path lists in one dispatch
-/// (`shaders/gen_lists.wgsl`).
+/// The GPU family's kernel generator and fused-path lists in one dispatch, in inference also
+/// with the kernel logits (`shaders/gen_lists.wgsl`).
 pub const GEN_LISTS: Shader = Shader {
     name: "gen_lists",
     file: "shaders/gen_lists.wgsl",
@@ -251,6 +255,9 @@ pub const GEN_LISTS: Shader = Shader {
         "gen_lists_blocked",
         "gen_lists_registers",
         "gen_lists_elements",
+        "logits_gen_lists",
+        "main",
+        "split",
         "blocked",
         "registers",
         "elements",
@@ -260,7 +267,7 @@ pub const GEN_LISTS: Shader = Shader {
         "lists_blocks",
     ],
     swap: None,
-    with: &[KERNEL_GEN.body, REGION_SELECT.body],
+    with: &[KERNEL_LOGITS.body, KERNEL_GEN.body, REGION_SELECT.body],
 };
 /// Every shader module of the crate (the naga validation test walks this list).
 pub const ALL: &[Shader] = &[

@@ -47,6 +47,13 @@ impl CorrSources<'_> {
     }
 }
 
+/// The logits' input and outputs.
+pub struct LogitBuffers<'a> {
+    pub pooled: &'a GpuTensor,
+    pub logits: &'a GpuTensor,
+    pub sigmoid: &'a GpuTensor,
+}
+
 /// The per-region pixel lists of the fused path and the correlation's tiles over them.
 pub struct ListBuffers<'a> {
     pub order: &'a GpuTensor,
@@ -106,28 +113,23 @@ impl Stages<'_> {
     }
 
     /// The GPU family's kernel generator (its decided entry) and the fused path's lists and
-    /// tile slots in one dispatch (`shaders/gen_lists.wgsl`).
+    /// tile slots in one dispatch (`shaders/gen_lists.wgsl`); where the decisions say
+    /// (`gen_with_logits`), with the logits too, from the pooled map.
     pub fn gen_lists(
         &self,
-        sigmoid: &GpuTensor,
+        logits: &LogitBuffers<'_>,
         kernel: &GpuTensor,
         region: &GpuTensor,
         lists: &ListBuffers<'_>,
     ) -> Result<Vec<Step>> {
         let (p, s, g) = (self.d.corr, self.s, self.d.kernel_gen.entry);
-        let entry = match g.entry {
-            "blocked" => "gen_lists_blocked",
-            "registers" => "gen_lists_registers",
-            _ => "gen_lists_elements",
-        };
         let hw = (s.out_height * s.out_width) as u64;
         let block = self.d.lists_block.unwrap_or(256);
-        let groups = g.items.div_ceil(256) + s.batch as u64 * hw.div_ceil(block);
+        let list_groups = s.batch as u64 * hw.div_ceil(block);
         let dims = self
             .dims
             .lists_blocks(block, p.tiling.pixels, p.slots as u64);
-        let buffers = [
-            ("sig", &sigmoid.buffer),
+        let mut buffers = vec![
             ("w3", self.param(ParamId::KernelW3)),
             ("b3", self.param(ParamId::KernelB3)),
             ("kern", &kernel.buffer),
@@ -136,31 +138,52 @@ impl Stages<'_> {
             ("starts", &lists.starts.buffer),
             ("tile_list", &lists.tiles.buffer),
         ];
-        (self.ctx).group_steps(
-            "gen_lists",
-            &shaders::GEN_LISTS,
-            entry,
-            dims,
-            &buffers,
-            groups,
-        )
+        let (entry, dims, groups) = match self.d.gen_with_logits {
+            Some(lanes) => {
+                buffers.extend(self.logit_bindings(logits));
+                let n = (self.c.in_channels * self.c.out_channels) as u64 * self.kk();
+                let gens = (s.batch * self.c.region_num) as u64 * n.div_ceil(256 * lanes);
+                let dims =
+                    (self.dims).logits_gen_lists(block, p.tiling.pixels, p.slots as u64, lanes);
+                ("logits_gen_lists", dims, gens + list_groups)
+            }
+            None => {
+                buffers.push(("sig", &logits.sigmoid.buffer));
+                let entry = match g.entry {
+                    "blocked" => "gen_lists_blocked",
+                    "registers" => "gen_lists_registers",
+                    _ => "gen_lists_elements",
+                };
+                (entry, dims, g.items.div_ceil(256) + list_groups)
+            }
+        };
+        let shader = &shaders::GEN_LISTS;
+        (self.ctx).group_steps("gen_lists", shader, entry, dims, &buffers, groups)
+    }
+
+    /// What the logits' entries bind: the pooled map, conv_kernel.1 and the two outputs.
+    fn logit_bindings<'b>(
+        &'b self,
+        t: &'b LogitBuffers<'_>,
+    ) -> [(&'static str, &'b wgpu::Buffer); 5] {
+        [
+            ("pooled", &t.pooled.buffer),
+            ("w1", self.param(ParamId::KernelW1)),
+            ("b1", self.param(ParamId::KernelB1)),
+            ("logits", &t.logits.buffer),
+            ("sigmoid", &t.sigmoid.buffer),
+        ]
+    }
+
+    /// k*k.
+    fn kk(&self) -> u64 {
+        (self.c.kernel_size * self.c.kernel_size) as u64
     }
 
     /// conv_kernel.1 (1x1 conv of the pooled map) and its sigmoid.
-    pub fn logits(
-        &self,
-        pooled: &GpuTensor,
-        logits: &GpuTensor,
-        sigmoid: &GpuTensor,
-    ) -> Result<Vec<Step>> {
-        let buffers = [
-            ("pooled", &pooled.buffer),
-            ("w1", self.param(ParamId::KernelW1)),
-            ("b1", self.param(ParamId::KernelB1)),
-            ("logits", &logits.buffer),
-            ("sig", &sigmoid.buffer),
-        ];
-        let n = logits.numel() as u64;
+    pub fn logits(&self, t: &LogitBuffers<'_>) -> Result<Vec<Step>> {
+        let buffers = self.logit_bindings(t);
+        let n = t.logits.numel() as u64;
         // `split`: a workgroup per 8 logits, 8 invocations each.
         let (entry, items) = match self.d.logits_split {
             true => ("split", n.div_ceil(8) * WG as u64),
