@@ -10,6 +10,9 @@
 // - the next chunk's global loads are issued into registers before the current chunk's
 //   multiply-adds, so their latency hides behind the arithmetic (double buffering through
 //   registers: the workgroup memory holds one chunk, 10.25 KiB, inside WebGPU's 16 KiB);
+// - no integer division per staging load: the tiles are powers of two (shifts and masks), and
+//   x's inner indices (channel, tap) are decoded once per chunk by 16 invocations into `xtab`;
+//   a full chunk's 16 multiply-add steps run in a loop of constant trip count (unrollable);
 // - the inner index cut into `slices()` K slices where the tiles alone would leave a GPU's
 //   compute units idle: slice s writes its partial sums to `part` and `slice_sum` adds the slices
 //   in a fixed order (deterministic, no atomics). Every output is the sum over the inner index in
@@ -31,6 +34,9 @@
 fn tile_px() -> u32 { return d.aux0 & 0xfffu; }
 fn tile_rows() -> u32 { return (d.aux0 >> 12u) & 0xfffu; }
 fn slices() -> u32 { return d.aux0 >> 24u; }
+// log2 of the tile's pixels and rows: both are powers of two (`CorrTiling`).
+fn px_log2() -> u32 { return countTrailingZeros(tile_px()); }
+fn rows_log2() -> u32 { return countTrailingZeros(tile_rows()); }
 
 const GW: u32 = 256u; // invocations per workgroup
 const KC: u32 = 16u; // inner indices per staged chunk
@@ -40,6 +46,9 @@ const NONE: u32 = 0xffffffffu;
 // the larger of the tiles: 32 x 128 needs (16 * 36 + 16 * 128) / 4 vec4s.
 const SH4: u32 = 656u;
 var<workgroup> sh: array<vec4<f32>, SH4>;
+// x's inner index k0 + q of the chunk being staged, q < KC: (its channel's offset i H W, the
+// tap's offsets u dil and v dil, 1 where i < I), written one chunk ahead (`stage_index`).
+var<workgroup> xtab: array<vec4<u32>, KC>;
 
 // One workgroup's output tile.
 struct Tile {
@@ -89,7 +98,7 @@ struct XLane {
 }
 
 fn x_lane(t: Tile, li: u32) -> XLane {
-    let j = li % tile_px();
+    let j = li & (tile_px() - 1u);
     let live = j < t.npx;
     let p = select(0u, tile_pixel(t, min(j, max(t.npx, 1u) - 1u)), live);
     let iy0 = i32((p / d.wo) * d.stride) - i32(d.pad);
@@ -97,17 +106,31 @@ fn x_lane(t: Tile, li: u32) -> XLane {
     return XLane(iy0, ix0, t.b * d.cin * d.h * d.w, live);
 }
 
-// x at inner index kk (channel i, tap u, v) for the staging lane, 0 in the padding or past the
-// inner dimension or the tile's pixels.
-fn x_at(l: XLane, kk: u32) -> f32 {
+// `xtab`'s entry for inner index kk (channel i, tap u, v).
+fn x_index(kk: u32) -> vec4<u32> {
     let taps = d.k * d.k;
     let i = kk / taps;
     let u = (kk % taps) / d.k;
     let v = kk % d.k;
-    let iy = l.iy0 + i32(u * d.dil);
-    let ix = l.ix0 + i32(v * d.dil);
-    let ok = l.live && i < d.cin && u32(iy) < d.h && u32(ix) < d.w;
-    let at = l.xb + (i * d.h + u32(iy)) * d.w + u32(ix);
+    return vec4(i * d.h * d.w, u * d.dil, v * d.dil, u32(i < d.cin));
+}
+
+// The first KC invocations decode chunk c's inner indices into `xtab` (its loads read them
+// after the next barrier).
+fn stage_index(c: u32, li: u32) {
+    if (li < KC) {
+        xtab[li] = x_index(c * KC + li);
+    }
+}
+
+// x at the staged chunk's inner index q for the staging lane, 0 in the padding or past the
+// inner dimension or the tile's pixels.
+fn x_at(l: XLane, q: u32) -> f32 {
+    let e = xtab[q];
+    let iy = l.iy0 + i32(e.y);
+    let ix = l.ix0 + i32(e.z);
+    let ok = l.live && e.w == 1u && u32(iy) < d.h && u32(ix) < d.w;
+    let at = l.xb + e.x + u32(iy) * d.w + u32(ix);
     return select(0.0, x[select(0u, at, ok)], ok);
 }
 
@@ -126,8 +149,8 @@ struct Loads {
 }
 
 // Weight element e of a chunk: inner index e % 8 + 8 (e / (8 TM)), row (e / 8) % TM.
-fn w_kc(e: u32) -> u32 { return e % 8u + 8u * (e / (8u * tile_rows())); }
-fn w_row(e: u32) -> u32 { return (e / 8u) % tile_rows(); }
+fn w_kc(e: u32) -> u32 { return (e & 7u) + 8u * (e >> (3u + rows_log2())); }
+fn w_row(e: u32) -> u32 { return (e >> 3u) & (tile_rows() - 1u); }
 
 fn load_chunk(t: Tile, l: XLane, li: u32, k0: u32) -> Loads {
     var r: Loads;
@@ -140,9 +163,9 @@ fn load_chunk(t: Tile, l: XLane, li: u32, k0: u32) -> Loads {
     }
     let xn = tile_px() * KC / GW;
     for (var q = 0u; q < 8u; q++) {
-        // Pixel li % TN, inner index (li + GW q) / TN.
+        // Pixel li % TN, inner index (li + GW q) / TN of the chunk.
         if (q < xn) {
-            r.x[q] = x_at(l, k0 + (li + GW * q) / tile_px());
+            r.x[q] = x_at(l, (li >> px_log2()) + q * (GW >> px_log2()));
         }
     }
     return r;
@@ -163,7 +186,8 @@ fn store_chunk(r: Loads, li: u32) {
     let xn = tn * KC / GW;
     for (var q = 0u; q < 8u; q++) {
         if (q < xn) {
-            let at = xoff + ((li + GW * q) / tn) * tn + li % tn;
+            // Inner index (li + GW q) / TN, pixel li % TN: GW q is a multiple of TN.
+            let at = xoff + li + GW * q;
             sh[at / 4u][at % 4u] = r.x[q];
         }
     }
@@ -180,30 +204,42 @@ fn gemm(t: Tile, li: u32) -> array<vec4<f32>, 4> {
     let xoff = KC * wstride;
     let kd = d.cin * d.k * d.k;
     let l = x_lane(t, li);
-    var a0 = vec4(0.0);
-    var a1 = vec4(0.0);
-    var a2 = vec4(0.0);
-    var a3 = vec4(0.0);
+    var acc = array<vec4<f32>, 4>();
+    stage_index(t.c0, li);
+    workgroupBarrier();
     var next = load_chunk(t, l, li, t.c0 * KC);
     for (var c = t.c0; c < t.c1; c++) {
         workgroupBarrier();
         store_chunk(next, li);
+        // The loads above read chunk c's indices before the barrier; the next chunk's follow.
+        stage_index(c + 1u, li);
         workgroupBarrier();
         if (c + 1u < t.c1) {
             next = load_chunk(t, l, li, (c + 1u) * KC);
         }
         // Only the inner indices that exist: a zero step would turn a -0.0 sum into +0.0.
         let n = min(KC, kd - c * KC);
-        for (var kc = 0u; kc < n; kc++) {
-            let w = sh[kc * wstride + ty];
-            let xv = sh[xoff + kc * (tn / 4u) + tx];
-            a0 += w * xv.x;
-            a1 += w * xv.y;
-            a2 += w * xv.z;
-            a3 += w * xv.w;
+        if (n == KC) {
+            for (var kc = 0u; kc < KC; kc++) {
+                fma_step(&acc, kc * wstride + ty, xoff + kc * (tn / 4u) + tx);
+            }
+        } else {
+            for (var kc = 0u; kc < n; kc++) {
+                fma_step(&acc, kc * wstride + ty, xoff + kc * (tn / 4u) + tx);
+            }
         }
     }
-    return array<vec4<f32>, 4>(a0, a1, a2, a3);
+    return acc;
+}
+
+// One inner index of the block: 4 rows of weights at sh[w] times 4 pixels of x at sh[xi].
+fn fma_step(acc: ptr<function, array<vec4<f32>, 4>>, w: u32, xi: u32) {
+    let wv = sh[w];
+    let xv = sh[xi];
+    (*acc)[0] += wv * xv.x;
+    (*acc)[1] += wv * xv.y;
+    (*acc)[2] += wv * xv.z;
+    (*acc)[3] += wv * xv.w;
 }
 
 // Stores the block: to `out` with one slice, else to slice t.slice of `part` (`elements`: the

@@ -38,8 +38,10 @@ impl Dims {
 
     /// `correlation_gemm.wgsl`, `region_select.wgsl` `tiles`: the correlation's tile (`pixels`
     /// and `rows`, 12 bits each) and its K slices (8 bits) in one word.
+    /// The GEMM reads both as powers of two (shifts and masks in its staging indices).
     pub fn corr_tile(mut self, t: crate::gpu::correlation::CorrTiling, slices: u64) -> Self {
         debug_assert!(t.pixels < 4096 && t.rows < 4096 && slices < 256);
+        debug_assert!(t.pixels.is_power_of_two() && t.rows.is_power_of_two());
         self.aux0 = (t.pixels | t.rows << 12 | slices << 24) as u32;
         self
     }

@@ -30,9 +30,9 @@ pub const CORR_WORKGROUP_BYTES: u32 = 8704;
 /// `shaders/correlation_gemm.wgsl`).
 pub const GEMM_INVOCATIONS: u32 = 256;
 
-/// Workgroup memory of the GPU family's correlation (`sh` in `shaders/correlation_gemm.wgsl`:
-/// one chunk of both operands of the larger tile).
-pub const GEMM_WORKGROUP_BYTES: u32 = 10496;
+/// Workgroup memory of the GPU family's correlation (in `shaders/correlation_gemm.wgsl`, `sh`:
+/// one chunk of both operands of the larger tile, and `xtab`: the chunk's x indices).
+pub const GEMM_WORKGROUP_BYTES: u32 = 10496 + 256;
 
 /// Workgroup memory of the GPU family's kernel gradient (`ksh` in
 /// `shaders/kernel_grad_gemm.wgsl`).
@@ -467,21 +467,27 @@ mod tests {
         );
         let sh4 = const_of(&CORRELATION_GEMM, "SH4");
         assert_eq!(gw, GEMM_INVOCATIONS);
-        assert_eq!(16 * sh4, GEMM_WORKGROUP_BYTES);
+        assert_eq!(16 * sh4 + 16 * kc, GEMM_WORKGROUP_BYTES);
         let src = CORRELATION_GEMM.source();
         // The indices modelled below, as the shader writes and reads them.
         for line in [
-            "fn w_kc(e: u32) -> u32 { return e % 8u + 8u * (e / (8u * tile_rows())); }",
-            "fn w_row(e: u32) -> u32 { return (e / 8u) % tile_rows(); }",
+            "fn w_kc(e: u32) -> u32 { return (e & 7u) + 8u * (e >> (3u + rows_log2())); }",
+            "fn w_row(e: u32) -> u32 { return (e >> 3u) & (tile_rows() - 1u); }",
             "let at = w_kc(e) * (tm + 4u) + w_row(e);",
-            "let at = xoff + ((li + GW * q) / tn) * tn + li % tn;",
-            "let w = sh[kc * wstride + ty];",
-            "let xv = sh[xoff + kc * (tn / 4u) + tx];",
+            "let at = xoff + li + GW * q;",
+            "fma_step(&acc, kc * wstride + ty, xoff + kc * (tn / 4u) + tx);",
         ] {
             assert!(src.contains(line), "{line}");
         }
         for (tm, tn) in [(64u32, 64u32), (32, 128)] {
             assert!(kc * (tm + 4 + tn) <= 4 * sh4, "{tm} x {tn} fits");
+            // The shader's shifts and masks are the divisions modelled here.
+            for e in 0..4 * gw {
+                let shifted = (e & 7) + 8 * (e >> (3 + tm.trailing_zeros()));
+                assert_eq!(shifted, e % 8 + 8 * (e / (8 * tm)));
+                assert_eq!((e >> 3) & (tm - 1), (e / 8) % tm);
+                assert_eq!((e >> tn.trailing_zeros()) * tn + (e & (tn - 1)), e);
+            }
             let xoff = kc * (tm + 4);
             for warp in (0..gw).step_by(32).map(|l| l..l + 32) {
                 // Stores, one f32 per lane: the weights' and x's staging loops.
@@ -497,7 +503,7 @@ mod tests {
                     );
                 }
                 for q in 0..tn * kc / gw {
-                    let x = |li: u32| xoff + ((li + gw * q) / tn) * tn + li % tn;
+                    let x = |li: u32| xoff + li + gw * q;
                     assert_eq!(conflict(warp.clone(), 1, x), 1, "{tm}x{tn} x store {q}");
                 }
                 // Reads, one vec4 per lane: rows 4 ty .. and pixels 4 tx .. of inner index kc.
