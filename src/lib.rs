@@ -56,6 +56,7 @@ pub mod golden;
 mod layer;
 mod optim;
 mod params;
+pub mod pytorch;
 mod tensor;
 mod trace;
 mod train;

@@ -12,10 +12,14 @@
 //! | `conv_guide.bias`      | `r`             |
 //!
 //! F32, F16 and BF16 tensors are accepted (converted to f32); every other dtype is refused.
+//! Every reader also takes a PyTorch checkpoint (`torch.save`'s zip format: a `state_dict`, a
+//! pickled model or a training checkpoint holding one), read by [`crate::pytorch`] without
+//! Python and named as the model's `state_dict` names its tensors.
 //! Loading never panics on malformed input: every problem (truncated or corrupt file, missing,
 //! extra or misshapen tensor, unsupported dtype) is a [`DrConvError::Weights`] naming the tensor.
 //! Values themselves are not checked: NaN and infinities load as they are.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
@@ -81,6 +85,7 @@ pub fn infer_config_with_prefix(
     padding: usize,
     dilation: usize,
 ) -> Result<DrConvConfig> {
+    let bytes = &*as_safetensors(bytes)?;
     let st = open(bytes)?;
     let shape_of = |id: ParamId| -> Result<Vec<usize>> {
         let full = format!("{prefix}{}", id.name());
@@ -203,6 +208,7 @@ impl FoundLayer {
 /// # Ok(()) }
 /// ```
 pub fn find_layers(bytes: &[u8]) -> Result<Vec<FoundLayer>> {
+    let bytes = &*as_safetensors(bytes)?;
     let st = open(bytes)?;
     let marker = ParamId::GuideB.name();
     let mut prefixes: Vec<&str> = st
@@ -235,6 +241,9 @@ pub fn find_layers(bytes: &[u8]) -> Result<Vec<FoundLayer>> {
 /// `Ok(None)` when the file has no such entry (e.g. it was written by PyTorch); an error when the
 /// file is not valid safetensors or the entry is not a valid config.
 pub fn saved_config(bytes: &[u8]) -> Result<Option<DrConvConfig>> {
+    if crate::pytorch::is_checkpoint(bytes) {
+        return Ok(None);
+    }
     let (_, metadata) = SafeTensors::read_metadata(checked(bytes)?).map_err(corrupt)?;
     let Some(json) = metadata
         .metadata()
@@ -301,6 +310,7 @@ fn load_impl(
     exact: bool,
 ) -> Result<DrConvParams> {
     config.validate()?;
+    let bytes = &*as_safetensors(bytes)?;
     let st = open(bytes)?;
 
     // Missing tensors first (the most common mistake), then unexpected ones.
@@ -365,6 +375,24 @@ fn warn_on_config_mismatch(config: &DrConvConfig, bytes: &[u8]) {
         Err(e) => log::warn!("ignoring the file's `{CONFIG_METADATA_KEY}` metadata: {e}"),
         _ => {}
     }
+}
+
+/// `bytes` as safetensors: themselves, or a PyTorch checkpoint's tensors converted; PyTorch's
+/// legacy format is refused with the one-line conversion.
+pub fn as_safetensors(bytes: &[u8]) -> Result<Cow<'_, [u8]>> {
+    use crate::pytorch;
+    if pytorch::is_checkpoint(bytes) {
+        return Ok(Cow::Owned(pytorch::checkpoint_to_safetensors(bytes)?));
+    }
+    if pytorch::is_legacy(bytes) {
+        return Err(DrConvError::Weights(format!(
+            "a PyTorch file in the legacy format (torch.save before PyTorch 1.6, or with \
+             _use_new_zipfile_serialization=False): re-save it with torch.save in PyTorch >= \
+             1.6, or convert it to safetensors: {}",
+            pytorch::CONVERSION
+        )));
+    }
+    Ok(Cow::Borrowed(bytes))
 }
 
 /// Opens `bytes` as safetensors, with every structural problem reported as a `Weights` error.

@@ -1,5 +1,6 @@
-//! `drconv inspect FILE`: the DRConv2d layers in a safetensors model file (a whole checkpoint's
-//! `state_dict`), so a user sees what the crate will load before writing code.
+//! `drconv inspect FILE`: the DRConv2d layers in a model file (safetensors, or a PyTorch
+//! checkpoint: a `state_dict`, a whole pickled model or a training checkpoint), so a user sees
+//! what the crate will load before writing code.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +14,8 @@ pub struct Args {
     /// Print the layers as one JSON array.
     #[arg(long)]
     json: bool,
-    /// A safetensors file (e.g. `safetensors.torch.save_file(model.state_dict(), FILE)`).
+    /// A safetensors file (e.g. `safetensors.torch.save_file(model.state_dict(), FILE)`) or a
+    /// PyTorch checkpoint (`torch.save(model.state_dict() or model or {'model': model}, FILE)`).
     #[arg(value_name = "FILE")]
     file: PathBuf,
 }
