@@ -63,14 +63,16 @@ impl Claims {
         Ok(view)
     }
 
-    /// Submits `encoder`, then releases the claims once the GPU has run it.
+    /// Submits `encoder`, then releases the claims once the GPU has run it. Where the context
+    /// defers its errors (`GpuContext::set_deferred_errors`), nothing here waits: an error of
+    /// this submission comes back from the next call.
     fn submit(
         self,
         client_flush: impl FnOnce() -> Result<()>,
         encoder: wgpu::CommandEncoder,
     ) -> Result<()> {
         client_flush()?;
-        pollster::block_on(self.ctx.submit(encoder))?;
+        pollster::block_on(self.ctx.submit_deferred("drconv in burn", encoder))?;
         let held = self.held;
         self.ctx.queue().on_submitted_work_done(move || drop(held));
         Ok(())

@@ -19,8 +19,10 @@
 //!   one dtype ([`DrConv2d::try_forward`] returns an error otherwise).
 //!
 //! # Limits of this version
-//! - Our kernels block on the submission of their own work with `pollster` inside burn's
-//!   executor, so the kernel path is native only; in the browser the module takes burn's ops.
+//! - Our kernels' submissions can leave their error scopes pending
+//!   ([`crate::GpuContext::set_deferred_errors`]: an error comes back from the next call), but
+//!   plans are still built and checked with `pollster` inside burn's executor, so the kernel
+//!   path is native only; in the browser the module takes burn's ops.
 //! - Parameters, input and output are copied between burn's buffers and the layer's plans on the
 //!   GPU (a few copies per call, no readback).
 //! - A failure of our kernels inside burn's executor (a device lost mid-call) panics there, as

@@ -123,6 +123,10 @@ pub struct GpuContext {
     /// Measured choices of the fused correlation's per-region uniform bindings, by layer
     /// configuration and input shape (`crate::gpu::autotune`).
     per_region_uniform: Mutex<Vec<(DrConvConfig, Vec<usize>, bool)>>,
+    /// Submissions leave their error scopes pending (`crate::gpu::deferred`).
+    pub(crate) deferred: std::sync::atomic::AtomicBool,
+    /// The pending error scopes of deferred submissions, with the op that submitted them.
+    pub(crate) pending: Mutex<Vec<(String, crate::gpu::deferred::Pending)>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -327,6 +331,8 @@ impl GpuContext {
             guard: std::sync::atomic::AtomicBool::new(false),
             readbacks: std::sync::atomic::AtomicU64::new(0),
             per_region_uniform: Mutex::new(Vec::new()),
+            deferred: std::sync::atomic::AtomicBool::new(false),
+            pending: Mutex::new(Vec::new()),
         }
     }
 
@@ -466,6 +472,7 @@ impl GpuContext {
     /// Turns errors recorded since the last check (and device loss) into a `Result`.
     pub fn check(&self, op: &str) -> Result<()> {
         self.poll_nonblocking();
+        self.settle_ready();
         let mut s = self.sink.lock().map_err(|_| DrConvError::Gpu {
             op: op.into(),
             message: "error sink poisoned".into(),
@@ -482,6 +489,13 @@ impl GpuContext {
             });
         }
         Ok(())
+    }
+
+    /// Records an error for the next check to return.
+    pub(crate) fn record_error(&self, message: String) {
+        if let Ok(mut s) = self.sink.lock() {
+            s.errors.push(message);
+        }
     }
 
     /// Whether the device has been lost (every later call will fail).

@@ -8,6 +8,7 @@ pub mod context;
 pub mod correlation;
 pub mod cost;
 pub mod decide;
+pub mod deferred;
 pub mod dispatch;
 pub mod forward;
 pub mod limits;

@@ -39,8 +39,10 @@ impl WebGpu {
     /// correlation, its K slices, the split reductions): the browser test checks it on
     /// Chromium's software adapter, which would otherwise run the CPU family.
     pub async fn connect_gpu_family() -> Result<WebGpu, JsError> {
-        let mut v = VariantOverrides::default();
-        v.correlation = Some(Correlation::Gemm);
+        let v = VariantOverrides {
+            correlation: Some(Correlation::Gemm),
+            ..VariantOverrides::default()
+        };
         Self::connect_with(v).await
     }
 
