@@ -9,7 +9,7 @@
 //   vec4 read is free of bank conflicts (`tests` in src/gpu/shaders.rs evaluate every index);
 // - the next chunk's global loads are issued into registers before the current chunk's
 //   multiply-adds, so their latency hides behind the arithmetic (double buffering through
-//   registers: the workgroup memory holds one chunk, 10.25 KiB, inside WebGPU's 16 KiB);
+//   registers: the workgroup memory holds one chunk, 10.25 KiB, and its x indices, 0.25 KiB);
 // - no integer division per staging load: the tiles are powers of two (shifts and masks), and
 //   x's inner indices (channel, tap) are decoded once per chunk by 16 invocations into `xtab`;
 //   a full chunk's 16 multiply-add steps run in a loop of constant trip count (unrollable);

@@ -68,7 +68,7 @@ fn gen_lists_elements(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
 const GEN_SIG: u32 = 1024u; // the most r * k*k the workgroup holds (`limits::GEN_SIGMOID_MOST`)
 var<workgroup> gsig: array<f32, GEN_SIG>;
 
-// Kernel elements per invocation (Dims::gen_lists_logits, 7 bits above `block_px`).
+// Kernel elements per invocation (Dims::logits_gen_lists, 7 bits above `block_px`).
 fn gen_lanes() -> u32 { return d.aux0 >> 25u; }
 
 @compute @workgroup_size(256)

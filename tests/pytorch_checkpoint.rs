@@ -3,7 +3,7 @@
 //! checkpoints of tests/pytorch/make_checkpoints.py (torch.save's format written by Python's
 //! pickle with stand-ins for PyTorch's classes): a lone layer's state_dict, and a YOLO-style
 //! training checkpoint holding a whole pickled float16 model with a transposed (non-contiguous)
-//! weight and two DRConv2d layers. Truncated and corrupted files are errors, never panics.
+//! weight, a non-persistent buffer (left out, as state_dict does) and two DRConv2d layers. Truncated and corrupted files are errors, never panics.
 
 use drconv::pytorch::{read_checkpoint, CheckpointTensor};
 use drconv::weights::{find_layers, load_safetensors_bytes, load_safetensors_with_prefix};
@@ -209,6 +209,20 @@ fn truncated_corrupt_and_legacy_files_are_errors_not_panics() {
             let _ = find_layers(&b);
         }
     }
+    // Values shared along 2^100 paths: refused, not walked forever.
+    let m = weights_message(find_layers(&read(&format!("{HERE}/shared_paths.pt"))));
+    assert!(m.contains("shared along more paths"), "{m}");
+    // A zip64 record offset at u64::MAX: an error (no overflow).
+    let mut b = read(&format!("{HERE}/state_dict.pt"));
+    b.extend(0x0706_4b50u32.to_le_bytes());
+    b.extend([0; 4]);
+    b.extend(u64::MAX.to_le_bytes());
+    b.extend(1u32.to_le_bytes());
+    b.extend(0x0605_4b50u32.to_le_bytes());
+    b.extend([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+    b.extend([0xff; 8]);
+    b.extend([0, 0]);
+    assert!(weights_message(find_layers(&b)).contains("PyTorch checkpoint"));
     // PyTorch's pre-1.6 format: named, with the conversion.
     let mut legacy = vec![
         0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8,

@@ -126,8 +126,15 @@ pub struct GpuContext {
     /// Submissions leave their error scopes pending (`crate::gpu::deferred`).
     pub(crate) deferred: std::sync::atomic::AtomicBool,
     /// The pending error scopes of deferred submissions, with the op that submitted them.
-    pub(crate) pending: Mutex<Vec<(String, crate::gpu::deferred::Pending)>>,
+    pub(crate) pending: Mutex<Vec<(String, Pending)>>,
 }
+
+/// An error scope's pending result (`crate::gpu::deferred`).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>> + Send>>;
+#[cfg(target_arch = "wasm32")]
+pub(crate) type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>;
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -152,7 +152,8 @@ const SMALL_REDUCTIONS: [&str; 4] = ["pool_split", "split", "big_g_split", "weig
 fn with_reduction_memory(mut v: Vec<Dispatch>) -> Vec<Dispatch> {
     for x in &mut v {
         if SMALL_REDUCTIONS.contains(&x.entry) && x.invocations == WG {
-            x.workgroup_bytes = 4 * WG;
+            // `split` shares its array with `logits_gen_lists`' 256 invocations.
+            x.workgroup_bytes = 4 * if x.entry == "split" { 256 } else { WG };
         }
     }
     v
@@ -191,6 +192,9 @@ fn merge_stages(d: &Decisions, z: Sizes, mut v: Vec<Dispatch>) -> Vec<Dispatch> 
         }
     }
     if d.gen_with_lists {
+        let logits = d
+            .gen_with_logits
+            .and_then(|_| take(&mut v, "kernel_logits"));
         let gen = take(&mut v, "kernel_gen");
         if let (Some((at, gen)), Some((_, lists))) = (gen, take(&mut v, "region_lists")) {
             let entry = match gen.entry {
@@ -203,9 +207,9 @@ fn merge_stages(d: &Decisions, z: Sizes, mut v: Vec<Dispatch>) -> Vec<Dispatch> 
             m.bytes = gen.bytes + lists.bytes;
             (m.invocations, m.workgroup_bytes) = (GEMM_INVOCATIONS, lists.workgroup_bytes);
             if let Some(lanes) = d.gen_with_logits {
-                m = with_logits(z, lanes, m, take(&mut v, "kernel_logits"), lists.workgroups);
+                m = with_logits(z, lanes, m, logits, lists.workgroups);
             }
-            v.insert(at - usize::from(d.gen_with_logits.is_some()), m);
+            v.insert(at, m);
         }
     }
     v

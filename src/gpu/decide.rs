@@ -441,7 +441,7 @@ fn variants(target: &Target, c: &DrConvConfig, s: &ForwardShape, mode: Mode) -> 
 /// Each workgroup recomputes r * k*k * I multiply-adds of logits; 256 x (k*k * I / 64)
 /// elements (r multiply-adds each) make that a quarter of its generation, halved (down to 1)
 /// while the workgroups would not fill [`FILL_PER_UNIT`] per compute unit, at most 64 (the 7
-/// bits of `Dims::lists_blocks`).
+/// bits of `Dims::logits_gen_lists`).
 fn gen_logits_lanes(
     target: &Target,
     c: &DrConvConfig,
@@ -933,8 +933,8 @@ mod tests {
             d.to_string().contains("kernel_logits+kernel_gen+lists"),
             "{d}"
         );
-        // S4 (I = 16, r = 4, B = 1): 9 elements per invocation would leave 4 workgroups; 1
-        // leaves 36, the most it can have.
+        // S4 (I = 16, r = 4, B = 1): k*k * I / 64 = 3 elements per invocation would leave 12
+        // workgroups; 1 leaves 36, the most it can have.
         let [.., (c4, s4)] = bench_shapes();
         let d4 = decide(&gpu, &c4, &s4, Mode::Inference, true);
         assert_eq!(d4.gen_with_logits, Some(1));

@@ -5,19 +5,11 @@
 //! the context (or from [`GpuContext::settle`]), one call late. Natively the futures are ready
 //! at once, so forcing the mode there tests what the web does.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::Result;
-use crate::gpu::context::GpuContext;
-
-/// An error scope's pending result.
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) type Pending = Pin<Box<dyn Future<Output = Option<wgpu::Error>> + Send>>;
-#[cfg(target_arch = "wasm32")]
-pub(crate) type Pending = Pin<Box<dyn Future<Output = Option<wgpu::Error>>>>;
+use crate::gpu::context::{GpuContext, Pending};
 
 impl GpuContext {
     /// Whether submissions through [`GpuContext::submit_deferred`] leave their errors to a later

@@ -75,6 +75,7 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Vec<CheckpointTensor>> {
         out: Vec::new(),
         names: HashSet::new(),
         limit: 8 * bytes.len() as u64,
+        budget: 64 * pkl.data.len() as u64 + 4096,
     };
     w.walk(&tree, "", 0)?;
     Ok(w.out)
@@ -106,6 +107,8 @@ struct Walk<'a> {
     names: HashSet<String>,
     /// Most bytes one tensor may take: 8 x the file (only a stride-0 storage can exceed it).
     limit: u64,
+    /// Values the walk may still visit: 64 per byte of the pickle.
+    budget: u64,
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -113,6 +116,19 @@ fn join(prefix: &str, key: &str) -> String {
         true => key.to_string(),
         false => format!("{prefix}.{key}"),
     }
+}
+
+/// The strings of a pickled `set` (a call of `set` on a list, or the list itself).
+fn set_names(v: &Value) -> Vec<String> {
+    let list = match v {
+        Value::Object(o) => o.borrow().args.first().and_then(Value::elements),
+        v => v.elements(),
+    };
+    let names = list.unwrap_or_default();
+    names
+        .iter()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect()
 }
 
 /// A dict key as a name part: strings as they are, integers in decimal; others are skipped.
@@ -126,6 +142,11 @@ fn key_name(k: &Value) -> Option<String> {
 
 impl Walk<'_> {
     fn walk(&mut self, v: &Value, name: &str, depth: usize) -> Result<()> {
+        // The memo shares values: a crafted pickle of a few hundred bytes nests (x, x) a
+        // hundred deep, 2^100 paths.
+        self.budget = self.budget.checked_sub(1).ok_or_else(|| {
+            bad("its values are shared along more paths than its size allows (crafted?)".into())
+        })?;
         if depth > pickle::MAX_DEPTH {
             return Err(bad(format!(
                 "nested deeper than {} at `{name}`",
@@ -167,11 +188,25 @@ impl Walk<'_> {
         }
         if let Some(Value::Dict(state)) = &o.state {
             let state = state.borrow();
-            let field = |f: &str| state.iter().find(|(k, _)| k.as_str() == Some(f));
+            let field = |f: &str| {
+                state
+                    .iter()
+                    .find(|(k, _)| k.as_str() == Some(f))
+                    .map(|kv| &kv.1)
+            };
             if field("_modules").is_some() || field("_parameters").is_some() {
+                // state_dict leaves out the buffers registered as not persistent.
+                let skip = field("_non_persistent_buffers_set").map_or(Vec::new(), set_names);
                 for f in ["_parameters", "_buffers", "_modules"] {
-                    if let Some((_, x)) = field(f) {
-                        self.walk(x, name, depth + 1)?;
+                    if let Some(Value::Dict(d)) = field(f) {
+                        for (k, x) in d.borrow().iter() {
+                            match key_name(k) {
+                                Some(key) if !skip.contains(&key) => {
+                                    self.walk(x, &join(name, &key), depth + 1)?
+                                }
+                                _ => {}
+                            }
+                        }
                     }
                 }
                 return Ok(());

@@ -308,7 +308,7 @@ impl Machine<'_> {
                     Value::Object(o) => o.borrow_mut().state = Some(state),
                     // A dict subclass's attributes (a state_dict's `_metadata`): not items.
                     Value::Dict(_) => {}
-                    _ => return Err(bad(format!("BUILD at {at} on a {:?}", kind(&state)))),
+                    v => return Err(bad(format!("BUILD at {at} on a {}", kind(v)))),
                 }
             }
             _ => return Ok(false),

@@ -21,27 +21,23 @@ fn bad(what: String) -> DrConvError {
     DrConvError::Weights(format!("not a valid PyTorch checkpoint (zip): {what}"))
 }
 
+/// The `N` bytes at `at` (an offset the file may have given: no overflow).
+fn bytes_at<const N: usize>(b: &[u8], at: usize) -> Result<[u8; N]> {
+    let s = b.get(at..).and_then(|s| s.get(..N));
+    let s = s.ok_or_else(|| bad(format!("truncated at byte {at}")))?;
+    Ok(s.try_into().expect("N bytes"))
+}
+
 fn u16_at(b: &[u8], at: usize) -> Result<u16> {
-    let s = b
-        .get(at..at + 2)
-        .ok_or_else(|| bad(format!("truncated at byte {at}")))?;
-    Ok(u16::from_le_bytes([s[0], s[1]]))
+    Ok(u16::from_le_bytes(bytes_at(b, at)?))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32> {
-    let s = b
-        .get(at..at + 4)
-        .ok_or_else(|| bad(format!("truncated at byte {at}")))?;
-    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    Ok(u32::from_le_bytes(bytes_at(b, at)?))
 }
 
 fn u64_at(b: &[u8], at: usize) -> Result<u64> {
-    let s = b
-        .get(at..at + 8)
-        .ok_or_else(|| bad(format!("truncated at byte {at}")))?;
-    let mut a = [0u8; 8];
-    a.copy_from_slice(s);
-    Ok(u64::from_le_bytes(a))
+    Ok(u64::from_le_bytes(bytes_at(b, at)?))
 }
 
 /// `n` bytes at `at` of `b`, or an error naming `what`.

@@ -200,6 +200,15 @@ def save(obj, name):
     print(path, os.path.getsize(path), "bytes")
 
 
+def save_raw(pkl, name):
+    """A checkpoint whose data.pkl is `pkl` as given (a crafted one)."""
+    path = os.path.join(HERE, name + ".pt")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        z.writestr(name + "/data.pkl", pkl)
+        z.writestr(name + "/version", "3\n")
+    print(path, os.path.getsize(path), "bytes")
+
+
 def main():
     # 1. A lone layer's state_dict (an OrderedDict with `_metadata`, as module.state_dict()).
     COUNTER[0] = 0
@@ -233,7 +242,14 @@ def main():
         "optimizer": {"state": {0: {"momentum_buffer": tensor([4], "FloatStorage")}},
                       "param_groups": [{"lr": 0.01, "params": [0]}]},
     }
+    # A buffer registered with persistent=False: in the pickle, not in the state_dict.
+    bn = seq._modules["0"]._modules["bn"]
+    bn._buffers["cache"] = tensor([2], "HalfStorage")
+    bn._non_persistent_buffers_set.add("cache")
     save(ckpt, "yolo_checkpoint")
+
+    # 3. Crafted: (x, x) nested 100 deep through the memo, 2^100 paths in 500 bytes.
+    save_raw(b"\x80\x02N" + b"q\x00h\x00\x86" * 100 + b".", "shared_paths")
 
 
 if __name__ == "__main__":
