@@ -6,8 +6,8 @@ use drconv::golden::GoldenCase;
 use drconv::weights;
 use drconv::{DrConvConfig, DrConvError};
 
-/// Every safetensors entry point on arbitrary bytes, for a small layer. Returns whether the
-/// plain loader accepted the bytes.
+/// Every weights entry point on arbitrary bytes (safetensors, and PyTorch checkpoints, which
+/// they also read), for a small layer. Returns whether the plain loader accepted the bytes.
 pub fn weights_loader(data: &[u8]) -> bool {
     let config = DrConvConfig::new(2, 3, 3, 2).expect("valid config");
     let plain = weights::load_safetensors_bytes(&config, data);

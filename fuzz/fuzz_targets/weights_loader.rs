@@ -1,5 +1,6 @@
 #![no_main]
-//! `cargo +nightly fuzz run weights_loader`: the safetensors loaders on arbitrary bytes.
+//! `cargo +nightly fuzz run weights_loader`: the weights loaders (safetensors, and PyTorch
+//! checkpoints: `drconv::pytorch`) on arbitrary bytes.
 
 #[path = "../harness.rs"]
 #[allow(dead_code)] // each target uses one of the entry points
