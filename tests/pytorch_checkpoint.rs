@@ -32,17 +32,15 @@ fn floats(t: &CheckpointTensor) -> Vec<f32> {
     }
 }
 
-/// `(name, shape)` of the t-th tensor written, checked against the generator's values.
-fn check(tensors: &[CheckpointTensor], expected: &[(&str, &[usize])], first_t: usize) {
-    for (k, (name, shape)) in expected.iter().enumerate() {
-        let t = (tensors.iter())
-            .find(|t| t.name == *name)
-            .unwrap_or_else(|| panic!("no {name} in {:?}", names(tensors)));
-        assert_eq!(t.shape, *shape, "{name}");
-        let want: Vec<f32> = (0..shape.iter().product())
-            .map(|i| value(first_t + k, i))
-            .collect();
-        assert_eq!(floats(t), want, "{name}");
+/// The checkpoint's tensors are `expected`, in order: the t-th has the t-th (name, shape) and
+/// the generator's values for t.
+fn check(tensors: &[CheckpointTensor], expected: &[(String, Vec<usize>)]) {
+    let want: Vec<&str> = expected.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names(tensors), want);
+    for (t, (tensor, (name, shape))) in tensors.iter().zip(expected).enumerate() {
+        assert_eq!(&tensor.shape, shape, "{name}");
+        let values: Vec<f32> = (0..shape.iter().product()).map(|i| value(t, i)).collect();
+        assert_eq!(floats(tensor), values, "{name}");
     }
 }
 
@@ -96,13 +94,7 @@ fn a_state_dict_loads_as_the_layer() {
     let bytes = read(&format!("{HERE}/state_dict.pt"));
     let tensors = read_checkpoint(&bytes).unwrap();
     let expected = layer_tensors("", 8, 16, 3, 4);
-    assert_eq!(
-        names(&tensors),
-        expected.iter().map(|e| e.0.as_str()).collect::<Vec<_>>()
-    );
-    let shapes: Vec<(&str, &[usize])> =
-        expected.iter().map(|(n, s)| (n.as_str(), &s[..])).collect();
-    check(&tensors, &shapes, 0);
+    check(&tensors, &expected);
     let found = find_layers(&bytes).unwrap();
     assert_eq!(found.len(), 1);
     let config = found[0].config(1, 1, 1).unwrap();
@@ -137,13 +129,7 @@ fn a_training_checkpoint_with_a_whole_half_precision_model() {
     expected.extend(layer_tensors(&format!("{m}.1.drconv."), 16, 16, 3, 8));
     expected.extend(layer_tensors(&format!("{m}.1.proj."), 16, 8, 1, 2));
     expected.push(("optimizer.state.0.momentum_buffer".into(), vec![4]));
-    assert_eq!(
-        names(&tensors),
-        expected.iter().map(|e| e.0.as_str()).collect::<Vec<_>>()
-    );
-    let shapes: Vec<(&str, &[usize])> =
-        expected.iter().map(|(n, s)| (n.as_str(), &s[..])).collect();
-    check(&tensors, &shapes, 0);
+    check(&tensors, &expected);
     assert!(tensors[..17]
         .iter()
         .all(|t| t.dtype == safetensors::Dtype::F16));
