@@ -65,7 +65,7 @@ fn gen_lists_elements(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
 // sigmoid). The logits sum as `split` does (8 invocations each, `logit_part` / `logit_sum`);
 // each group's first block also writes them and their sigmoid out (the forward's trace).
 // Then the list blocks, as in `gen_or_lists`.
-const GEN_SIG: u32 = 1024u; // the most r * k*k the workgroup holds (`limits::GEN_SIGMOID_MOST`)
+const GEN_SIG: u32 = 1024u; // the most r * k*k the workgroup holds (`shaders::GEN_SIGMOID_MOST`)
 var<workgroup> gsig: array<f32, GEN_SIG>;
 
 // Kernel elements per invocation (Dims::logits_gen_lists, 7 bits above `block_px`).
@@ -83,9 +83,10 @@ fn logits_gen_lists(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         lists_block(t - d.batch * d.r * blocks, li);
         return;
     }
-    group_sigmoid(t / blocks, t % blocks == 0u, li);
+    let bg = t / blocks;
+    group_sigmoid(bg, t % blocks == 0u, li);
     let kk = d.k * d.k;
-    let g = (t / blocks) % d.r;
+    let g = bg % d.r;
     let e0 = (t % blocks) * per;
     let e1 = min(e0 + per, n);
     for (var e = e0 + li; e < e1; e += 256u) {
@@ -95,7 +96,7 @@ fn logits_gen_lists(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         for (var j = 0u; j < d.r; j++) {
             v += w3[c * d.r + j] * gsig[j * kk + uv];
         }
-        kern[(t / blocks) * n + e] = v;
+        kern[bg * n + e] = v;
     }
 }
 

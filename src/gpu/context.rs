@@ -513,9 +513,7 @@ impl GpuContext {
     /// Runs `f` inside out-of-memory and validation error scopes; any error becomes `Err`.
     pub async fn scoped<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T> {
         self.check(op)?;
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let out = f();
+        let (out, [val, oom]) = self.in_scopes(f);
         let val_err = val.pop().await;
         let oom_err = oom.pop().await;
         if let Some(e) = oom_err.or(val_err) {
@@ -526,6 +524,14 @@ impl GpuContext {
         }
         self.check(op)?;
         Ok(out)
+    }
+
+    /// Runs `f` inside an out-of-memory and then a validation error scope; returns its value and
+    /// the scopes, innermost first, for the caller to pop (or to drop: dropping pops too).
+    pub(crate) fn in_scopes<T>(&self, f: impl FnOnce() -> T) -> (T, [wgpu::ErrorScopeGuard; 2]) {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        (f(), [val, oom])
     }
 
     /// Lets wgpu do its maintenance without blocking. wgpu swallows the errors of calls on a

@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use crate::config::{DrConvConfig, ForwardShape, Mode};
-use crate::gpu::decide::Decisions;
+use crate::gpu::decide::{logits_gen_groups, Decisions};
 use crate::gpu::shaders::LOGITS_GEN_LISTS_WORKGROUP_BYTES;
 use crate::gpu::shaders::{CORR_WORKGROUP_BYTES, GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES};
 use crate::gpu::shaders::{GUIDE_WORKGROUP_BYTES, KERNEL_GRAD_WORKGROUP_BYTES, WG};
@@ -225,7 +225,7 @@ fn with_logits(
     logits: Option<(usize, Dispatch)>,
     list_groups: u64,
 ) -> Dispatch {
-    let gens = z.b * z.r * (z.i * z.o * z.kk).div_ceil(256 * lanes);
+    let gens = logits_gen_groups(z.b * z.r, z.i * z.o * z.kk, lanes);
     let map = z.b * z.r * z.r * z.kk;
     let logits = logits.map(|(_, l)| l.bytes).unwrap_or(0);
     m.entry = "logits_gen_lists";

@@ -13,9 +13,9 @@ use crate::gpu::context::GpuContext;
 use crate::gpu::correlation::CorrTiling;
 use crate::gpu::correlation::{corr_entries, fits_per_region_uniform, fits_uniform_binding};
 use crate::gpu::limits::LOGITS_GEN_LISTS_STORAGE_BINDINGS;
-use crate::gpu::limits::{GEN_LISTS_STORAGE_BINDINGS, GEN_SIGMOID_MOST, GUIDE_CHUNK};
+use crate::gpu::limits::{GEN_LISTS_STORAGE_BINDINGS, GUIDE_CHUNK};
 use crate::gpu::shaders::{self, Shader, WG};
-use crate::gpu::shaders::{GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES};
+use crate::gpu::shaders::{GEMM_INVOCATIONS, GEMM_WORKGROUP_BYTES, GEN_SIGMOID_MOST};
 use crate::gpu::variants::Variants;
 use crate::gpu::variants::{AdapterTraits, Backward, Correlation, KernelGen, VariantOverrides};
 use crate::tensor::numel;
@@ -451,15 +451,21 @@ fn gen_logits_lanes(
     let (i, r) = (c.in_channels as u64, c.region_num as u64);
     let kk = (c.kernel_size * c.kernel_size) as u64;
     let n = i * c.out_channels as u64 * kk;
-    let fits = r * kk <= GEN_SIGMOID_MOST
+    let fits = r * kk <= GEN_SIGMOID_MOST as u64
         && target.limits.max_storage_buffers_per_shader_stage >= LOGITS_GEN_LISTS_STORAGE_BINDINGS;
     let takes = gen_with_lists_on(target, mode) && fits;
     let mut lanes = (kk * i).div_ceil(64).clamp(1, 64).min(n.div_ceil(256));
-    let groups = |lanes: u64| s.batch as u64 * r * n.div_ceil(256 * lanes);
+    let groups = |lanes: u64| logits_gen_groups(s.batch as u64 * r, n, lanes);
     while lanes > 1 && groups(lanes) < FILL_PER_UNIT * target.compute_units {
         lanes /= 2;
     }
     takes.then_some(lanes)
+}
+
+/// Generator workgroups of `logits_gen_lists`: each of `groups` (sample, group) pairs' `elements`
+/// kernel elements, 256 x `lanes` per workgroup.
+pub fn logits_gen_groups(groups: u64, elements: u64, lanes: u64) -> u64 {
+    groups * elements.div_ceil(256 * lanes)
 }
 
 /// Whether the GPU family's generator and fused-path lists share a dispatch: inference on a

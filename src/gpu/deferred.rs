@@ -32,10 +32,8 @@ impl GpuContext {
             return self.submit(encoder).await;
         }
         self.check(op)?;
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        self.queue.submit(Some(encoder.finish()));
-        let scopes: [Pending; 2] = [Box::pin(val.pop()), Box::pin(oom.pop())];
+        let (_, scopes) = self.in_scopes(|| self.queue.submit(Some(encoder.finish())));
+        let scopes = scopes.map(|s| -> Pending { Box::pin(s.pop()) });
         if let Ok(mut p) = self.pending.lock() {
             p.extend(scopes.into_iter().map(|s| (op.to_string(), s)));
         }

@@ -331,10 +331,6 @@ pub const GEN_LISTS_STORAGE_BINDINGS: u32 = 8;
 /// fewer (WebGPU's default), the logits keep a dispatch of their own.
 pub const LOGITS_GEN_LISTS_STORAGE_BINDINGS: u32 = 12;
 
-/// The most r * k*k sigmoid values `logits_gen_lists` holds in workgroup memory (`GEN_SIG`):
-/// larger layers keep the logits' dispatch.
-pub const GEN_SIGMOID_MOST: u64 = 1024;
-
 /// The shaders' storage bindings per entry point against `max_storage_buffers_per_shader_stage`.
 pub fn check_storage_bindings(limits: &wgpu::Limits) -> Result<()> {
     let (entry, needed) = MOST_STORAGE_BINDINGS;

@@ -42,9 +42,13 @@ pub const KERNEL_GRAD_WORKGROUP_BYTES: u32 = 16 * 544;
 /// in `shaders/guide_conv.wgsl`).
 pub const GUIDE_WORKGROUP_BYTES: u32 = 4 * (2048 + 512);
 
+/// The most r * k*k sigmoid values `logits_gen_lists` holds in workgroup memory (`GEN_SIG` in
+/// `shaders/gen_lists.wgsl`): larger layers keep the logits' dispatch.
+pub const GEN_SIGMOID_MOST: u32 = 1024;
+
 /// Workgroup memory of `logits_gen_lists` (`shaders/gen_lists.wgsl`): the list blocks' scan
 /// (`scan4`), the logits' partial sums (`lpart`) and a group's sigmoid map (`gsig`).
-pub const LOGITS_GEN_LISTS_WORKGROUP_BYTES: u32 = 16 * 256 + 4 * 256 + 4 * 1024;
+pub const LOGITS_GEN_LISTS_WORKGROUP_BYTES: u32 = 16 * 256 + 4 * 256 + 4 * GEN_SIGMOID_MOST;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
@@ -457,6 +461,11 @@ mod tests {
             let want = (4 * rows4 as usize).min(32);
             assert_eq!(conflict(0..32, 1, old), want, "CG {groups} before");
         }
+    }
+
+    #[test]
+    fn the_generators_sigmoid_map_is_the_size_decide_allows() {
+        assert_eq!(const_of(&GEN_LISTS, "GEN_SIG"), GEN_SIGMOID_MOST);
     }
 
     #[test]

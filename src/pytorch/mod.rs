@@ -58,7 +58,11 @@ pub fn read_checkpoint(bytes: &[u8]) -> Result<Vec<CheckpointTensor>> {
     let pkl = (entries.iter())
         .find(|e| e.name.ends_with("data.pkl") && e.name.matches('/').count() <= 1)
         .ok_or_else(|| bad("no data.pkl: not a torch.save archive (TorchScript?)".into()))?;
-    let root = pkl.name.trim_end_matches("data.pkl").to_string();
+    let root = pkl
+        .name
+        .strip_suffix("data.pkl")
+        .unwrap_or_default()
+        .to_string();
     if let Some(order) = entries
         .iter()
         .find(|e| e.name == format!("{root}byteorder"))

@@ -6,6 +6,7 @@
 use super::Stages;
 use crate::error::{DrConvError, Result};
 use crate::gpu::buffers::{GpuTensor, UNIFORM_BINDING_BYTES};
+use crate::gpu::decide::logits_gen_groups;
 use crate::gpu::program::Step;
 use crate::gpu::shaders::{self, WG};
 use crate::gpu::variants::KernelGen;
@@ -141,8 +142,9 @@ impl Stages<'_> {
         let (entry, dims, groups) = match self.d.gen_with_logits {
             Some(lanes) => {
                 buffers.extend(self.logit_bindings(logits));
-                let n = (self.c.in_channels * self.c.out_channels) as u64 * self.kk();
-                let gens = (s.batch * self.c.region_num) as u64 * n.div_ceil(256 * lanes);
+                let c = self.c;
+                let n = (c.in_channels * c.out_channels * c.kernel_size * c.kernel_size) as u64;
+                let gens = logits_gen_groups((s.batch * c.region_num) as u64, n, lanes);
                 let dims =
                     (self.dims).logits_gen_lists(block, p.tiling.pixels, p.slots as u64, lanes);
                 ("logits_gen_lists", dims, gens + list_groups)
@@ -173,11 +175,6 @@ impl Stages<'_> {
             ("logits", &t.logits.buffer),
             ("sigmoid", &t.sigmoid.buffer),
         ]
-    }
-
-    /// k*k.
-    fn kk(&self) -> u64 {
-        (self.c.kernel_size * self.c.kernel_size) as u64
     }
 
     /// conv_kernel.1 (1x1 conv of the pooled map) and its sigmoid.
