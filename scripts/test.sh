@@ -15,14 +15,31 @@ if cargo tree -e normal --no-default-features --prefix none | grep -E '^(clap|in
   exit 1
 fi
 # The burn module (feature burn): golden cases through burn's autodiff on our kernels and on
-# burn's CPU backend, PyTorch import of a nested model, its doc test, and the example (a short run).
-cargo test --release --features burn-dev --test burn_module --test burn_import --test burn_bench
+# burn's CPU backend, PyTorch import of a nested model, the library's unit and doc tests, and the
+# example (a short run). All with burn-dev, so burn is compiled once.
+cargo test --release --features burn-dev --test burn_module --test burn_import --test burn_path \
+  --test burn_bench
+cargo test --release --features burn-dev --lib
 cargo test --release --features burn-dev --doc burn
 cargo run --release --features burn-dev --example burn_neck -- --steps 60
-# What a dependent with `features = ["burn"]` gets (no burn-dev): the library's tests and doc tests.
-cargo test --release --features burn --lib
-cargo test --release --features burn --doc
-# The documentation builds warning-free (every public item documented: missing_docs) with
-# docs.rs's flags (Cargo.toml's [package.metadata.docs.rs]).
+# A whole model from ONNX (feature onnx): burn-onnx generates the detector and the attribute
+# fixture with our hook, both match PyTorch on our kernels and on flex; broken nodes are build
+# errors that name the node; then the example runs on the bundled image.
+cargo test --release -p onnx_detector
+# The exporter's own tests where PyTorch is installed (CI has none: their outputs are the
+# committed fixtures above).
+if "${PYTHON:-python3}" -c "import torch, onnx" 2>/dev/null; then
+  "${PYTHON:-python3}" python/test_drconv_onnx.py
+else
+  echo "test.sh: no PyTorch + onnx for ${PYTHON:-python3}: python/test_drconv_onnx.py skipped"
+fi
+# The binary the tests' build made: a `cargo run` resolves features without the tests'
+# dev-dependencies (burn-onnx) and would compile burn once more.
+"${CARGO_TARGET_DIR:-target}/release/onnx_detector" --out "${CARGO_TARGET_DIR:-target}/onnx_detector.png"
+# What a dependent with `features = ["burn"]` (no burn-dev) compiles: checked, not rebuilt (the
+# code is the one tested above); the documentation then builds warning-free (every public item
+# documented: missing_docs) with docs.rs's flags (Cargo.toml's [package.metadata.docs.rs]),
+# reusing that check.
+cargo check --lib --no-default-features --features golden,burn
 RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo doc --no-deps --no-default-features --features golden,burn
 examples/web/run-browser-test.sh

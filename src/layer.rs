@@ -177,7 +177,10 @@ impl DrConv2d {
     /// Builds the plan of inputs of `shape` in `mode` now (the burn module: so that its errors,
     /// limits and shapes, reach the caller before burn runs the call; the benchmark: so that
     /// its plans follow the layer's measured choices).
-    #[cfg_attr(target_family = "wasm", allow(dead_code))]
+    #[cfg_attr(
+        any(target_family = "wasm", not(any(feature = "burn", feature = "cli"))),
+        allow(dead_code)
+    )]
     pub(crate) async fn prepare(&mut self, shape: &[usize], mode: Mode) -> Result<()> {
         self.plan_index(shape, mode).await.map(|_| ())
     }

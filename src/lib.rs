@@ -54,6 +54,8 @@ mod error;
 #[cfg(feature = "golden")]
 pub mod golden;
 mod layer;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 mod optim;
 mod params;
 pub mod pytorch;

@@ -56,9 +56,9 @@ mod reference;
 mod runtime;
 
 pub use config::DrConv2dConfig;
-pub use module::{DrConv2d, Path};
+pub use module::DrConv2d;
 pub use ops::{DrConvOps, DrConvTensors, KernelCall};
-pub use runtime::{context, init_wgpu, init_wgpu_async, register_setup};
+pub use runtime::{context, init_wgpu, init_wgpu_async, path, register_setup, set_path, Path};
 
 /// The regex that keeps `conv_kernel.1` and `conv_kernel.3` at their PyTorch indices when burn's
 /// `PytorchStore` maps `nn.Sequential` indices: pass it to `map_indices_contiguous_except` (the

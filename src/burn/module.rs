@@ -10,7 +10,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::ops::{DrConvOps, DrConvTensors, KernelCall};
 use super::reference::{self, Weights};
-use super::runtime::{context, Runtime};
+use super::runtime::{self, context, Path, Runtime};
 use crate::config::{DrConvConfig, Mode};
 use crate::error::{DrConvError, Result};
 use crate::params::DrConvParams;
@@ -31,15 +31,6 @@ pub struct DrConv2d {
     pub conv_guide: Conv2d,
     #[module(skip)]
     runtime: Runtime,
-}
-
-/// Which implementation a forward runs (see the [module docs](super)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Path {
-    /// drconv's WGSL kernels on burn's wgpu device and queue.
-    Kernels,
-    /// The reference algorithm composed from burn's tensor ops.
-    BurnOps,
 }
 
 static WARNED: AtomicBool = AtomicBool::new(false);
@@ -65,11 +56,7 @@ impl DrConv2d {
     /// Which implementation a forward of f32 tensors on `device` runs (every other float dtype
     /// runs [`Path::BurnOps`]: our kernels take f32).
     pub fn path(&self, device: &Device) -> Path {
-        if cfg!(not(target_family = "wasm")) && context(device).is_some() {
-            Path::Kernels
-        } else {
-            Path::BurnOps
-        }
+        runtime::path(device)
     }
 
     /// The output, B x O x H' x W', of `x` (B x I x H x W), in x's dtype.

@@ -12,8 +12,23 @@ use crate::error::{DrConvError, Result};
 use crate::gpu::GpuContext;
 use crate::params::DrConvParams;
 
-/// burn's wgpu devices that drconv shares, with the context on each.
-type Shared = Vec<(WgpuDevice, Arc<GpuContext>)>;
+/// Which implementation a forward runs (see the [module docs](super)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// drconv's WGSL kernels on burn's wgpu device and queue.
+    Kernels,
+    /// The reference algorithm composed from burn's tensor ops.
+    BurnOps,
+}
+
+/// A wgpu device of burn's that drconv shares: its context, and the path layers take there.
+struct SharedDevice {
+    device: WgpuDevice,
+    ctx: Arc<GpuContext>,
+    path: Path,
+}
+
+type Shared = Vec<SharedDevice>;
 
 static SHARED: OnceLock<Mutex<Shared>> = OnceLock::new();
 
@@ -28,8 +43,12 @@ fn shared() -> MutexGuard<'static, Shared> {
 fn adopt(device: WgpuDevice, setup: &WgpuSetup) -> Result<Device> {
     let ctx = GpuContext::from_wgpu(&setup.adapter, &setup.device, &setup.queue)?;
     let mut all = shared();
-    all.retain(|(d, _)| *d != device);
-    all.push((device.clone(), ctx));
+    all.retain(|d| d.device != device);
+    all.push(SharedDevice {
+        device: device.clone(),
+        ctx,
+        path: Path::Kernels,
+    });
     Ok(Device::new(DispatchDevice::Cube(CubeDevice::Wgpu(device))))
 }
 
@@ -72,8 +91,13 @@ pub fn register_setup(setup: WgpuSetup) -> Result<Device> {
 
 /// drconv's context on burn's `device`, if that is a wgpu device drconv was given.
 pub fn context(device: &Device) -> Option<Arc<GpuContext>> {
+    wgpu_device(device).and_then(|d| wgpu_context(&d))
+}
+
+/// burn's wgpu device behind `device`, if it is one.
+fn wgpu_device(device: &Device) -> Option<WgpuDevice> {
     match device.clone().inner().as_dispatch() {
-        DispatchDevice::Cube(CubeDevice::Wgpu(d)) => wgpu_context(d),
+        DispatchDevice::Cube(CubeDevice::Wgpu(d)) => Some(d.clone()),
         _ => None,
     }
 }
@@ -81,8 +105,41 @@ pub fn context(device: &Device) -> Option<Arc<GpuContext>> {
 pub(crate) fn wgpu_context(device: &WgpuDevice) -> Option<Arc<GpuContext>> {
     shared()
         .iter()
-        .find(|(d, _)| d == device)
-        .map(|(_, ctx)| ctx.clone())
+        .find(|d| d.device == *device)
+        .map(|d| d.ctx.clone())
+}
+
+/// The path [`super::DrConv2d`] takes for f32 on `device`: [`Path::Kernels`] on a device
+/// registered with drconv (unless [`set_path`] said otherwise), [`Path::BurnOps`] elsewhere and
+/// in the browser (our kernels still wait on the GPU inside burn's executor there).
+pub fn path(device: &Device) -> Path {
+    let Some(wgpu) = wgpu_device(device) else {
+        return Path::BurnOps;
+    };
+    let registered = shared().iter().find(|d| d.device == wgpu).map(|d| d.path);
+    match registered {
+        Some(path) if cfg!(not(target_family = "wasm")) => path,
+        _ => Path::BurnOps,
+    }
+}
+
+/// Sets the path layers take on a device registered with drconv: [`Path::BurnOps`] runs burn's
+/// ops there too (to compare both on one adapter and queue, or to rule our kernels out),
+/// [`Path::Kernels`] goes back. An error for a device drconv was not given.
+pub fn set_path(device: &Device, path: Path) -> Result<()> {
+    let wgpu = wgpu_device(device);
+    let mut all = shared();
+    let entry = all.iter_mut().find(|d| Some(&d.device) == wgpu.as_ref());
+    match entry {
+        Some(d) => {
+            d.path = path;
+            Ok(())
+        }
+        None => Err(DrConvError::Config(format!(
+            "set_path: {device:?} is not a wgpu device registered with drconv (init_wgpu, \
+             init_wgpu_async or register_setup)"
+        ))),
+    }
 }
 
 /// Numbers training forwards, so that a backward knows whether the plan still holds its
