@@ -101,13 +101,14 @@ fn layer_config(node: &CustomNode) -> Result<DrConvConfig, ProcessError> {
 fn weights(node: &CustomNode) -> Result<&[Argument], ProcessError> {
     let names: Vec<&str> = ParamId::ALL.iter().map(|p| p.name()).collect();
     if node.inputs.len() != 1 + names.len() {
-        let missing = names
-            .get(node.inputs.len().saturating_sub(1)..)
-            .unwrap_or_default();
+        let which = match names.get(node.inputs.len().saturating_sub(1)..) {
+            Some(missing) if !missing.is_empty() => format!("missing {missing:?}"),
+            _ => "more than the layer has".into(),
+        };
         return Err(node_error(
             node,
             format!(
-                "has {} inputs, expected 7 (x and {names:?}); missing {missing:?}",
+                "has {} inputs, expected 7 (x and {names:?}): {which}",
                 node.inputs.len()
             ),
         ));
