@@ -39,59 +39,55 @@ fn assert_close(what: &str, got: Tensor<4>, want: Tensor<4>) {
     }
 }
 
-/// One test case: a fixture file, its input and output names per batch.
+/// One test case: the input's name in `fixtures.safetensors` and PyTorch's two outputs.
 struct Case {
-    batch: usize,
     input: &'static str,
     outputs: [&'static str; 2],
 }
 
 const DETECTOR: [Case; 2] = [
     Case {
-        batch: 1,
         input: "input_b1",
         outputs: ["p8_b1", "p16_b1"],
     },
     Case {
-        batch: 3,
         input: "input_b3",
         outputs: ["p8_b3", "p16_b3"],
     },
 ];
 
-#[test]
-fn detector_matches_pytorch() {
+/// A detector's two outputs against PyTorch's (named `{prefix}p8_b1`...), batch 1 and 3.
+fn check_detector(
+    name: &str,
+    prefix: &str,
+    device: &Device,
+    forward: impl Fn(Tensor<4>) -> (Tensor<4>, Tensor<4>),
+) {
     let bytes = read("fixtures.safetensors");
-    for (name, device) in devices() {
-        let model = detector::Model::from_embedded(&device);
-        for case in DETECTOR {
-            let x = fixture(&bytes, case.input, &device).unwrap();
-            let (p8, p16) = model.forward(x);
-            for (got, want) in [p8, p16].into_iter().zip(case.outputs) {
-                let want = fixture(&bytes, want, &device).unwrap();
-                assert_close(
-                    &format!("{name}, batch {}, {}", case.batch, case.outputs[0]),
-                    got,
-                    want,
-                );
-            }
+    for case in DETECTOR {
+        let x = fixture(&bytes, case.input, device).unwrap();
+        let (p8, p16) = forward(x);
+        for (got, want) in [p8, p16].into_iter().zip(case.outputs) {
+            let want = format!("{prefix}{want}");
+            let expected = fixture(&bytes, &want, device).unwrap();
+            assert_close(&format!("{name}, {want}"), got, expected);
         }
     }
 }
 
 #[test]
+fn detector_matches_pytorch() {
+    for (name, device) in devices() {
+        let model = detector::Model::from_embedded(&device);
+        check_detector(name, "", &device, |x| model.forward(x));
+    }
+}
+
+#[test]
 fn plain_conv_detector_matches_pytorch() {
-    let bytes = read("fixtures.safetensors");
     for (name, device) in devices() {
         let model = detector_conv::Model::from_embedded(&device);
-        for case in DETECTOR {
-            let x = fixture(&bytes, case.input, &device).unwrap();
-            let (p8, p16) = model.forward(x);
-            for (got, want) in [p8, p16].into_iter().zip(case.outputs) {
-                let want = fixture(&bytes, &format!("conv_{want}"), &device).unwrap();
-                assert_close(&format!("{name}, conv, batch {}", case.batch), got, want);
-            }
-        }
+        check_detector(name, "conv_", &device, |x| model.forward(x));
     }
 }
 
