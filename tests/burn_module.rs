@@ -381,3 +381,21 @@ fn profile_selection(device: &Device, corr: Tensor<5>, guide: Tensor<4>) {
         corr.clone().gather(1, index.expand([b, 1, o, hw, hw]))
     });
 }
+
+/// The parameters read back without blocking equal the blocking read, on every device.
+#[test]
+fn to_params_async_reads_what_to_params_reads() {
+    for (name, device) in devices() {
+        let layer = DrConv2dConfig::new(3, 4, 3, 2).init(&device);
+        let blocking = layer.to_params().unwrap();
+        let nonblocking = pollster::block_on(layer.to_params_async()).unwrap();
+        for id in ParamId::ALL {
+            assert_eq!(
+                blocking.get(id),
+                nonblocking.get(id),
+                "{name} {}",
+                id.name()
+            );
+        }
+    }
+}

@@ -210,19 +210,45 @@ impl DrConv2d {
     /// The parameters as the crate's host values, in f32 (reads them back from the device).
     pub fn to_params(&self) -> Result<DrConvParams> {
         let w = self.weights()?;
-        let read = |t: TensorData| {
-            t.convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| DrConvError::Weights(format!("{e:?}")))
-        };
         let values = [
-            read(w.w1.into_data())?,
-            read(w.b1.into_data())?,
-            read(w.w3.into_data())?,
-            read(w.b3.into_data())?,
-            read(w.gw.into_data())?,
-            read(w.gb.into_data())?,
+            read_f32(w.w1.into_data())?,
+            read_f32(w.b1.into_data())?,
+            read_f32(w.w3.into_data())?,
+            read_f32(w.b3.into_data())?,
+            read_f32(w.gw.into_data())?,
+            read_f32(w.gb.into_data())?,
         ];
         DrConvParams::from_values(*self.runtime.config(), values)
     }
+
+    /// [`DrConv2d::to_params`] without blocking: what the browser needs, where burn reads a
+    /// WebGPU buffer only asynchronously (`into_data` panics there).
+    pub async fn to_params_async(&self) -> Result<DrConvParams> {
+        let w = self.weights()?;
+        let values = [
+            read_f32_async(w.w1).await?,
+            read_f32_async(w.b1).await?,
+            read_f32_async(w.w3).await?,
+            read_f32_async(w.b3).await?,
+            read_f32_async(w.gw).await?,
+            read_f32_async(w.gb).await?,
+        ];
+        DrConvParams::from_values(*self.runtime.config(), values)
+    }
+}
+
+/// A parameter's values as f32 (whatever its dtype).
+fn read_f32(t: TensorData) -> Result<Vec<f32>> {
+    t.convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| DrConvError::Weights(format!("{e:?}")))
+}
+
+/// [`read_f32`] of a tensor read without blocking.
+async fn read_f32_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| DrConvError::Weights(format!("reading a parameter back: {e:?}")))?;
+    read_f32(data)
 }
