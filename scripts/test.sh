@@ -22,10 +22,9 @@ cargo test --release --features burn-dev --test burn_module --test burn_import -
 cargo test --release --features burn-dev --lib
 cargo test --release --features burn-dev --doc burn
 cargo run --release --features burn-dev --example burn_neck -- --steps 60
-# A whole model from ONNX (feature onnx, part of burn-dev): burn-onnx generates the detector and
-# the attribute fixture with our hook, both match PyTorch on our kernels and on flex; broken
-# nodes are build errors that name the node; then the example runs on the bundled image. Its
-# features unify with the burn tests' above, so only its build script's graph is compiled anew.
+# A whole model from ONNX (feature onnx): burn-onnx generates the detector and the attribute
+# fixture with our hook, both match PyTorch on our kernels and on flex; broken nodes are build
+# errors that name the node; then the example runs on the bundled image.
 cargo test --release -p onnx_detector
 # The exporter's own tests where PyTorch is installed (CI has none: their outputs are the
 # committed fixtures above).
