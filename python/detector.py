@@ -445,25 +445,30 @@ def export_drconv_onnx(model, path):
                        dynamic_batch=True, input_names=["images"], output_names=["p8", "p16"])
 
 
+def max_diff(run, model, inputs):
+    """The largest |run(x) - model(x)| over the inputs and both outputs."""
+    worst = 0.0
+    for x in inputs:
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x))
+        worst = max(worst, *(float(np.abs(g - r.numpy()).max()) for g, r in zip(run(x), ref)))
+    return worst
+
+
 def check_onnx(path, model, inputs):
     """onnxruntime vs PyTorch on the plain-conv export; max abs difference."""
     import onnx
     import onnxruntime as ort
     onnx.checker.check_model(onnx.load(path))
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for x in inputs:
-        with torch.no_grad():
-            ref = model(torch.from_numpy(x))
-        got = sess.run(["p8", "p16"], {"images": x})
-        worst = max(worst, *(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref)))
-    return worst
+    return max_diff(lambda x: sess.run(["p8", "p16"], {"images": x}), model, inputs)
 
 
 def check_drconv_onnx(path, model, inputs):
     """onnxruntime cannot run drconv.DRConv2d, so run the file in onnx's reference evaluator
     with the node implemented by the seed's DRConv2d (weights and attributes read from the
     node): checks the graph, its wiring and the six initializers against PyTorch."""
+    import drconv_onnx
     from onnx.reference import ReferenceEvaluator
     from onnx.reference.op_run import OpRun
 
@@ -475,22 +480,14 @@ def check_drconv_onnx(path, model, inputs):
             c_in = gw.shape[1]
             layer = DRConv2d(c_in, w3.shape[0] // (region_num * c_in), kernel_size, region_num,
                              stride=stride, padding=padding, dilation=dilation)
-            names = ["conv_kernel.1.weight", "conv_kernel.1.bias", "conv_kernel.3.weight",
-                     "conv_kernel.3.bias", "conv_guide.weight", "conv_guide.bias"]
-            layer.load_state_dict({n: torch.from_numpy(np.array(v))
-                                   for n, v in zip(names, [w1, b1, w3, b3, gw, gb])})
+            layer.load_state_dict({n: torch.from_numpy(np.array(v)) for n, v in
+                                   zip(drconv_onnx.PARAM_NAMES, [w1, b1, w3, b3, gw, gb])})
             with torch.no_grad():  # the seed's layer views its input: make it contiguous
                 return (layer.eval()(torch.from_numpy(np.ascontiguousarray(x))).numpy(),)
 
     # The evaluator finds a custom op by (domain, class name).
     ev = ReferenceEvaluator(path, new_ops=[type("DRConv2d", (DRConv2dNode,), {})])
-    worst = 0.0
-    for x in inputs:
-        with torch.no_grad():
-            ref = model(torch.from_numpy(x))
-        got = ev.run(["p8", "p16"], {"images": x})
-        worst = max(worst, *(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref)))
-    return worst
+    return max_diff(lambda x: ev.run(["p8", "p16"], {"images": x}), model, inputs)
 
 
 def det_list(dets):
