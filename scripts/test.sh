@@ -14,18 +14,20 @@ if cargo tree -e normal --no-default-features --prefix none | grep -E '^(clap|in
   echo "test.sh: the library without default features depends on a CLI crate (above)" >&2
   exit 1
 fi
-# The burn module (feature burn): golden cases through burn's autodiff on our kernels and on
-# burn's CPU backend, PyTorch import of a nested model, the library's unit and doc tests, and the
-# example (a short run). All with burn-dev, so burn is compiled once.
-cargo test --release --features burn-dev --test burn_module --test burn_import --test burn_path \
-  --test burn_bench
-cargo test --release --features burn-dev --lib
-cargo test --release --features burn-dev --doc burn
-cargo run --release --features burn-dev --example burn_neck -- --steps 60
-# A whole model from ONNX (feature onnx): burn-onnx generates the detector and the attribute
-# fixture with our hook, both match PyTorch on our kernels and on flex; broken nodes are build
-# errors that name the node; then the example runs on the bundled image.
-cargo test --release -p onnx_detector
+# The burn module (feature burn) and a whole model from ONNX (feature onnx), in invocations that
+# name both packages with the same features: cargo then resolves one graph, so burn and cubecl
+# compile once (the detector's build script alone unifies other features of shared host crates,
+# derive_more and itertools under cubecl's proc macros, which would compile the burn stack again).
+# burn: golden cases through burn's autodiff on our kernels and on burn's CPU backend, PyTorch
+# import of a nested model, the library's unit and doc tests, the example (a short run).
+# ONNX: burn-onnx generates the detector and the attribute fixture with our hook, both match
+# PyTorch on our kernels and on flex; broken nodes are build errors that name the node.
+BURN=(--release -p drconv -p onnx_detector --features drconv/burn-dev)
+cargo test "${BURN[@]}" --lib --test burn_module --test burn_import --test burn_path \
+  --test burn_bench --test pytorch_match --test hook_errors
+cargo test "${BURN[@]}" --doc burn
+cargo build "${BURN[@]}" --example burn_neck
+"${CARGO_TARGET_DIR:-target}/release/examples/burn_neck" --steps 60
 # The exporter's own tests where PyTorch is installed (CI has none: their outputs are the
 # committed fixtures above).
 if "${PYTHON:-python3}" -c "import torch, onnx" 2>/dev/null; then
@@ -33,8 +35,8 @@ if "${PYTHON:-python3}" -c "import torch, onnx" 2>/dev/null; then
 else
   echo "test.sh: no PyTorch + onnx for ${PYTHON:-python3}: python/test_drconv_onnx.py skipped"
 fi
-# The binary the tests' build made: a `cargo run` resolves features without the tests'
-# dev-dependencies (burn-onnx) and would compile burn once more.
+# The detector on the bundled image: the binary the tests' build made (a `cargo run` resolves
+# another graph and would compile burn once more).
 "${CARGO_TARGET_DIR:-target}/release/onnx_detector" --out "${CARGO_TARGET_DIR:-target}/onnx_detector.png"
 # What a dependent with `features = ["burn"]` (no burn-dev) compiles: checked, not rebuilt (the
 # code is the one tested above); the documentation then builds warning-free (every public item
