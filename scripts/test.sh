@@ -19,12 +19,13 @@ fi
 # compile once (the detector's build script alone unifies other features of shared host crates,
 # derive_more and itertools under cubecl's proc macros, which would compile the burn stack again).
 # burn: golden cases through burn's autodiff on our kernels and on burn's CPU backend, PyTorch
-# import of a nested model, the library's unit and doc tests, the example (a short run).
+# import of a nested model, the browser's deferred errors forced natively, the library's unit
+# and doc tests, the example (a short run).
 # ONNX: burn-onnx generates the detector and the attribute fixture with our hook, both match
 # PyTorch on our kernels and on flex; broken nodes are build errors that name the node.
 BURN=(--release -p drconv -p onnx_detector --features drconv/burn-dev)
 cargo test "${BURN[@]}" --lib --test burn_module --test burn_import --test burn_path \
-  --test burn_bench --test pytorch_match --test hook_errors
+  --test burn_deferred --test burn_bench --test pytorch_match --test hook_errors
 cargo test "${BURN[@]}" --doc burn
 cargo build "${BURN[@]}" --example burn_neck
 "${CARGO_TARGET_DIR:-target}/release/examples/burn_neck" --steps 60
@@ -45,3 +46,7 @@ fi
 cargo check --lib --no-default-features --features golden,burn
 RUSTDOCFLAGS="--cfg docsrs -D warnings" cargo doc --no-deps --no-default-features --features golden,burn
 examples/web/run-browser-test.sh
+# The burn module in the browser's build (wasm32 with `web`): compiles warning-free (the target
+# is installed by the browser test's build above).
+CARGO_TARGET_DIR=target/wasm cargo clippy --lib --release --target wasm32-unknown-unknown \
+  --no-default-features --features web,burn -- -D warnings

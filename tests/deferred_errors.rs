@@ -53,7 +53,7 @@ fn a_deferred_error_is_returned_by_the_next_call() {
         assert!(!ctx.deferred_errors());
         gpu_message(
             ctx.submit_deferred("bad copy", invalid_encoder(&ctx)).await,
-            "submit",
+            "bad copy",
         );
 
         // On: the submission returns, the next call on the context returns its error, once.
@@ -62,7 +62,7 @@ fn a_deferred_error_is_returned_by_the_next_call() {
             .await
             .unwrap();
         let m = gpu_message(ctx.check("next call"), "next call");
-        assert!(m.contains("earlier submission (bad copy)"), "{m}");
+        assert!(m.contains("earlier call (bad copy)"), "{m}");
         ctx.check("after").unwrap();
 
         // A layer's forward is such a next call; the one after it runs.

@@ -21,6 +21,7 @@ use super::ops::{DrConvOps, DrConvTensors, KernelCall};
 use super::runtime::wgpu_context;
 use crate::config::Mode;
 use crate::error::{DrConvError, Result};
+use crate::gpu::deferred::without_waiting;
 use crate::gpu::{GpuContext, GpuTensor};
 use crate::params::ParamId;
 
@@ -64,15 +65,18 @@ impl Claims {
     }
 
     /// Submits `encoder`, then releases the claims once the GPU has run it. Where the context
-    /// defers its errors (`GpuContext::set_deferred_errors`), nothing here waits: an error of
-    /// this submission comes back from the next call.
+    /// defers its errors (`GpuContext::set_deferred_errors`: burn's WebGPU devices), nothing
+    /// here waits: an error of this submission comes back from the next call.
     fn submit(
         self,
         client_flush: impl FnOnce() -> Result<()>,
         encoder: wgpu::CommandEncoder,
     ) -> Result<()> {
         client_flush()?;
-        pollster::block_on(self.ctx.submit_deferred("drconv in burn", encoder))?;
+        without_waiting(
+            "drconv in burn",
+            self.ctx.submit_deferred("drconv in burn", encoder),
+        )??;
         let held = self.held;
         self.ctx.queue().on_submitted_work_done(move || drop(held));
         Ok(())
@@ -143,10 +147,11 @@ fn forward(t: DrConvTensors<CubeBackend>, call: &KernelCall) -> Result<CubeTenso
     call.runtime.with_slot(&ctx, |slot| {
         let mut encoder = ctx.encoder("drconv forward in burn");
         slot.layer.encode_load_params(&mut encoder, &pv)?;
-        pollster::block_on(
+        without_waiting(
+            "drconv forward in burn",
             slot.layer
                 .encode_forward_into(&mut encoder, &xv, &yv, call.mode),
-        )?;
+        )??;
         claims.submit(flush(&t.x), encoder)?;
         if call.mode == Mode::Training {
             slot.trained(shape, call.ticket);
@@ -175,16 +180,18 @@ fn backward(
         // The plan holds the tensors of its last training forward: recompute them unless that
         // was this call's forward, of this very input.
         if !slot.holds(&shape, call.ticket) || !slot.layer.trained_on(&xv) {
-            let out =
-                pollster::block_on(slot.layer.encode_forward(&mut encoder, &xv, Mode::Training))?;
+            let out = without_waiting(
+                "drconv backward in burn",
+                slot.layer.encode_forward(&mut encoder, &xv, Mode::Training),
+            )??;
             drop(out);
             slot.trained(shape.clone(), call.ticket);
         }
-        let grads =
-            pollster::block_on(
-                slot.layer
-                    .encode_backward_into(&mut encoder, &xv, &gv, &gxv),
-            )?;
+        let grads = without_waiting(
+            "drconv backward in burn",
+            slot.layer
+                .encode_backward_into(&mut encoder, &xv, &gv, &gxv),
+        )??;
         for (src, dst) in grads.params.iter().zip(&gpv) {
             crate::layer::copy_view(&mut encoder, src, dst);
         }

@@ -19,10 +19,11 @@
 //!   one dtype ([`DrConv2d::try_forward`] returns an error otherwise).
 //!
 //! # Limits of this version
-//! - Our kernels' submissions can leave their error scopes pending
-//!   ([`crate::GpuContext::set_deferred_errors`]: an error comes back from the next call), but
-//!   plans are still built and checked with `pollster` inside burn's executor, so the kernel
-//!   path is native only; in the browser the module takes burn's ops.
+//! - In the browser (WebGPU) nothing of ours waits on the GPU inside burn's executor: plans are
+//!   built and work is submitted with their error scopes left pending, so an error of our
+//!   kernels there (the device's limits are checked up front, so this is rare: out of memory, a
+//!   lost device) comes back from the next call, or from [`settle`] (`settle(&device).await`).
+//!   Natively every call reports its own errors, as before.
 //! - Parameters, input and output are copied between burn's buffers and the layer's plans on the
 //!   GPU (a few copies per call, no readback).
 //! - A failure of our kernels inside burn's executor (a device lost mid-call) panics there, as
@@ -58,7 +59,9 @@ mod runtime;
 pub use config::DrConv2dConfig;
 pub use module::DrConv2d;
 pub use ops::{DrConvOps, DrConvTensors, KernelCall};
-pub use runtime::{context, init_wgpu, init_wgpu_async, path, register_setup, set_path, Path};
+#[cfg(not(target_family = "wasm"))]
+pub use runtime::init_wgpu;
+pub use runtime::{context, init_wgpu_async, path, register_setup, set_path, settle, Path};
 
 /// The regex that keeps `conv_kernel.1` and `conv_kernel.3` at their PyTorch indices when burn's
 /// `PytorchStore` maps `nn.Sequential` indices: pass it to `map_indices_contiguous_except` (the

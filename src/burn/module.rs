@@ -13,6 +13,7 @@ use super::reference::{self, Weights};
 use super::runtime::{self, context, Path, Runtime};
 use crate::config::{DrConvConfig, Mode};
 use crate::error::{DrConvError, Result};
+use crate::gpu::deferred::without_waiting;
 use crate::params::DrConvParams;
 
 /// Dynamic Region-Aware Convolution as a burn module: the PyTorch reference's `DRConv2d`, with
@@ -122,6 +123,9 @@ impl DrConv2d {
 
     fn forward_kernels(&self, x: Tensor<4>, w: Weights) -> Result<Tensor<4>> {
         let ctx = context(&x.device()).expect("the path said kernels");
+        // An error of earlier work left pending (deferred errors: the browser) comes back here,
+        // not from inside burn's executor.
+        ctx.check("DrConv2d::try_forward")?;
         let mode = if x.is_tracked() || w.infos().iter().any(|p| p.tracked) {
             Mode::Training
         } else {
@@ -131,7 +135,7 @@ impl DrConv2d {
         // burn's executor.
         let shape = x.dims();
         self.runtime.with_slot(&ctx, |slot| {
-            pollster::block_on(slot.layer.prepare(&shape, mode))
+            without_waiting("building the plan", slot.layer.prepare(&shape, mode))?
         })?;
         let call = KernelCall {
             runtime: self.runtime.clone(),

@@ -42,6 +42,9 @@ fn shared() -> MutexGuard<'static, Shared> {
 /// Records `setup` (burn's device, adapter and queue) as the context of `device`.
 fn adopt(device: WgpuDevice, setup: &WgpuSetup) -> Result<Device> {
     let ctx = GpuContext::from_wgpu(&setup.adapter, &setup.device, &setup.queue)?;
+    // In the browser popping an error scope is a promise that burn's executor cannot wait for:
+    // our work there leaves its errors to the next call (or to `settle`).
+    ctx.set_deferred_errors(cfg!(target_family = "wasm"));
     let mut all = shared();
     all.retain(|d| d.device != device);
     all.push(SharedDevice {
@@ -110,16 +113,26 @@ pub(crate) fn wgpu_context(device: &WgpuDevice) -> Option<Arc<GpuContext>> {
 }
 
 /// The path [`super::DrConv2d`] takes for f32 on `device`: [`Path::Kernels`] on a device
-/// registered with drconv (unless [`set_path`] said otherwise), [`Path::BurnOps`] elsewhere and
-/// in the browser (our kernels still wait on the GPU inside burn's executor there).
+/// registered with drconv (unless [`set_path`] said otherwise), in the browser too;
+/// [`Path::BurnOps`] elsewhere.
 pub fn path(device: &Device) -> Path {
     let Some(wgpu) = wgpu_device(device) else {
         return Path::BurnOps;
     };
     let registered = shared().iter().find(|d| d.device == wgpu).map(|d| d.path);
-    match registered {
-        Some(path) if cfg!(not(target_family = "wasm")) => path,
-        _ => Path::BurnOps,
+    registered.unwrap_or(Path::BurnOps)
+}
+
+/// Waits until every error of drconv's work so far on `device` is known, and returns the first
+/// (`Ok` on a device drconv does not run on). In the browser an error of our kernels inside
+/// burn's executor surfaces one call late (popping an error scope is a promise there); this is
+/// the explicit check, for after reading a model's output back (`into_data_async`), which
+/// makes burn run what it queued. Natively errors are reported by the call itself and this
+/// returns at once.
+pub async fn settle(device: &Device) -> Result<()> {
+    match context(device) {
+        Some(ctx) => ctx.settle("drconv::burn::settle").await,
+        None => Ok(()),
     }
 }
 

@@ -400,11 +400,10 @@ impl GpuContext {
     }
 
     /// Submits `encoder` inside error scopes, so that an error of ours comes back here as a
-    /// `DrConvError` and never reaches the handler of a caller who owns the device.
+    /// `DrConvError` (or, with deferred errors on, from the next call) and never reaches the
+    /// handler of a caller who owns the device.
     pub async fn submit(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
-        self.scoped("submit", || self.queue.submit(Some(encoder.finish())))
-            .await
-            .map(|_| ())
+        self.submit_deferred("submit", encoder).await
     }
 
     pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {

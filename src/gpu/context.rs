@@ -130,11 +130,44 @@ pub struct GpuContext {
 }
 
 /// An error scope's pending result (`crate::gpu::deferred`).
+pub(crate) struct Pending(std::pin::Pin<Box<dyn PopFuture>>);
+
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) type Pending =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>> + Send>>;
+pub(crate) trait PopFuture:
+    std::future::Future<Output = Option<wgpu::Error>> + Send
+{
+}
+#[cfg(not(target_arch = "wasm32"))]
+impl<F: std::future::Future<Output = Option<wgpu::Error>> + Send> PopFuture for F {}
+
+/// In the browser the future is a JavaScript promise, which is not `Send`.
 #[cfg(target_arch = "wasm32")]
-pub(crate) type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Option<wgpu::Error>>>>;
+pub(crate) trait PopFuture: std::future::Future<Output = Option<wgpu::Error>> {}
+#[cfg(target_arch = "wasm32")]
+impl<F: std::future::Future<Output = Option<wgpu::Error>>> PopFuture for F {}
+
+// SAFETY: wasm32 without the atomics feature runs one thread, so the promise is never touched
+// from another: the premise of wgpu's `fragile-send-sync-non-atomic-wasm`, which burn turns on.
+// It keeps the context `Send + Sync`, as burn's modules and ops must be.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+unsafe impl Send for Pending {}
+
+impl Pending {
+    pub(crate) fn new(pop: impl PopFuture + 'static) -> Self {
+        Pending(Box::pin(pop))
+    }
+}
+
+impl std::future::Future for Pending {
+    type Output = Option<wgpu::Error>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -510,10 +543,17 @@ impl GpuContext {
         self.sink.lock().map(|s| s.lost.is_some()).unwrap_or(true)
     }
 
-    /// Runs `f` inside out-of-memory and validation error scopes; any error becomes `Err`.
+    /// Runs `f` inside out-of-memory and validation error scopes; any error becomes `Err`. With
+    /// deferred errors on ([`GpuContext::set_deferred_errors`]) it does not wait for the scopes:
+    /// their error comes back from the next call.
     pub async fn scoped<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T> {
         self.check(op)?;
-        let (out, [val, oom]) = self.in_scopes(f);
+        let (out, scopes) = self.in_scopes(f);
+        if self.deferred_errors() {
+            self.defer(op, scopes);
+            return Ok(out);
+        }
+        let [val, oom] = scopes;
         let val_err = val.pop().await;
         let oom_err = oom.pop().await;
         if let Some(e) = oom_err.or(val_err) {

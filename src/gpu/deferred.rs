@@ -1,19 +1,22 @@
-//! Submissions that do not wait for their error scopes: where a caller must not block (inside
-//! burn's executor, and on the web, where popping an error scope is a JavaScript promise that
-//! a blocked thread never sees settle). The scopes' futures are kept on the context and polled
+//! Work that does not wait for its error scopes (submissions, and the buffers and pipelines of
+//! new plans): where a caller must not block (inside burn's executor, and on the web, where
+//! popping an error scope is a JavaScript promise that a blocked thread never sees settle). The scopes' futures are kept on the context and polled
 //! without blocking at every later check; an error they report comes back from the next call on
 //! the context (or from [`GpuContext::settle`]), one call late. Natively the futures are ready
 //! at once, so forcing the mode there tests what the web does.
 
+use std::future::Future;
+use std::pin::{pin, Pin};
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
-use crate::error::Result;
+use crate::error::{DrConvError, Result};
 use crate::gpu::context::{GpuContext, Pending};
 
 impl GpuContext {
-    /// Whether submissions through [`GpuContext::submit_deferred`] leave their errors to a later
-    /// call instead of waiting (off by default natively).
+    /// Whether work in error scopes (submissions, and the buffers and pipelines of new plans)
+    /// leaves its errors to a later call instead of waiting (off by default natively; on for
+    /// burn's WebGPU devices registered with drconv).
     pub fn set_deferred_errors(&self, on: bool) {
         self.deferred.store(on, Ordering::Relaxed);
     }
@@ -23,22 +26,23 @@ impl GpuContext {
         self.deferred.load(Ordering::Relaxed)
     }
 
-    /// Submits `encoder` inside out-of-memory and validation error scopes. With deferred errors
-    /// on, it returns without waiting for the scopes: an error they report is returned by the
-    /// next call that checks the context (naming `op`); off, it waits, as `submit` does. Either
-    /// way an error recorded earlier is returned first.
+    /// [`GpuContext::submit`], naming `op` in its errors: with deferred errors on, it returns
+    /// without waiting for the error scopes, and an error they report is returned by the next
+    /// call that checks the context; off, it waits. Either way an error recorded earlier is
+    /// returned first.
     pub async fn submit_deferred(&self, op: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
-        if !self.deferred_errors() {
-            return self.submit(encoder).await;
-        }
-        self.check(op)?;
-        let (_, scopes) = self.in_scopes(|| self.queue.submit(Some(encoder.finish())));
-        let scopes = scopes.map(|s| -> Pending { Box::pin(s.pop()) });
+        self.scoped(op, || self.queue.submit(Some(encoder.finish())))
+            .await
+            .map(|_| ())
+    }
+
+    /// Keeps `scopes` (of work `op` just did) pending on the context instead of waiting for them.
+    pub(crate) fn defer(&self, op: &str, scopes: [wgpu::ErrorScopeGuard; 2]) {
+        let scopes = scopes.map(|s| Pending::new(s.pop()));
         if let Ok(mut p) = self.pending.lock() {
             p.extend(scopes.into_iter().map(|s| (op.to_string(), s)));
         }
         self.settle_ready();
-        Ok(())
     }
 
     /// Waits for every deferred error scope, then checks the context: the web's explicit
@@ -50,7 +54,7 @@ impl GpuContext {
         };
         for (at, scope) in pending {
             if let Some(e) = scope.await {
-                self.record_error(format!("in an earlier submission ({at}): {e}"));
+                self.record_error(format!("in an earlier call ({at}): {e}"));
             }
         }
         self.check(op)
@@ -63,9 +67,9 @@ impl GpuContext {
         };
         let mut cx = Context::from_waker(Waker::noop());
         let mut errors = Vec::new();
-        pending.retain_mut(|(at, scope)| match scope.as_mut().poll(&mut cx) {
+        pending.retain_mut(|(at, scope)| match Pin::new(scope).poll(&mut cx) {
             Poll::Ready(e) => {
-                errors.extend(e.map(|e| format!("in an earlier submission ({at}): {e}")));
+                errors.extend(e.map(|e| format!("in an earlier call ({at}): {e}")));
                 false
             }
             Poll::Pending => true,
@@ -74,5 +78,21 @@ impl GpuContext {
         for e in errors {
             self.record_error(e);
         }
+    }
+}
+
+/// The output of `fut`, polled once: for callers that must not block (burn's executor), running
+/// async code that has nothing to wait for (natively wgpu's error scopes are ready at once; with
+/// deferred errors on nothing waits for them). An error, never a hang, if it would wait.
+#[cfg_attr(not(feature = "burn"), allow(dead_code))]
+pub(crate) fn without_waiting<F: Future>(op: &str, fut: F) -> Result<F::Output> {
+    match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => Ok(out),
+        Poll::Pending => Err(DrConvError::Gpu {
+            op: op.into(),
+            message: "it would wait on the GPU, which nothing may do inside burn's executor \
+                      (turn deferred errors on: GpuContext::set_deferred_errors)"
+                .into(),
+        }),
     }
 }

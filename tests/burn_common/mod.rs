@@ -1,6 +1,8 @@
 //! Shared by the burn tests: the devices, host <-> burn tensors, comparisons.
 #![allow(dead_code)]
 
+pub mod golden;
+
 use std::sync::OnceLock;
 
 use burn::backend::wgpu::WgpuDevice;
