@@ -1,6 +1,7 @@
 //! burn-onnx's hook for the `drconv.DRConv2d` node (feature `onnx`): a PyTorch model exported
 //! with `python/drconv_onnx.py` becomes a burn model whose DRConv layers are
-//! [`crate::burn::DrConv2d`], on our kernels where the device is registered with drconv.
+//! [`crate::burn::DrConv2dFn`] (the layer without parameters; its weights are the graph's
+//! constants, stored once), on our kernels where the device is registered with drconv.
 //!
 //! In the model crate's `build.rs` (its `[build-dependencies]`: `burn-onnx` and drconv with
 //! feature `onnx`; its `[dependencies]`: `burn` and drconv with feature `burn`):
@@ -26,8 +27,8 @@
 use burn_onnx::ext::proc_macro2::{Ident, Span, TokenStream};
 use burn_onnx::ext::quote::quote;
 use burn_onnx::ext::{
-    arg_to_ident, create_deferred_tensor, ArgType, Argument, AttrKind, CodegenContext, CustomNode,
-    DType, Field, OpsetRange, PackTensor, ProcessError, TensorType,
+    arg_to_ident, ArgType, Argument, AttrKind, CodegenContext, CustomNode, DType, Field,
+    OpsetRange, ProcessError, TensorType,
 };
 
 use crate::config::DrConvConfig;
@@ -287,13 +288,20 @@ impl burn_onnx::ext::CustomOp for DrConv2dOp {
         ctx: &mut CodegenContext<'_, '_>,
     ) -> Result<TokenStream, ProcessError> {
         let input = ctx.arg(&node.inputs[0]);
+        let [w1, b1, w3, b3, gw, gb] = [1, 2, 3, 4, 5, 6].map(|i| ctx.arg(&node.inputs[i]));
         let output = arg_to_ident(&node.outputs[0]);
         let field = Ident::new(&node.name, Span::call_site());
         Ok(quote! {
-            let #output = self.#field.forward(#input);
+            let #output = self.#field.forward(
+                #input,
+                drconv::burn::Weights { w1: #w1, b1: #b1, w3: #w3, b3: #b3, gw: #gw, gb: #gb },
+            );
         })
     }
 
+    /// The layer without parameters: its weights are the graph's constants (onnx-ir makes the
+    /// initializers constants, which burn-onnx stores and loads), passed to each forward, so
+    /// each is stored once.
     fn field(&self, node: &CustomNode) -> Result<Option<Field>, ProcessError> {
         let c = layer_config(node)?;
         let name = Ident::new(&node.name, Span::call_site());
@@ -301,30 +309,14 @@ impl burn_onnx::ext::CustomOp for DrConv2dOp {
         let (s, p, d) = (c.stride, c.padding, c.dilation);
         Ok(Some(Field::new(
             &node.name,
-            quote! { drconv::burn::DrConv2d },
+            quote! { drconv::burn::DrConv2dFn },
             quote! {
                 let #name = drconv::burn::DrConv2dConfig::new(#i, #o, #k, #r)
                     .with_stride(#s)
                     .with_padding(#p)
                     .with_dilation(#d)
-                    .init(device);
+                    .init_fn();
             },
         )))
-    }
-
-    fn collect_tensors(
-        &self,
-        node: &CustomNode,
-        field_name: &str,
-    ) -> Result<Vec<PackTensor>, ProcessError> {
-        layer_config(node)?;
-        weights(node)?
-            .iter()
-            .zip(ParamId::ALL)
-            .map(|(arg, param)| {
-                create_deferred_tensor(arg, &format!("{field_name}.{}", param.name()))
-                    .ok_or_else(|| node_error(node, format!("weight `{}` holds no data", arg.name)))
-            })
-            .collect()
     }
 }

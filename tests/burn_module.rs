@@ -252,3 +252,48 @@ fn to_params_async_reads_what_to_params_reads() {
         }
     }
 }
+
+/// `DrConv2dFn` (the layer without parameters, as ONNX models hold it) with a module's weights
+/// gives that module's output bit for bit on both devices, and a weight of the wrong shape is
+/// an error naming it.
+#[test]
+fn drconv2d_fn_takes_its_weights_per_call() {
+    for (name, device) in devices() {
+        let config = DrConv2dConfig::new(5, 6, 3, 3).with_padding(1);
+        let m = config.init(&device);
+        let f = config.init_fn();
+        assert_eq!(f.layer_config(), m.layer_config(), "{name}");
+        let (k1, k3) = (
+            m.conv_kernel[1].as_ref().unwrap(),
+            m.conv_kernel[3].as_ref().unwrap(),
+        );
+        let bias = |c: &burn::nn::conv::Conv2d| c.bias.as_ref().unwrap().val();
+        let weights = drconv::burn::Weights {
+            w1: k1.weight.val(),
+            b1: bias(k1),
+            w3: k3.weight.val(),
+            b3: bias(k3),
+            gw: m.conv_guide.weight.val(),
+            gb: bias(&m.conv_guide),
+        };
+        let x = Tensor::<4>::random(
+            [2, 5, 7, 9],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        assert_eq!(
+            values(f.forward(x.clone(), weights.clone())),
+            values(m.forward(x.clone())),
+            "{name}"
+        );
+        let wrong = drconv::burn::Weights {
+            gb: Tensor::zeros([4], &device),
+            ..weights
+        };
+        let e = f.try_forward(x, wrong).unwrap_err().to_string();
+        assert!(
+            e.contains("conv_guide.bias") && e.contains("[4]"),
+            "{name}: {e}"
+        );
+    }
+}

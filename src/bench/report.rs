@@ -21,7 +21,7 @@ pub struct BenchRow {
     /// Training forward + backward (the fused forward saves nothing for a backward), the same
     /// for both rows of a shape; `None` when the backward failed on this device.
     pub forward_backward_ms: Option<f64>,
-    /// The path's required work (see [`BenchShape`]) over `forward_ms`.
+    /// The path's required work (see [`BenchShape`](super::shapes::BenchShape)) over `forward_ms`.
     pub gflops: f64,
     /// The plan's buffers plus the parameters.
     pub peak_bytes: u64,

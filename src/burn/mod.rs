@@ -1,5 +1,7 @@
 //! DRConv2d as a [burn](https://burn.dev) module (feature `burn`): put [`DrConv2d`] in a burn
 //! model, load a PyTorch `state_dict` into it, train it with burn's autodiff and optimizers.
+//! [`DrConv2dFn`] is the same layer without parameters, its [`Weights`] passed to each call (what
+//! a model generated from ONNX holds).
 //!
 //! # Which path runs where
 //! - **A wgpu device registered with drconv** ([`init_wgpu`], [`init_wgpu_async`] or
@@ -50,6 +52,8 @@
 
 mod autodiff;
 mod config;
+mod forward;
+mod functional;
 mod kernels;
 mod module;
 mod ops;
@@ -57,8 +61,10 @@ mod reference;
 mod runtime;
 
 pub use config::DrConv2dConfig;
+pub use functional::DrConv2dFn;
 pub use module::DrConv2d;
 pub use ops::{DrConvOps, DrConvTensors, KernelCall};
+pub use reference::Weights;
 #[cfg(not(target_family = "wasm"))]
 pub use runtime::init_wgpu;
 pub use runtime::{context, init_wgpu_async, path, register_setup, set_path, settle, Path};

@@ -1,19 +1,15 @@
 //! `DrConv2d`, the burn module: the reference `DRConv2d`'s parameters under its `state_dict`
 //! names, and a forward that picks our kernels or burn's ops by device.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use burn::backend::{DType, Dispatch};
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::ops::{DrConvOps, DrConvTensors, KernelCall};
+use super::forward;
 use super::reference::{self, Weights};
-use super::runtime::{self, context, Path, Runtime};
-use crate::config::{DrConvConfig, Mode};
+use super::runtime::{self, Path, Runtime};
+use crate::config::DrConvConfig;
 use crate::error::{DrConvError, Result};
-use crate::gpu::deferred::without_waiting;
 use crate::params::DrConvParams;
 
 /// Dynamic Region-Aware Convolution as a burn module: the PyTorch reference's `DRConv2d`, with
@@ -33,8 +29,6 @@ pub struct DrConv2d {
     #[module(skip)]
     runtime: Runtime,
 }
-
-static WARNED: AtomicBool = AtomicBool::new(false);
 
 impl DrConv2d {
     pub(crate) fn assemble(
@@ -73,103 +67,27 @@ impl DrConv2d {
 
     /// [`DrConv2d::forward`], with every error it can see before burn runs the call.
     pub fn try_forward(&self, x: Tensor<4>) -> Result<Tensor<4>> {
-        let w = self.checked(&x)?;
-        let device = x.device();
-        match self.path(&device) {
-            Path::Kernels if x.dtype() == DType::F32 => self.forward_kernels(x, w),
-            _ => {
-                self.note_burn_ops(&device);
-                Ok(reference::forward(self.runtime.config(), x, &w))
-            }
-        }
+        forward::run(&self.runtime, x, self.weights()?)
     }
 
     /// The forward composed from burn's ops, on any device (what non-wgpu devices run).
     pub fn forward_burn_ops(&self, x: Tensor<4>) -> Result<Tensor<4>> {
-        let w = self.checked(&x)?;
+        let w = self.weights()?;
+        forward::checked(self.runtime.config(), &x, &w)?;
         Ok(reference::forward(self.runtime.config(), x, &w))
     }
 
     /// The region of every output pixel, B x H' x W' (the first maximal guide logit), from the
     /// guide conv in burn's ops.
     pub fn regions(&self, x: Tensor<4>) -> Result<Tensor<3, Int>> {
-        let w = self.checked(&x)?;
+        let w = self.weights()?;
+        forward::checked(self.runtime.config(), &x, &w)?;
         let guide = reference::guide(self.runtime.config(), &x, &w);
         let [b, _, h, width] = guide.dims();
         Ok(reference::region_map(guide.detach()).reshape([b, h, width]))
     }
 
-    /// The parameters, checked against `x`: its shape against the configuration, and one float
-    /// dtype for all (burn's ops would panic on a mix).
-    fn checked(&self, x: &Tensor<4>) -> Result<Weights> {
-        self.runtime.config().forward_shape(&x.dims())?;
-        let w = self.weights()?;
-        let dtype = x.dtype();
-        if !dtype.is_float() {
-            return Err(DrConvError::Shape(format!(
-                "x is {dtype:?}; DrConv2d takes unquantized float tensors (f32, f16, ...)"
-            )));
-        }
-        if let Some(p) = w.infos().into_iter().find(|p| p.dtype != dtype) {
-            return Err(DrConvError::Weights(format!(
-                "{} is {:?} but x is {dtype:?}: the input and the parameters must share one \
-                 float dtype (cast the input, or the module's parameters)",
-                p.id.name(),
-                p.dtype
-            )));
-        }
-        Ok(w)
-    }
-
-    fn forward_kernels(&self, x: Tensor<4>, w: Weights) -> Result<Tensor<4>> {
-        let ctx = context(&x.device()).expect("the path said kernels");
-        // An error of earlier work left pending (deferred errors: the browser) comes back here,
-        // not from inside burn's executor.
-        ctx.check("DrConv2d::try_forward")?;
-        let mode = if x.is_tracked() || w.infos().iter().any(|p| p.tracked) {
-            Mode::Training
-        } else {
-            Mode::Inference
-        };
-        // Build the plan now: its errors (the device's limits) come back here, not from inside
-        // burn's executor.
-        let shape = x.dims();
-        self.runtime.with_slot(&ctx, |slot| {
-            without_waiting("building the plan", slot.layer.prepare(&shape, mode))?
-        })?;
-        let call = KernelCall {
-            runtime: self.runtime.clone(),
-            mode,
-            ticket: 0,
-        };
-        let tensors = DrConvTensors {
-            x: x.into_dispatch(),
-            w1: w.w1.into_dispatch(),
-            b1: w.b1.into_dispatch(),
-            w3: w.w3.into_dispatch(),
-            b3: w.b3.into_dispatch(),
-            gw: w.gw.into_dispatch(),
-            gb: w.gb.into_dispatch(),
-        };
-        let y = <Dispatch as DrConvOps>::drconv_forward(tensors, call);
-        Ok(Tensor::from_dispatch(y))
-    }
-
-    /// A wgpu device that was not registered runs burn's ops: say so once.
-    fn note_burn_ops(&self, device: &Device) {
-        if format!("{device:?}").contains("Wgpu")
-            && context(device).is_none()
-            && !WARNED.swap(true, Ordering::Relaxed)
-        {
-            log::warn!(
-                "drconv::burn: {device:?} is a wgpu device not registered with drconv, so \
-                 DrConv2d runs burn's ops there (many times slower); create it with \
-                 drconv::burn::init_wgpu to run drconv's kernels"
-            );
-        }
-    }
-
-    /// The six parameters (state_dict order), their shapes checked against the configuration.
+    /// The six parameters (state_dict order).
     fn weights(&self) -> Result<Weights> {
         let conv = |i: usize| {
             self.conv_kernel
@@ -197,17 +115,6 @@ impl DrConv2d {
             gw: g.weight.val(),
             gb: bias(g, "conv_guide")?,
         };
-        let config = self.runtime.config();
-        for p in w.infos() {
-            let want = config.param_shape(p.id);
-            if p.dims != want {
-                return Err(DrConvError::Weights(format!(
-                    "{} has shape {:?} but the layer {config:?} needs {want:?}",
-                    p.id.name(),
-                    p.dims
-                )));
-            }
-        }
         Ok(w)
     }
 

@@ -10,13 +10,21 @@ use burn::tensor::{activation, DType, FloatDType, Int, Tensor};
 use crate::config::DrConvConfig;
 use crate::params::ParamId;
 
-/// The layer's six parameters as burn tensors (state_dict order).
-pub(crate) struct Weights {
+/// A layer's six weights as burn tensors, in `state_dict` order (shapes for in channels I, out
+/// channels O, kernel size k, regions r): what [`super::DrConv2dFn`] takes with each call.
+#[derive(Debug, Clone)]
+pub struct Weights {
+    /// `conv_kernel.1.weight`, r*r x I x 1 x 1.
     pub w1: Tensor<4>,
+    /// `conv_kernel.1.bias`, r*r.
     pub b1: Tensor<1>,
+    /// `conv_kernel.3.weight`, r*I*O x r x 1 x 1.
     pub w3: Tensor<4>,
+    /// `conv_kernel.3.bias`, r*I*O.
     pub b3: Tensor<1>,
+    /// `conv_guide.weight`, r x I x k x k.
     pub gw: Tensor<4>,
+    /// `conv_guide.bias`, r.
     pub gb: Tensor<1>,
 }
 
@@ -31,7 +39,7 @@ pub(crate) struct ParamInfo {
 
 impl Weights {
     /// Each parameter's [`ParamInfo`], in state_dict order.
-    pub fn infos(&self) -> [ParamInfo; 6] {
+    pub(crate) fn infos(&self) -> [ParamInfo; 6] {
         fn info<const D: usize>(id: ParamId, t: &Tensor<D>) -> ParamInfo {
             ParamInfo {
                 id,

@@ -88,7 +88,7 @@ fn a_good_node_generates_our_module() {
     let code = std::fs::read_to_string(out.join("attrs.rs")).unwrap();
     let _ = std::fs::remove_dir_all(&out);
     assert_eq!(
-        code.matches(": drconv::burn::DrConv2d,").count(),
+        code.matches(": drconv::burn::DrConv2dFn,").count(),
         4,
         "{code}"
     );
