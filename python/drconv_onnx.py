@@ -12,7 +12,7 @@ one node of the custom domain ``drconv`` (version 1)::
 
 whose six weights are initializers under their ``state_dict`` names. Everything else is left to
 PyTorch's exporter (Conv + BatchNorm folded as usual). ``drconv::onnx::DrConv2dOp`` (the Rust
-crate, feature ``onnx``) turns the node into ``drconv::burn::DrConv2d`` when burn-onnx generates
+crate, feature ``onnx``) turns the node into ``drconv::burn::DrConv2dFn`` when burn-onnx generates
 the model.
 
 A YOLOv5 user who added the seed's ``DRConv2d`` to ``models/common.py``::

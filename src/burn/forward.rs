@@ -40,6 +40,22 @@ pub(crate) fn checked(config: &DrConvConfig, x: &Tensor<4>, w: &Weights) -> Resu
             "x is {dtype:?}; DrConv2d takes unquantized float tensors (f32, f16, ...)"
         )));
     }
+    check_shapes(config, w)?;
+    for p in w.infos() {
+        if p.dtype != dtype {
+            return Err(DrConvError::Weights(format!(
+                "{} is {:?} but x is {dtype:?}: the input and the parameters must share one \
+                 float dtype (cast the input, or the module's parameters)",
+                p.id.name(),
+                p.dtype
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every weight's shape against the configuration's.
+pub(crate) fn check_shapes(config: &DrConvConfig, w: &Weights) -> Result<()> {
     for p in w.infos() {
         let want = config.param_shape(p.id);
         if p.dims != want {
@@ -47,14 +63,6 @@ pub(crate) fn checked(config: &DrConvConfig, x: &Tensor<4>, w: &Weights) -> Resu
                 "{} has shape {:?} but the layer {config:?} needs {want:?}",
                 p.id.name(),
                 p.dims
-            )));
-        }
-        if p.dtype != dtype {
-            return Err(DrConvError::Weights(format!(
-                "{} is {:?} but x is {dtype:?}: the input and the parameters must share one \
-                 float dtype (cast the input, or the module's parameters)",
-                p.id.name(),
-                p.dtype
             )));
         }
     }

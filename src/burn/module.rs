@@ -87,7 +87,7 @@ impl DrConv2d {
         Ok(reference::region_map(guide.detach()).reshape([b, h, width]))
     }
 
-    /// The six parameters (state_dict order).
+    /// The six parameters (state_dict order), their shapes checked against the configuration.
     fn weights(&self) -> Result<Weights> {
         let conv = |i: usize| {
             self.conv_kernel
@@ -115,6 +115,7 @@ impl DrConv2d {
             gw: g.weight.val(),
             gb: bias(g, "conv_guide")?,
         };
+        forward::check_shapes(self.runtime.config(), &w)?;
         Ok(w)
     }
 
