@@ -234,6 +234,8 @@ impl DrConv2d {
 
     /// Runs the forward with one submission; the output stays on the GPU.
     pub async fn forward(&mut self, x: &GpuTensor, mode: Mode) -> Result<GpuTensor> {
+        // With deferred errors, an error of earlier work comes back here.
+        self.ctx.check("forward")?;
         let mut encoder = self.ctx.encoder("drconv forward");
         let out = self.encode_forward(&mut encoder, x, mode).await?;
         self.ctx.submit(encoder).await?;

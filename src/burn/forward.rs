@@ -74,8 +74,15 @@ pub(crate) fn check_shapes(config: &DrConvConfig, w: &Weights) -> Result<()> {
 fn kernels(runtime: &Runtime, x: Tensor<4>, w: Weights) -> Result<Tensor<4>> {
     let ctx = context(&x.device()).expect("the path said kernels");
     // An error of earlier work left pending (deferred errors: the browser) comes back here,
-    // not from inside burn's executor.
-    ctx.check("DrConv2d::try_forward")?;
+    // not from inside burn's executor; the plans may hold what failed, so they are rebuilt.
+    let check = || {
+        let r = ctx.check("DrConv2d::try_forward");
+        if r.is_err() {
+            runtime.forget(&ctx);
+        }
+        r
+    };
+    check()?;
     let mode = if x.is_tracked() || w.infos().iter().any(|p| p.tracked) {
         Mode::Training
     } else {
@@ -85,6 +92,8 @@ fn kernels(runtime: &Runtime, x: Tensor<4>, w: Weights) -> Result<Tensor<4>> {
     runtime.with_slot(&ctx, |slot| {
         without_waiting("building the plan", slot.layer.prepare(&shape, mode))?
     })?;
+    // Errors of building the plan, where already known (natively always).
+    check()?;
     let call = KernelCall {
         runtime: runtime.clone(),
         mode,

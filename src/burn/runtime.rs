@@ -214,6 +214,15 @@ impl Runtime {
         &self.config
     }
 
+    /// Drops this module's layer on `ctx` (its plans), to be made anew on the next call.
+    pub(crate) fn forget(&self, ctx: &GpuContext) {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.retain(|s| s.layer.context().id() != ctx.id());
+    }
+
     /// Runs `f` on this module's layer on `ctx` (made on first use).
     pub(crate) fn with_slot<T>(
         &self,

@@ -547,13 +547,19 @@ impl GpuContext {
     /// deferred errors on ([`GpuContext::set_deferred_errors`]) it does not wait for the scopes:
     /// their error comes back from the next call.
     pub async fn scoped<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T> {
-        self.check(op)?;
-        let (out, scopes) = self.in_scopes(f);
         if self.deferred_errors() {
+            // This may run inside burn's executor, where an error must not fail the work: one
+            // recorded earlier is left for the next check (`try_forward`, `settle`); only a
+            // lost device stops here.
+            if self.is_lost() {
+                self.check(op)?;
+            }
+            let (out, scopes) = self.in_scopes(f);
             self.defer(op, scopes);
             return Ok(out);
         }
-        let [val, oom] = scopes;
+        self.check(op)?;
+        let (out, [val, oom]) = self.in_scopes(f);
         let val_err = val.pop().await;
         let oom_err = oom.pop().await;
         if let Some(e) = oom_err.or(val_err) {

@@ -27,9 +27,9 @@ impl GpuContext {
     }
 
     /// [`GpuContext::submit`], naming `op` in its errors: with deferred errors on, it returns
-    /// without waiting for the error scopes, and an error they report is returned by the next
-    /// call that checks the context; off, it waits. Either way an error recorded earlier is
-    /// returned first.
+    /// without waiting for the error scopes, and an error they report (or one recorded
+    /// earlier) is returned by the next call that checks the context; off, it waits, and an
+    /// error recorded earlier is returned first.
     pub async fn submit_deferred(&self, op: &str, encoder: wgpu::CommandEncoder) -> Result<()> {
         self.scoped(op, || self.queue.submit(Some(encoder.finish())))
             .await
