@@ -72,22 +72,34 @@ impl DrConv2d {
 
     /// The forward composed from burn's ops, on any device (what non-wgpu devices run).
     pub fn forward_burn_ops(&self, x: Tensor<4>) -> Result<Tensor<4>> {
-        let w = self.weights()?;
-        forward::checked(self.runtime.config(), &x, &w)?;
+        let w = self.checked(&x)?;
         Ok(reference::forward(self.runtime.config(), x, &w))
     }
 
     /// The region of every output pixel, B x H' x W' (the first maximal guide logit), from the
     /// guide conv in burn's ops.
     pub fn regions(&self, x: Tensor<4>) -> Result<Tensor<3, Int>> {
-        let w = self.weights()?;
-        forward::checked(self.runtime.config(), &x, &w)?;
+        let w = self.checked(&x)?;
         let guide = reference::guide(self.runtime.config(), &x, &w);
         let [b, _, h, width] = guide.dims();
         Ok(reference::region_map(guide.detach()).reshape([b, h, width]))
     }
 
-    /// The six parameters (state_dict order), their shapes checked against the configuration.
+    /// The parameters, checked against `x` and the configuration (`forward::checked`).
+    fn checked(&self, x: &Tensor<4>) -> Result<Weights> {
+        let w = self.weights()?;
+        forward::checked(self.runtime.config(), x, &w)?;
+        Ok(w)
+    }
+
+    /// The parameters, their shapes checked against the configuration (no input to check).
+    fn checked_params(&self) -> Result<Weights> {
+        let w = self.weights()?;
+        forward::check_shapes(self.runtime.config(), &w)?;
+        Ok(w)
+    }
+
+    /// The six parameters (state_dict order), present; their shapes are checked by the caller.
     fn weights(&self) -> Result<Weights> {
         let conv = |i: usize| {
             self.conv_kernel
@@ -115,13 +127,12 @@ impl DrConv2d {
             gw: g.weight.val(),
             gb: bias(g, "conv_guide")?,
         };
-        forward::check_shapes(self.runtime.config(), &w)?;
         Ok(w)
     }
 
     /// The parameters as the crate's host values, in f32 (reads them back from the device).
     pub fn to_params(&self) -> Result<DrConvParams> {
-        let w = self.weights()?;
+        let w = self.checked_params()?;
         let values = [
             read_f32(w.w1.into_data())?,
             read_f32(w.b1.into_data())?,
@@ -136,7 +147,7 @@ impl DrConv2d {
     /// [`DrConv2d::to_params`] without blocking: what the browser needs, where burn reads a
     /// WebGPU buffer only asynchronously (`into_data` panics there).
     pub async fn to_params_async(&self) -> Result<DrConvParams> {
-        let w = self.weights()?;
+        let w = self.checked_params()?;
         let values = [
             read_f32_async(w.w1).await?,
             read_f32_async(w.b1).await?,

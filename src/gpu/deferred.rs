@@ -1,9 +1,10 @@
 //! Work that does not wait for its error scopes (submissions, and the buffers and pipelines of
 //! new plans): where a caller must not block (inside burn's executor, and on the web, where
-//! popping an error scope is a JavaScript promise that a blocked thread never sees settle). The scopes' futures are kept on the context and polled
-//! without blocking at every later check; an error they report comes back from the next call on
-//! the context (or from [`GpuContext::settle`]), one call late. Natively the futures are ready
-//! at once, so forcing the mode there tests what the web does.
+//! popping an error scope is a JavaScript promise that a blocked thread never sees settle). The
+//! scopes' futures are kept on the context and polled without blocking at every later check;
+//! an error they report comes back from the next call on the context (or from
+//! [`GpuContext::settle`]), one call late. Natively the futures are ready at once, so forcing
+//! the mode there tests what the web does.
 
 use std::future::Future;
 use std::pin::{pin, Pin};
